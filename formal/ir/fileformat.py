@@ -1,0 +1,419 @@
+"""The schedule file format, version 1: load and save, losslessly.
+
+The format is documented in ``docs/format.md`` and described by the JSON
+Schema ``syncproof/schema/schedule-v1.schema.json``.  Every error names the
+file, the rank and op index and the field, and is a :class:`ScheduleError`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import ScheduleError
+from .ops import Access, Kind, Meta, Op
+from .region import FULL, Interval, Region, RegionSyntaxError, parse_region_parts
+from .schedule import Buffer, InitValue, Schedule
+from .validate import suggest, validate
+
+FORMAT_VERSION = 1
+
+TOP_KEYS = ("syncproof", "name", "description", "p2p", "groups", "buffers", "init", "ranks")
+META_KEYS = ("phase", "step", "layer", "mb", "seqs", "tokens", "sp", "sample")
+_COMMON = ("op", "stream", "name") + META_KEYS
+_KIND_KEYS: dict[Kind, tuple[str, ...]] = {
+    Kind.COMPUTE: ("reads", "writes"),
+    Kind.SEND: ("to", "channel", "reads", "size", "dtype"),
+    Kind.RECV: ("from", "channel", "writes", "size", "dtype"),
+    Kind.RECORD: ("event",),
+    Kind.WAIT: ("event",),
+}
+for _k in (Kind.ALL_REDUCE, Kind.ALL_GATHER, Kind.REDUCE_SCATTER, Kind.ALL_TO_ALL, Kind.BARRIER):
+    _KIND_KEYS[_k] = ("group", "reads", "writes", "size", "dtype")
+_KIND_KEYS[Kind.BROADCAST] = ("group", "root", "reads", "writes", "size", "dtype")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+# ---------------------------------------------------------------- helpers
+def _want(cond: bool, msg: str, where: str, hint: str = "") -> None:
+    if not cond:
+        raise ScheduleError(msg, where, hint)
+
+
+def _int(v: Any, what: str, where: str) -> int:
+    _want(isinstance(v, int) and not isinstance(v, bool), f"{what} must be an integer, got {v!r}", where)
+    return int(v)
+
+
+def _str(v: Any, what: str, where: str) -> str:
+    _want(isinstance(v, str) and v != "", f"{what} must be a non-empty string, got {v!r}", where)
+    return str(v)
+
+
+def resolve_region(text: Any, buffers: dict[str, Buffer], where: str) -> Region:
+    """Parse a region string and normalise it: every axis of the buffer, in
+    declared order, the ones not named covering the whole axis."""
+    _want(isinstance(text, str), f"a region must be a string like 'kv[token=0:512]', got {text!r}", where)
+    try:
+        name, parts = parse_region_parts(text)
+    except RegionSyntaxError as exc:
+        raise ScheduleError(str(exc), where) from None
+    buf = buffers.get(name)
+    if buf is None:
+        raise ScheduleError(
+            f"buffer {name!r} is not declared", where,
+            f"add it to \"buffers\"; {suggest(name, buffers)}",
+        )
+    given = dict(parts)
+    for axis in given:
+        if axis not in buf.axis_names:
+            raise ScheduleError(
+                f"axis {axis!r} is not declared for buffer {name!r}"
+                f" (its axes: {', '.join(buf.axis_names) or 'none'})",
+                where,
+                suggest(axis, buf.axis_names) if buf.axes else f"declare it: \"{name}\": [\"{axis}\"]",
+            )
+    return Region(name, tuple((a, given.get(a, FULL)) for a in buf.axis_names))
+
+
+def _accesses(v: Any, what: str, buffers: dict[str, Buffer], where: str, writes: bool) -> tuple[Access, ...]:
+    _want(isinstance(v, dict), f"{what!r} must map regions to values, e.g. {{\"x[layer=0]\": \"h0\"}}", where)
+    out = []
+    for reg, val in v.items():
+        w = f"{where}, {what} {reg!r}"
+        region = resolve_region(reg, buffers, w)
+        if val is None:
+            _want(not writes, "a write must name the value it writes", w)
+        else:
+            _want(isinstance(val, str) and val != "", f"value must be a non-empty string, got {val!r}", w)
+        out.append(Access(region, val))
+    return tuple(out)
+
+
+def _parse_tokens(v: Any, where: str) -> Interval:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return Interval(v, v + 1)
+    _want(isinstance(v, str) and ":" in v, f"tokens must be 'lo:hi' or an integer, got {v!r}", where)
+    lo_s, hi_s = str(v).split(":", 1)
+    try:
+        lo, hi = int(lo_s), int(hi_s)
+    except ValueError:
+        raise ScheduleError(f"tokens must be 'lo:hi' with integers, got {v!r}", where) from None
+    _want(lo < hi, f"tokens interval {v!r} is empty or reversed", where,
+          f"did you mean '{hi}:{lo}'?" if hi < lo else "")
+    return Interval(lo, hi)
+
+
+def _parse_sp(v: Any, where: str) -> tuple[int, int]:
+    ok = isinstance(v, str) and v.count("/") == 1
+    if ok:
+        a, b = str(v).split("/")
+        ok = a.strip().isdigit() and b.strip().isdigit()
+    _want(ok, f"sp must be 'index/count' such as '1/4', got {v!r}", where)
+    a, b = str(v).split("/")
+    return int(a), int(b)
+
+
+def _meta(d: dict[str, Any], where: str) -> Meta:
+    seqs: tuple[int, ...] = ()
+    if "seqs" in d:
+        s = d["seqs"]
+        if isinstance(s, list):
+            seqs = tuple(_int(x, "seqs entry", where) for x in s)
+        else:
+            seqs = (_int(s, "seqs", where),)
+    phase = d.get("phase")
+    if phase is not None:
+        phase = _str(phase, "phase", where)
+    sample = d.get("sample", False)
+    _want(isinstance(sample, bool), f"sample must be true or false, got {sample!r}", where)
+    return Meta(
+        phase=phase,
+        step=_int(d["step"], "step", where) if "step" in d else None,
+        layer=_int(d["layer"], "layer", where) if "layer" in d else None,
+        mb=_int(d["mb"], "mb", where) if "mb" in d else None,
+        seqs=seqs,
+        tokens=_parse_tokens(d["tokens"], where) if "tokens" in d else None,
+        sp=_parse_sp(d["sp"], where) if "sp" in d else None,
+        sample=sample,
+    )
+
+
+def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], src: str) -> Op:
+    where = f"{src}: rank {rank}, op {index}"
+    _want(isinstance(d, dict), f"an op must be an object, got {d!r}", where)
+    _want("op" in d, "op has no \"op\" field (its kind)", where,
+          f"one of {', '.join(k.value for k in Kind)}")
+    try:
+        kind = Kind(d["op"])
+    except ValueError:
+        raise ScheduleError(f"unknown op kind {d['op']!r}", where,
+                            suggest(d["op"], [k.value for k in Kind])) from None
+    where = f"{where} ({kind})"
+    allowed = _COMMON + _KIND_KEYS[kind]
+    for key in d:
+        if key not in allowed:
+            raise ScheduleError(f"field {key!r} does not belong on a {kind} op", where,
+                                suggest(key, allowed))
+    _want("stream" in d, "op has no \"stream\"", where, "e.g. \"stream\": \"compute\"")
+    stream = _str(d["stream"], "stream", where)
+    where = f"{src}: rank {rank}, op {index} ({kind} on {stream})"
+    peer = None
+    if kind is Kind.SEND:
+        _want("to" in d, "a send needs \"to\": the destination rank", where)
+        peer = _int(d["to"], "to", where)
+    if kind is Kind.RECV:
+        _want("from" in d, "a recv needs \"from\": the source rank", where)
+        peer = _int(d["from"], "from", where)
+    channel = d.get("channel", "0")
+    if isinstance(channel, int) and not isinstance(channel, bool):
+        channel = str(channel)
+    channel = _str(channel, "channel", where)
+    name = d.get("name", "")
+    _want(isinstance(name, str), f"name must be a string, got {name!r}", where)
+    group = _str(d["group"], "group", where) if "group" in d else None
+    event = _str(d["event"], "event", where) if "event" in d else None
+    if kind in (Kind.RECORD, Kind.WAIT):
+        _want(event is not None, f"a {kind} needs \"event\"", where)
+    if kind.is_collective:
+        _want(group is not None, f"{kind} needs \"group\"", where)
+    dtype = _str(d["dtype"], "dtype", where) if "dtype" in d else None
+    return Op(
+        id=op_id, rank=rank, index=index, stream=stream, kind=kind, name=name,
+        peer=peer, channel=channel, group=group, event=event,
+        root=_int(d["root"], "root", where) if "root" in d else None,
+        size=_int(d["size"], "size", where) if "size" in d else None,
+        dtype=dtype,
+        reads=_accesses(d.get("reads", {}), "reads", buffers, where, writes=False),
+        writes=_accesses(d.get("writes", {}), "writes", buffers, where, writes=True),
+        meta=_meta(d, where),
+    )
+
+
+def _buffers(v: Any, src: str) -> dict[str, Buffer]:
+    _want(isinstance(v, dict), "\"buffers\" must map buffer names to axis lists", src,
+          "e.g. \"buffers\": {\"kv\": [\"layer\", \"token\"]} or {\"kv\": {\"layer\": 4, \"token\": 1024}}")
+    out: dict[str, Buffer] = {}
+    for name, axes in v.items():
+        where = f"{src}: buffer {name!r}"
+        _want(isinstance(name, str) and name.replace("_", "a").replace("-", "a").replace(".", "a").isalnum()
+              and not name[0].isdigit(),
+              "buffer names are identifiers", where)
+        if isinstance(axes, list):
+            for a in axes:
+                _want(isinstance(a, str) and a != "", f"axis names are strings, got {a!r}", where)
+            _want(len(set(axes)) == len(axes), "an axis is listed twice", where)
+            out[name] = Buffer(name, tuple((a, None) for a in axes))
+        elif isinstance(axes, dict):
+            ax: list[tuple[str, int | None]] = []
+            for a, ext in axes.items():
+                if ext is not None:
+                    ext = _int(ext, f"extent of axis {a!r}", where)
+                    _want(ext > 0, f"extent of axis {a!r} must be positive", where)
+                ax.append((a, ext))
+            out[name] = Buffer(name, tuple(ax))
+        else:
+            raise ScheduleError("axes must be a list of names or an object of name: extent", where)
+    return out
+
+
+def schedule_from_dict(doc: Any, source: str = "<schedule>") -> Schedule:
+    """Build and validate a schedule from a parsed JSON document."""
+    src = source
+    _want(isinstance(doc, dict), "a schedule file holds one JSON object", src)
+    for key in doc:
+        if key not in TOP_KEYS:
+            raise ScheduleError(f"unknown top-level field {key!r}", src, suggest(key, TOP_KEYS))
+    _want("syncproof" in doc, "missing \"syncproof\": the format version", src,
+          f"add \"syncproof\": {FORMAT_VERSION}")
+    _want(doc["syncproof"] == FORMAT_VERSION,
+          f"format version {doc['syncproof']!r} is not supported (this syncproof reads version {FORMAT_VERSION})",
+          src)
+    name = doc.get("name", Path(source).stem if source != "<schedule>" else "schedule")
+    name = _str(name, "name", src)
+    description = doc.get("description", "")
+    _want(isinstance(description, str), "description must be a string", src)
+    p2p = doc.get("p2p", "rendezvous")
+    _want(isinstance(p2p, str), "p2p must be \"rendezvous\" or \"eager\"", src)
+    groups_raw = doc.get("groups", {})
+    _want(isinstance(groups_raw, dict), "\"groups\" must map group names to rank lists", src,
+          "e.g. \"groups\": {\"tp\": [0, 1]}")
+    groups = tuple(
+        (g, tuple(_int(m, f"member of group {g!r}", src) for m in (mem if isinstance(mem, list) else [mem])))
+        for g, mem in groups_raw.items()
+    )
+    buffers = _buffers(doc.get("buffers", {}), src)
+    _want("ranks" in doc, "missing \"ranks\": the ops of each rank in issue order", src,
+          "e.g. \"ranks\": {\"0\": [...], \"1\": [...]}")
+    ranks_raw = doc["ranks"]
+    _want(isinstance(ranks_raw, dict), "\"ranks\" must map rank numbers to op lists", src)
+    ops: list[Op] = []
+    ranks: list[int] = []
+    for rk, lst in ranks_raw.items():
+        _want(isinstance(rk, str) and rk.isdigit(), f"rank key {rk!r} must be a non-negative integer", src)
+        rank = int(rk)
+        _want(isinstance(lst, list), f"rank {rank}: ops must be a list", src)
+        ranks.append(rank)
+    for rank, lst in sorted(zip(ranks, ranks_raw.values(), strict=True)):
+        for i, d in enumerate(lst):
+            ops.append(_op(d, rank, i, len(ops), buffers, src))
+    init: list[InitValue] = []
+    init_raw = doc.get("init", {})
+    if isinstance(init_raw, dict):
+        for reg, val in init_raw.items():
+            w = f"{src}: init {reg!r}"
+            init.append(InitValue(resolve_region(reg, buffers, w), _str(val, "init value", w)))
+    elif isinstance(init_raw, list):
+        for i, item in enumerate(init_raw):
+            w = f"{src}: init entry {i}"
+            _want(isinstance(item, dict) and "region" in item and "value" in item,
+                  "an init entry is {\"region\": ..., \"value\": ..., \"ranks\": [...]}", w)
+            for k in item:
+                _want(k in ("region", "value", "ranks"), f"unknown field {k!r}", w)
+            rr = item.get("ranks")
+            rtuple = None if rr is None else tuple(_int(r, "rank", w) for r in rr)
+            init.append(InitValue(resolve_region(item["region"], buffers, w),
+                                  _str(item["value"], "init value", w), rtuple))
+    else:
+        raise ScheduleError("\"init\" must map regions to values or be a list of entries", src)
+    sched = Schedule(
+        name=name, ranks=tuple(sorted(ranks)), groups=groups,
+        buffers=tuple(buffers.values()), ops=tuple(ops), init=tuple(init),
+        p2p=p2p, description=description, source=source,
+    )
+    validate(sched)
+    return sched
+
+
+def loads(text: str, source: str = "<string>") -> Schedule:
+    try:
+        doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as exc:
+        raise ScheduleError(f"key {exc.key!r} appears twice in one object (JSON would keep only the last)",
+                            source) from None
+    except json.JSONDecodeError as exc:
+        raise ScheduleError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+                            source) from None
+    return schedule_from_dict(doc, source)
+
+
+def load(path: str | Path) -> Schedule:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScheduleError("no such file", str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScheduleError(f"cannot read: {exc}", str(path)) from None
+    return loads(text, str(path))
+
+
+# ---------------------------------------------------------------- saving
+def _acc_dict(accs: tuple[Access, ...]) -> dict[str, str | None]:
+    return {str(a.region): a.value for a in accs}
+
+
+def op_to_dict(op: Op) -> dict[str, Any]:
+    d: dict[str, Any] = {"op": op.kind.value, "stream": op.stream}
+    if op.name:
+        d["name"] = op.name
+    if op.kind is Kind.SEND:
+        d["to"] = op.peer
+    if op.kind is Kind.RECV:
+        d["from"] = op.peer
+    if op.kind.is_p2p and op.channel != "0":
+        d["channel"] = op.channel
+    if op.group is not None:
+        d["group"] = op.group
+    if op.root is not None:
+        d["root"] = op.root
+    if op.event is not None:
+        d["event"] = op.event
+    if op.size is not None:
+        d["size"] = op.size
+    if op.dtype is not None:
+        d["dtype"] = op.dtype
+    if op.reads:
+        d["reads"] = _acc_dict(op.reads)
+    if op.writes:
+        d["writes"] = _acc_dict(op.writes)
+    m = op.meta
+    if m.phase is not None:
+        d["phase"] = m.phase
+    if m.step is not None:
+        d["step"] = m.step
+    if m.layer is not None:
+        d["layer"] = m.layer
+    if m.mb is not None:
+        d["mb"] = m.mb
+    if m.seqs:
+        d["seqs"] = list(m.seqs)
+    if m.tokens is not None:
+        d["tokens"] = f"{m.tokens.lo}:{m.tokens.hi}"
+    if m.sp is not None:
+        d["sp"] = f"{m.sp[0]}/{m.sp[1]}"
+    if m.sample:
+        d["sample"] = True
+    return d
+
+
+def schedule_to_dict(s: Schedule) -> dict[str, Any]:
+    doc: dict[str, Any] = {"syncproof": FORMAT_VERSION, "name": s.name}
+    if s.description:
+        doc["description"] = s.description
+    if s.p2p != "rendezvous":
+        doc["p2p"] = s.p2p
+    doc["groups"] = {g: list(m) for g, m in s.groups}
+    doc["buffers"] = {
+        b.name: ({a: e for a, e in b.axes} if any(e is not None for _, e in b.axes) else [a for a, _ in b.axes])
+        for b in s.buffers
+    }
+    if s.init:
+        if all(i.ranks is None for i in s.init) and len({str(i.region) for i in s.init}) == len(s.init):
+            doc["init"] = {str(i.region): i.value for i in s.init}
+        else:
+            doc["init"] = [
+                {"region": str(i.region), "value": i.value, **({"ranks": list(i.ranks)} if i.ranks is not None else {})}
+                for i in s.init
+            ]
+    doc["ranks"] = {str(r): [op_to_dict(op) for op in s.by_rank[r]] for r in s.ranks}
+    return doc
+
+
+def dumps(s: Schedule) -> str:
+    """Canonical text: one top-level field per line and one op per line, so
+    files diff well and stay readable."""
+    doc = schedule_to_dict(s)
+    ranks = doc.pop("ranks")
+    lines = ["{"]
+    for key, val in doc.items():
+        lines.append(f"  {json.dumps(key)}: {json.dumps(val)},")
+    lines.append('  "ranks": {')
+    rank_items = list(ranks.items())
+    for ri, (rk, ops) in enumerate(rank_items):
+        lines.append(f'    "{rk}": [')
+        for oi, op in enumerate(ops):
+            lines.append("      " + json.dumps(op) + ("," if oi < len(ops) - 1 else ""))
+        lines.append("    ]" + ("," if ri < len(rank_items) - 1 else ""))
+    lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def save(s: Schedule, path: str | Path) -> None:
+    Path(path).write_text(dumps(s), encoding="utf-8")

@@ -1,0 +1,134 @@
+"""Ops, the steps of a schedule, and their metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .region import Interval, Region
+
+
+class Kind(str, Enum):
+    COMPUTE = "compute"
+    SEND = "send"
+    RECV = "recv"
+    ALL_REDUCE = "all_reduce"
+    ALL_GATHER = "all_gather"
+    REDUCE_SCATTER = "reduce_scatter"
+    ALL_TO_ALL = "all_to_all"
+    BROADCAST = "broadcast"
+    BARRIER = "barrier"
+    RECORD = "record"
+    WAIT = "wait"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_collective(self) -> bool:
+        return self in COLLECTIVES
+
+    @property
+    def is_p2p(self) -> bool:
+        return self in (Kind.SEND, Kind.RECV)
+
+
+COLLECTIVES = frozenset(
+    {
+        Kind.ALL_REDUCE,
+        Kind.ALL_GATHER,
+        Kind.REDUCE_SCATTER,
+        Kind.ALL_TO_ALL,
+        Kind.BROADCAST,
+        Kind.BARRIER,
+    }
+)
+
+PHASES = ("prefill", "decode")
+
+
+@dataclass(frozen=True)
+class Access:
+    """One region an op reads or writes.
+
+    For a write, ``value`` is the logical datum the write puts there.  For a
+    read it is the datum the read *expects* (the specification); ``None``
+    means the read accepts any value and only takes part in race checks.
+    """
+
+    region: Region
+    value: str | None
+
+    def __str__(self) -> str:
+        return f"{self.region}={self.value if self.value is not None else '*'}"
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What an op belongs to; it makes output readable and drives the phase rules.
+
+    ``tokens`` are the query (new) tokens the op computes for; ``sp`` marks a
+    sequence-parallel partition as ``(index, count)``; ``sample`` marks the op
+    that produces a decode step's sampled token.
+    """
+
+    phase: str | None = None
+    step: int | None = None
+    layer: int | None = None
+    mb: int | None = None
+    seqs: tuple[int, ...] = ()
+    tokens: Interval | None = None
+    sp: tuple[int, int] | None = None
+    sample: bool = False
+
+    def suffix(self) -> str:
+        parts: list[str] = []
+        if self.layer is not None:
+            parts.append(f"L{self.layer}")
+        if self.phase is not None:
+            parts.append(self.phase)
+        if self.step is not None:
+            parts.append(f"t{self.step}")
+        if self.mb is not None:
+            parts.append(f"mb{self.mb}")
+        if self.seqs:
+            parts.append("seq" + ",".join(str(s) for s in self.seqs))
+        if self.tokens is not None:
+            parts.append(f"tok{self.tokens.lo}:{self.tokens.hi}")
+        if self.sp is not None:
+            parts.append(f"sp{self.sp[0]}/{self.sp[1]}")
+        if self.sample:
+            parts.append("sample")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One step on one stream of one rank.
+
+    ``id`` is the op's position in ``Schedule.ops``; ``index`` its position in
+    its rank's issue order (the order the host enqueues the rank's ops across
+    all of its streams).
+    """
+
+    id: int
+    rank: int
+    index: int
+    stream: str
+    kind: Kind
+    name: str = ""
+    peer: int | None = None
+    channel: str = "0"
+    group: str | None = None
+    event: str | None = None
+    root: int | None = None
+    size: int | None = None
+    dtype: str | None = None
+    reads: tuple[Access, ...] = ()
+    writes: tuple[Access, ...] = ()
+    meta: Meta = field(default_factory=Meta)
+
+    @property
+    def where(self) -> str:
+        """Location for messages: ``rank 1, op 3 (all_reduce on comm)``."""
+        return f"rank {self.rank}, op {self.index} ({self.kind} on {self.stream})"

@@ -1,0 +1,157 @@
+"""Regions: a buffer and a box of integer intervals over named axes.
+
+A region is written ``kv[layer=3, token=0:512]``.  ``layer=3`` is the
+one-element interval ``3:4``; an axis the region does not name covers the
+whole axis.  Intervals are half-open, ``lo:hi`` holds ``lo .. hi-1``.
+Regions are ranges, never one object per element: a 128k-token prefill is a
+handful of regions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# An axis a region leaves out spans everything.  The bound is far beyond any
+# real tensor size but keeps arithmetic in plain ints.
+FULL_LO = -(2**62)
+FULL_HI = 2**62
+
+
+@dataclass(frozen=True, order=True)
+class Interval:
+    """The half-open integer interval ``[lo, hi)``; never empty."""
+
+    lo: int
+    hi: int
+
+    def overlaps(self, other: Interval) -> bool:
+        return self.lo < other.hi and other.lo < self.hi
+
+    def contains(self, other: Interval) -> bool:
+        return self.lo <= other.lo and other.hi <= self.hi
+
+    def intersect(self, other: Interval) -> Interval | None:
+        lo, hi = max(self.lo, other.lo), min(self.hi, other.hi)
+        return Interval(lo, hi) if lo < hi else None
+
+    @property
+    def is_full(self) -> bool:
+        return self.lo == FULL_LO and self.hi == FULL_HI
+
+    def __str__(self) -> str:
+        if self.is_full:
+            return ":"
+        if self.hi == self.lo + 1:
+            return str(self.lo)
+        return f"{self.lo}:{self.hi}"
+
+
+FULL = Interval(FULL_LO, FULL_HI)
+
+
+@dataclass(frozen=True)
+class Region:
+    """A box in one buffer.  ``box`` maps every axis of the buffer (in the
+    buffer's declared axis order) to an interval; the rank is the rank of the
+    op that accesses the region."""
+
+    buffer: str
+    box: tuple[tuple[str, Interval], ...] = ()
+
+    def interval(self, axis: str) -> Interval:
+        for name, iv in self.box:
+            if name == axis:
+                return iv
+        return FULL
+
+    def overlaps(self, other: Region) -> bool:
+        if self.buffer != other.buffer:
+            return False
+        axes = {a for a, _ in self.box} | {a for a, _ in other.box}
+        return all(self.interval(a).overlaps(other.interval(a)) for a in axes)
+
+    def contains(self, other: Region) -> bool:
+        if self.buffer != other.buffer:
+            return False
+        axes = {a for a, _ in self.box} | {a for a, _ in other.box}
+        return all(self.interval(a).contains(other.interval(a)) for a in axes)
+
+    def intersect(self, other: Region) -> Region | None:
+        if self.buffer != other.buffer:
+            return None
+        axes = [a for a, _ in self.box] + [a for a, _ in other.box if a not in dict(self.box)]
+        out = []
+        for a in axes:
+            iv = self.interval(a).intersect(other.interval(a))
+            if iv is None:
+                return None
+            out.append((a, iv))
+        return Region(self.buffer, tuple(out))
+
+    def __str__(self) -> str:
+        parts = [f"{a}={iv}" for a, iv in self.box if not iv.is_full]
+        return f"{self.buffer}[{', '.join(parts)}]" if parts else self.buffer
+
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_.\-]*"
+_REGION_RE = re.compile(rf"^\s*({_NAME})\s*(?:\[(.*)\])?\s*$")
+_BOUND_RE = re.compile(r"^\s*(-?\d+)\s*$")
+
+
+class RegionSyntaxError(ValueError):
+    """Raised by :func:`parse_region`; the loader turns it into a ScheduleError."""
+
+
+def _parse_interval(axis: str, text: str, text_all: str) -> Interval:
+    text = text.strip()
+    if ":" in text:
+        lo_s, hi_s = text.split(":", 1)
+        lo_m, hi_m = _BOUND_RE.match(lo_s), _BOUND_RE.match(hi_s)
+        if not lo_m or not hi_m:
+            raise RegionSyntaxError(
+                f"axis {axis!r} in {text_all!r}: expected 'lo:hi' with integers, got {text!r}"
+            )
+        lo, hi = int(lo_m.group(1)), int(hi_m.group(1))
+        if hi <= lo:
+            raise RegionSyntaxError(
+                f"axis {axis!r} in {text_all!r}: interval {lo}:{hi} is empty or reversed"
+                f" (intervals are half-open lo:hi with lo < hi; did you mean {hi}:{lo}?)"
+                if hi < lo
+                else f"axis {axis!r} in {text_all!r}: interval {lo}:{hi} is empty"
+                f" (intervals are half-open; {lo}:{lo + 1} holds one element)"
+            )
+        return Interval(lo, hi)
+    m = _BOUND_RE.match(text)
+    if not m:
+        raise RegionSyntaxError(
+            f"axis {axis!r} in {text_all!r}: expected an integer or 'lo:hi', got {text!r}"
+        )
+    v = int(m.group(1))
+    return Interval(v, v + 1)
+
+
+def parse_region_parts(text: str) -> tuple[str, list[tuple[str, Interval]]]:
+    """Parse ``buf[a=1, b=0:4]`` into the buffer name and the named intervals,
+    in the order written.  Axis names are not checked here."""
+    m = _REGION_RE.match(text)
+    if not m:
+        raise RegionSyntaxError(
+            f"{text!r} is not a region: write 'buffer' or 'buffer[axis=lo:hi, axis=i, ...]'"
+        )
+    buffer, inner = m.group(1), m.group(2)
+    parts: list[tuple[str, Interval]] = []
+    if inner is not None and inner.strip():
+        for item in inner.split(","):
+            if "=" not in item:
+                raise RegionSyntaxError(
+                    f"{text!r}: {item.strip()!r} is not 'axis=lo:hi' or 'axis=i'"
+                )
+            axis, rng = item.split("=", 1)
+            axis = axis.strip()
+            if not re.match(rf"^{_NAME}$", axis):
+                raise RegionSyntaxError(f"{text!r}: {axis!r} is not an axis name")
+            if any(a == axis for a, _ in parts):
+                raise RegionSyntaxError(f"{text!r}: axis {axis!r} is given twice")
+            parts.append((axis, _parse_interval(axis, rng, text)))
+    return buffer, parts

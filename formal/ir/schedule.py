@@ -1,0 +1,157 @@
+"""The schedule: ranks, groups, buffers, initial contents and ops."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from .ops import Kind, Op
+from .region import Region
+
+P2P_MODES = ("rendezvous", "eager")
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A named buffer that exists on every rank, with its axes in order.
+    An axis extent of ``None`` means unbounded."""
+
+    name: str
+    axes: tuple[tuple[str, int | None], ...] = ()
+
+    @property
+    def axis_names(self) -> tuple[str, ...]:
+        return tuple(a for a, _ in self.axes)
+
+
+@dataclass(frozen=True)
+class InitValue:
+    """A region that holds ``value`` before the schedule runs (weights,
+    a KV cache filled by an earlier phase).  ``ranks`` of ``None`` means
+    every rank."""
+
+    region: Region
+    value: str
+    ranks: tuple[int, ...] | None = None
+
+    def applies_to(self, rank: int) -> bool:
+        return self.ranks is None or rank in self.ranks
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    ranks: tuple[int, ...]
+    groups: tuple[tuple[str, tuple[int, ...]], ...]
+    buffers: tuple[Buffer, ...]
+    ops: tuple[Op, ...]
+    init: tuple[InitValue, ...] = ()
+    p2p: str = "rendezvous"
+    description: str = ""
+    source: str = field(default="<schedule>", compare=False)
+
+    # ---- lookups -------------------------------------------------------
+    @cached_property
+    def group_map(self) -> dict[str, tuple[int, ...]]:
+        return dict(self.groups)
+
+    @cached_property
+    def buffer_map(self) -> dict[str, Buffer]:
+        return {b.name: b for b in self.buffers}
+
+    @cached_property
+    def by_rank(self) -> dict[int, tuple[Op, ...]]:
+        out: dict[int, list[Op]] = {r: [] for r in self.ranks}
+        for op in self.ops:
+            out[op.rank].append(op)
+        return {r: tuple(v) for r, v in out.items()}
+
+    @cached_property
+    def streams(self) -> dict[tuple[int, str], tuple[Op, ...]]:
+        """Program order of every (rank, stream)."""
+        out: dict[tuple[int, str], list[Op]] = defaultdict(list)
+        for op in self.ops:
+            out[(op.rank, op.stream)].append(op)
+        return {k: tuple(v) for k, v in out.items()}
+
+    @cached_property
+    def seq_numbers(self) -> tuple[int | None, ...]:
+        """For each op: its instance number among the collectives its rank
+        issues on its group, or its FIFO number among the sends (receives)
+        on its (src, dst, channel).  ``None`` for other ops."""
+        counters: dict[tuple[object, ...], int] = defaultdict(int)
+        out: list[int | None] = []
+        for op in self.ops:
+            key: tuple[object, ...] | None = None
+            if op.kind.is_collective:
+                key = ("coll", op.rank, op.group)
+            elif op.kind is Kind.SEND:
+                key = ("send", op.rank, op.peer, op.channel)
+            elif op.kind is Kind.RECV:
+                key = ("recv", op.peer, op.rank, op.channel)
+            if key is None:
+                out.append(None)
+            else:
+                out.append(counters[key])
+                counters[key] += 1
+        return tuple(out)
+
+    @cached_property
+    def labels(self) -> tuple[str, ...]:
+        """The canonical string of every op, e.g. ``r1/comm: all_reduce#3(tp) L2 decode t4``."""
+        return tuple(self._label(op) for op in self.ops)
+
+    def label(self, op: Op | int) -> str:
+        return self.labels[op if isinstance(op, int) else op.id]
+
+    def _label(self, op: Op) -> str:
+        k = self.seq_numbers[op.id]
+        ch = "" if op.channel == "0" else f",{op.channel}"
+        if op.kind is Kind.COMPUTE:
+            body = op.name or "compute"
+        elif op.kind is Kind.SEND:
+            body = f"send(->{op.peer}{ch})#{k}"
+        elif op.kind is Kind.RECV:
+            body = f"recv(<-{op.peer}{ch})#{k}"
+        elif op.kind.is_collective:
+            body = f"{op.kind}#{k}({op.group})"
+        else:
+            body = f"{op.kind}({op.event})"
+        if op.name and op.kind is not Kind.COMPUTE:
+            body += f" {op.name}"
+        suffix = op.meta.suffix()
+        text = f"r{op.rank}/{op.stream}: {body}"
+        return f"{text} {suffix}" if suffix else text
+
+    def find(self, text: str) -> Op:
+        """The op named by a canonical label, a unique prefix of one, or
+        ``r<rank>#<index>`` (rank and issue index).  The parser back from
+        labels used in golden files and counterexamples."""
+        from ..errors import UsageError
+
+        m = re.fullmatch(r"\s*r(\d+)#(\d+)\s*", text)
+        if m:
+            rank, idx = int(m.group(1)), int(m.group(2))
+            ops = self.by_rank.get(rank, ())
+            if idx < len(ops):
+                return ops[idx]
+            raise UsageError(f"{self.source}: no op {text!r}: rank {rank} has {len(ops)} ops")
+        text = text.strip()
+        exact = [op for op in self.ops if self.labels[op.id] == text]
+        if len(exact) == 1:
+            return exact[0]
+        pref = [op for op in self.ops if self.labels[op.id].startswith(text)]
+        if len(pref) == 1:
+            return pref[0]
+        if not pref and not exact:
+            raise UsageError(f"{self.source}: no op is labelled {text!r}")
+        raise UsageError(
+            f"{self.source}: {text!r} names {len(exact) or len(pref)} ops; give the full label"
+            " or r<rank>#<index>"
+        )
+
+    @property
+    def size(self) -> int:
+        return len(self.ops)

@@ -1,0 +1,186 @@
+"""Semantic validation of a schedule, shared by the file loader and the builder.
+
+Every error names the source, the rank and op index, and what is wrong, and
+suggests a fix where one is obvious.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import Counter
+
+from ..errors import ScheduleError
+from .ops import PHASES, Access, Kind, Op
+from .region import Region
+from .schedule import P2P_MODES, Schedule
+
+
+def suggest(name: str, choices: object) -> str:
+    names = [str(c) for c in choices]  # type: ignore[attr-defined]
+    close = difflib.get_close_matches(str(name), names, n=1)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    if names:
+        shown = ", ".join(repr(n) for n in sorted(names)[:8])
+        return f"known: {shown}" + (" ..." if len(names) > 8 else "")
+    return ""
+
+
+def check_region(schedule: Schedule, region: Region, where: str) -> None:
+    buf = schedule.buffer_map.get(region.buffer)
+    if buf is None:
+        raise ScheduleError(
+            f"buffer {region.buffer!r} is not declared",
+            where,
+            f"add it to \"buffers\"; {suggest(region.buffer, schedule.buffer_map)}",
+        )
+    extents = dict(buf.axes)
+    for axis, iv in region.box:
+        if axis not in extents:
+            raise ScheduleError(
+                f"axis {axis!r} is not declared for buffer {buf.name!r}"
+                f" (its axes: {', '.join(buf.axis_names) or 'none'})",
+                where,
+                suggest(axis, extents) if extents else f"declare it in \"buffers\": {buf.name!r}",
+            )
+        ext = extents[axis]
+        if ext is not None and not iv.is_full and (iv.lo < 0 or iv.hi > ext):
+            raise ScheduleError(
+                f"{region}: axis {axis!r} interval {iv.lo}:{iv.hi} is outside 0:{ext}",
+                where,
+            )
+
+
+def _check_accesses(schedule: Schedule, op: Op, accesses: tuple[Access, ...], what: str) -> None:
+    where = f"{schedule.source}: {op.where}, {what}"
+    for acc in accesses:
+        check_region(schedule, acc.region, f"{where} {acc.region}")
+    for i, a in enumerate(accesses):
+        for b in accesses[i + 1 :]:
+            if a.region.overlaps(b.region) and what == "writes":
+                raise ScheduleError(
+                    f"writes {a.region} and {b.region} overlap in one op",
+                    where,
+                    "give each location one value per op",
+                )
+
+
+def validate(schedule: Schedule) -> None:
+    """Raise :class:`ScheduleError` for the first problem found."""
+    src = schedule.source
+    if schedule.p2p not in P2P_MODES:
+        raise ScheduleError(
+            f"p2p mode {schedule.p2p!r} is unknown", src, f"use one of {', '.join(P2P_MODES)}"
+        )
+    ranks = set(schedule.ranks)
+    if len(ranks) != len(schedule.ranks):
+        raise ScheduleError("a rank is listed twice", src)
+    for gname, members in schedule.groups:
+        if not members:
+            raise ScheduleError(f"group {gname!r} has no members", src)
+        dup = [m for m, c in Counter(members).items() if c > 1]
+        if dup:
+            raise ScheduleError(f"group {gname!r} lists rank {dup[0]} twice", src)
+        for m in members:
+            if m not in ranks:
+                raise ScheduleError(
+                    f"group {gname!r} names rank {m}, which has no ops list",
+                    src,
+                    f"add \"{m}\": [] to \"ranks\" or remove {m} from the group",
+                )
+    for init in schedule.init:
+        check_region(schedule, init.region, f"{src}: init {init.region}")
+        for r in init.ranks or ():
+            if r not in ranks:
+                raise ScheduleError(f"init {init.region} names unknown rank {r}", src)
+
+    recorded: dict[tuple[int, str], Op] = {}
+    for pos, op in enumerate(schedule.ops):
+        where = f"{src}: {op.where}"
+        if op.id != pos:
+            raise ScheduleError(f"op id {op.id} should be {pos}", where)
+        if not op.stream:
+            raise ScheduleError("op has no stream", where)
+        m = op.meta
+        if m.phase is not None and m.phase not in PHASES:
+            raise ScheduleError(
+                f"phase {m.phase!r} is unknown", where, f"use {' or '.join(PHASES)}"
+            )
+        if m.sp is not None and not (0 <= m.sp[0] < m.sp[1]):
+            raise ScheduleError(f"sp partition {m.sp[0]}/{m.sp[1]} is out of range", where)
+        if m.step is not None and m.step < 0:
+            raise ScheduleError(f"decode step {m.step} is negative", where)
+        if op.kind.is_p2p:
+            if op.peer is None:
+                raise ScheduleError(f"{op.kind} needs a peer rank", where)
+            if op.peer not in ranks:
+                raise ScheduleError(
+                    f"peer rank {op.peer} does not exist", where, suggest(op.peer, ranks)
+                )
+            if op.peer == op.rank:
+                raise ScheduleError(
+                    f"{op.kind} to its own rank {op.rank}", where,
+                    "a copy on one rank is a compute op",
+                )
+        if op.kind is Kind.SEND and op.writes:
+            raise ScheduleError("a send writes nothing on its own rank", where,
+                                "put the destination region on the matching recv")
+        if op.kind is Kind.RECV and op.reads:
+            raise ScheduleError("a recv reads nothing on its own rank", where,
+                                "put the source region on the matching send")
+        if op.kind.is_collective:
+            if op.group is None:
+                raise ScheduleError(f"{op.kind} needs a group", where)
+            members = schedule.group_map.get(op.group)
+            if members is None:
+                raise ScheduleError(
+                    f"group {op.group!r} is not declared", where,
+                    f"declare it in \"groups\"; {suggest(op.group, schedule.group_map)}",
+                )
+            if op.rank not in members:
+                raise ScheduleError(
+                    f"rank {op.rank} is not a member of group {op.group!r} {list(members)}",
+                    where,
+                )
+            if op.kind is Kind.BROADCAST:
+                if op.root is None:
+                    raise ScheduleError("broadcast needs a root", where)
+                if op.root not in members:
+                    raise ScheduleError(
+                        f"broadcast root {op.root} is not in group {op.group!r}", where
+                    )
+        elif op.group is not None and not op.kind.is_p2p:
+            raise ScheduleError(f"{op.kind} takes no group", where)
+        if op.kind in (Kind.RECORD, Kind.WAIT):
+            if not op.event:
+                raise ScheduleError(f"{op.kind} needs an event name", where)
+            if op.reads or op.writes:
+                raise ScheduleError(f"{op.kind} accesses no memory", where)
+            key = (op.rank, op.event)
+            if op.kind is Kind.RECORD:
+                if key in recorded:
+                    first = recorded[key]
+                    raise ScheduleError(
+                        f"event {op.event!r} is recorded twice on rank {op.rank}"
+                        f" (first at op {first.index})",
+                        where,
+                        "give each record its own event name, e.g. "
+                        f"{op.event!r} -> '{op.event}_{op.index}'",
+                    )
+                recorded[key] = op
+        if op.size is not None and op.size < 0:
+            raise ScheduleError(f"size {op.size} is negative", where)
+        _check_accesses(schedule, op, op.reads, "reads")
+        _check_accesses(schedule, op, op.writes, "writes")
+    for op in schedule.ops:
+        if op.kind is Kind.WAIT and (op.rank, op.event) not in recorded:
+            on_rank = sorted(e for (r, e) in recorded if r == op.rank)
+            other = sorted(r for (r, e) in recorded if e == op.event)
+            hint = suggest(op.event, on_rank) if on_rank else ""
+            if other:
+                hint = (f"event {op.event!r} is recorded on rank {other[0]}; events are per rank:"
+                        " sync across ranks with send/recv or a collective")
+            raise ScheduleError(
+                f"wait on event {op.event!r}, which rank {op.rank} never records",
+                f"{src}: {op.where}", hint,
+            )

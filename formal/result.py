@@ -1,0 +1,144 @@
+"""Verdicts, runs and counterexamples: plain data shared by the engine, the
+executor, the renderers and the CLI.  Nothing here imports the solver."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+PROPERTIES = ("matching", "deadlock", "dataflow", "race", "phase")
+
+
+class Verdict(str, Enum):
+    PROVED = "proved"
+    VIOLATED = "violated"
+    UNKNOWN = "unknown"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Run:
+    """A concrete execution: ``start[i]``/``end[i]`` of op ``i``.  ``None``
+    means the op never started / never finished (the run hangs there)."""
+
+    start: tuple[int | None, ...]
+    end: tuple[int | None, ...]
+
+    @property
+    def complete(self) -> bool:
+        return all(e is not None for e in self.end)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start": list(self.start), "end": list(self.end)}
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> Run:
+        return Run(tuple(d["start"]), tuple(d["end"]))
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The wrong thing a replay must reproduce.
+
+    kinds: ``read`` (op read ``region`` expecting ``expected`` but saw
+    ``seen``), ``overlap`` (ops ``a`` and ``b`` ran at the same time on
+    ``region``), ``order`` (op ``b`` started before op ``a`` ended), ``hang``
+    (``blocked`` ops never finish), ``meta`` (an op's metadata breaks a
+    phase rule), ``cycle`` (no execution exists: ``ops`` wait on each other).
+    """
+
+    kind: str
+    a: int | None = None
+    b: int | None = None
+    region: str = ""
+    expected: str = ""
+    seen: tuple[str, ...] = ()
+    blocked: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind}
+        for k in ("a", "b"):
+            if getattr(self, k) is not None:
+                d[k] = getattr(self, k)
+        if self.region:
+            d["region"] = self.region
+        if self.expected:
+            d["expected"] = self.expected
+        if self.seen:
+            d["seen"] = list(self.seen)
+        if self.blocked:
+            d["blocked"] = list(self.blocked)
+        return d
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> Observation:
+        return Observation(
+            kind=d["kind"], a=d.get("a"), b=d.get("b"), region=d.get("region", ""),
+            expected=d.get("expected", ""), seen=tuple(d.get("seen", ())),
+            blocked=tuple(d.get("blocked", ())),
+        )
+
+
+@dataclass(frozen=True)
+class CycleStep:
+    """One link of a cycle of waits: ``op`` waits for ``next_op`` because ``why``."""
+
+    op: int
+    next_op: int
+    why: str
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    property: str
+    sentence: str
+    culprits: tuple[int, ...]
+    observation: Observation
+    run: Run | None
+    cycle: tuple[CycleStep, ...] = ()
+    missing_edge: tuple[int, int] | None = None
+    candidates: tuple[int, ...] = ()
+    replayed: bool = False
+    replay_note: str = ""
+
+
+@dataclass(frozen=True)
+class PropertyResult:
+    property: str
+    verdict: Verdict
+    reason: str = ""
+    counterexample: Counterexample | None = None
+    obligations: int = 0
+    more: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Report:
+    schedule: str
+    source: str
+    ops: int
+    results: tuple[PropertyResult, ...]
+    engine: str = "z3"
+    seconds: float = 0.0
+    warnings: tuple[str, ...] = ()
+    timings: tuple[tuple[str, float], ...] = field(default=())
+
+    @property
+    def exit_code(self) -> int:
+        """0 every checked property proved, 1 a counterexample, 3 unknown."""
+        verdicts = {r.verdict for r in self.results}
+        if Verdict.VIOLATED in verdicts:
+            return 1
+        if Verdict.UNKNOWN in verdicts:
+            return 3
+        return 0
+
+    def result(self, prop: str) -> PropertyResult:
+        for r in self.results:
+            if r.property == prop:
+                return r
+        raise KeyError(prop)

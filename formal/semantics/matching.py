@@ -1,0 +1,208 @@
+"""Structural matching: p2p FIFO pairs, collective instances, event links.
+
+The n-th send from a to b on a channel (in a's issue order) matches the n-th
+recv at b from a on that channel.  The k-th collective a rank issues on a
+group matches the k-th of every other member.  A wait links to the record
+of its event on its rank.  Whatever does not match is a ``matching``
+problem, with the rank that caused it named, not the rank that noticed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from ..ir import Kind, Op, Schedule
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One collective instance: the k-th collective on ``group``."""
+
+    group: str
+    k: int
+    ops: tuple[int, ...]  # one op id per member, in member order
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A matching failure: the run hangs at ``stuck`` (ops that never finish)."""
+
+    sentence: str
+    culprits: tuple[int, ...]  # ranks at fault
+    stuck: tuple[int, ...]  # op ids that can never complete
+    culprit_ops: tuple[int, ...]  # the ops to show in red
+    candidates: tuple[int, ...] = ()  # ranks that might be at fault when undecidable
+
+
+@dataclass(frozen=True)
+class Matching:
+    pairs: tuple[tuple[int, int], ...]  # (send, recv)
+    instances: tuple[Instance, ...]
+    events: tuple[tuple[int, int], ...]  # (record, wait), record issued before wait
+    noop_waits: tuple[int, ...]  # waits issued before their record: no-ops in CUDA
+    problems: tuple[Problem, ...]
+
+
+def _sig(op: Op) -> tuple[object, ...]:
+    return (op.kind.value, op.size, op.root, op.dtype)
+
+
+def _sig_text(op: Op) -> str:
+    extra = []
+    if op.size is not None:
+        extra.append(f"size {op.size}")
+    if op.dtype is not None:
+        extra.append(op.dtype)
+    if op.root is not None:
+        extra.append(f"root {op.root}")
+    return op.kind.value + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _describe(s: Schedule, rank: int, seq: list[Op], ref: list[Op]) -> tuple[str, int | None]:
+    """How ``seq`` (rank's collectives on a group) departs from the reference
+    program ``ref``; returns a phrase and the culprit op id (if any)."""
+    sig = [_sig(o) for o in seq]
+    rsig = [_sig(o) for o in ref]
+    d = 0
+    while d < min(len(sig), len(rsig)) and sig[d] == rsig[d]:
+        d += 1
+    if d == len(sig) and d == len(rsig):
+        return "matches", None
+    if sig[d:] == rsig[d + 1 :]:
+        return f"skips {_sig_text(ref[d])} #{d} that the other members issue", None
+    if sig[d + 1 :] == rsig[d:]:
+        return f"issues an extra {_sig_text(seq[d])} as #{d}", seq[d].id
+    if d + 1 < min(len(sig), len(rsig)) and sig[d] == rsig[d + 1] and sig[d + 1] == rsig[d]:
+        return (f"issues {_sig_text(seq[d])} and {_sig_text(seq[d + 1])} in the opposite order"
+                f" to the other members"), seq[d].id
+    if d < len(sig) and d < len(rsig):
+        return f"issues {_sig_text(seq[d])} as #{d} where the others issue {_sig_text(ref[d])}", seq[d].id
+    return f"issues {len(sig)} collectives where the others issue {len(rsig)}", None
+
+
+def _collective_problems(s: Schedule, seqs: dict[str, dict[int, list[Op]]]) -> list[Problem]:
+    problems = []
+    for g, members in s.groups:
+        per = {m: seqs[g].get(m, []) for m in members}
+        lens = {m: len(v) for m, v in per.items()}
+        kmax = max(lens.values(), default=0)
+        first_bad = None
+        for k in range(kmax):
+            present = [m for m in members if lens[m] > k]
+            if len(present) != len(members) or len({_sig(per[m][k]) for m in members}) > 1:
+                first_bad = k
+                break
+        if first_bad is None:
+            continue
+        k = first_bad
+        # The reference program: the sequence most members issue.
+        progs = Counter(tuple(_sig(o) for o in per[m]) for m in members)
+        (best, nbest), *rest = progs.most_common()
+        unique_majority = nbest > len(members) / 2 or (nbest >= 2 and (not rest or rest[0][1] < nbest))
+        stuck = tuple(per[m][k].id for m in members if lens[m] > k)
+        if unique_majority:
+            ref_rank = next(m for m in members if tuple(_sig(o) for o in per[m]) == best)
+            ref = per[ref_rank]
+            culprits = [m for m in members if tuple(_sig(o) for o in per[m]) != best]
+            phrases = []
+            cops: list[int] = []
+            for m in culprits:
+                phrase, cop = _describe(s, m, per[m], ref)
+                phrases.append(f"rank {m} {phrase}")
+                if cop is not None:
+                    cops.append(cop)
+            waiting = [m for m in members if m not in culprits and lens[m] > k]
+            where = (f"{per[waiting[0]][k].kind}#{k}({g})" if waiting else f"collective #{k} on {g}")
+            sentence = (f"{'; '.join(phrases)}: the run hangs at {where}, where"
+                        f" rank{'s' if len(waiting) != 1 else ''} {', '.join(map(str, waiting))}"
+                        f" wait{'s' if len(waiting) == 1 else ''} for rank"
+                        f"{'s' if len(culprits) != 1 else ''} {', '.join(map(str, culprits))}")
+            problems.append(Problem(sentence, tuple(culprits), stuck, tuple(cops) or stuck))
+            continue
+        # No majority (e.g. two members): a rank that issues fewer is the one missing.
+        short = [m for m in members if lens[m] <= k]
+        if short:
+            long_ = [m for m in members if lens[m] > k]
+            sentence = (f"rank{'s' if len(short) > 1 else ''} {', '.join(map(str, short))} never"
+                        f" issue{'s' if len(short) == 1 else ''} collective #{k} on group {g!r}"
+                        f" ({', '.join(s.label(per[m][k]) for m in long_)} waits): the run hangs there")
+            problems.append(Problem(sentence, tuple(short), stuck, stuck))
+        else:
+            descr = ", ".join(f"rank {m} issues {_sig_text(per[m][k])}" for m in members)
+            sentence = (f"collective #{k} on group {g!r} does not match ({descr}); the data cannot"
+                        f" tell which rank is wrong: the run hangs or corrupts there")
+            problems.append(Problem(sentence, (), stuck, stuck, candidates=tuple(members)))
+    return problems
+
+
+def match(s: Schedule) -> Matching:
+    sends: dict[tuple[int, int, str], list[Op]] = defaultdict(list)
+    recvs: dict[tuple[int, int, str], list[Op]] = defaultdict(list)
+    colls: dict[str, dict[int, list[Op]]] = defaultdict(lambda: defaultdict(list))
+    records: dict[tuple[int, str], Op] = {}
+    for op in s.ops:  # ops are in issue order per rank
+        if op.kind is Kind.SEND:
+            assert op.peer is not None
+            sends[(op.rank, op.peer, op.channel)].append(op)
+        elif op.kind is Kind.RECV:
+            assert op.peer is not None
+            recvs[(op.peer, op.rank, op.channel)].append(op)
+        elif op.kind.is_collective:
+            assert op.group is not None
+            colls[op.group][op.rank].append(op)
+        elif op.kind is Kind.RECORD:
+            assert op.event is not None
+            records[(op.rank, op.event)] = op
+
+    pairs: list[tuple[int, int]] = []
+    problems: list[Problem] = []
+    for key in sorted(set(sends) | set(recvs)):
+        src, dst, ch = key
+        ss, rr = sends.get(key, []), recvs.get(key, [])
+        for a, b in zip(ss, rr, strict=False):
+            pairs.append((a.id, b.id))
+        chan = "" if ch == "0" else f" on channel {ch!r}"
+        for n, (a, b) in enumerate(zip(ss, rr, strict=False)):
+            if a.size is not None and b.size is not None and a.size != b.size:
+                problems.append(Problem(
+                    f"send #{n} from rank {src} to rank {dst}{chan} has size {a.size} but the"
+                    f" matching recv expects {b.size}", (), (a.id, b.id), (a.id, b.id),
+                    candidates=(src, dst)))
+        if len(ss) > len(rr):
+            extra = ss[len(rr)]
+            problems.append(Problem(
+                f"rank {dst} never posts recv #{len(rr)} from rank {src}{chan}: "
+                f"{s.label(extra)} has no partner and the run hangs there",
+                (dst,), tuple(o.id for o in ss[len(rr):]), (extra.id,)))
+        elif len(rr) > len(ss):
+            extra = rr[len(ss)]
+            problems.append(Problem(
+                f"rank {src} never posts send #{len(ss)} to rank {dst}{chan}: "
+                f"{s.label(extra)} has no partner and the run hangs there",
+                (src,), tuple(o.id for o in rr[len(ss):]), (extra.id,)))
+
+    instances: list[Instance] = []
+    for g, members in s.groups:
+        per = colls[g]
+        k = 0
+        while all(len(per[m]) > k for m in members):
+            if len({_sig(per[m][k]) for m in members}) > 1:
+                break
+            instances.append(Instance(g, k, tuple(per[m][k].id for m in members)))
+            k += 1
+    problems.extend(_collective_problems(s, colls))
+
+    events: list[tuple[int, int]] = []
+    noop: list[int] = []
+    for op in s.ops:
+        if op.kind is Kind.WAIT:
+            assert op.event is not None
+            rec = records.get((op.rank, op.event))
+            if rec is None:  # validation rejects this; keep the matcher total
+                continue
+            if rec.index < op.index:
+                events.append((rec.id, op.id))
+            else:
+                noop.append(op.id)
+    return Matching(tuple(pairs), tuple(instances), tuple(events), tuple(noop), tuple(problems))

@@ -1,0 +1,218 @@
+"""Proof obligations, one per property instance, built without a solver.
+
+* ``ReadOb`` (dataflow): one read of one *cell* (a sub-box of the read's
+  region in which every location has the same set of writers).  It holds
+  when, in every execution, the location holds ``expected`` throughout the
+  read.
+* ``OverlapOb`` (race): two ops on different streams whose accesses to one
+  rank's buffer conflict (overlap, one writes) must never run at once.
+* ``OrderOb`` (phase, deadlock): every op of ``before`` ends before any op of
+  ``after`` starts, in every execution.
+* ``MetaOb`` (phase): a rule broken by the schedule's own metadata.
+
+Regions stay boxes: a read is split only where a writer's box cuts it, and
+cells with the same writers are one obligation.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from ..ir import Access, Kind, Op, Region, Schedule
+from ..ir.region import Interval
+from .matching import Matching
+
+
+@dataclass(frozen=True)
+class ReadOb:
+    read: int
+    region: Region
+    expected: str
+    good: tuple[int, ...]  # writes of the expected value to this cell
+    bad: tuple[int, ...]  # writes of any other value to this cell
+    init: str | None  # what the cell holds before any write (None: nothing)
+
+    @property
+    def init_good(self) -> bool:
+        return self.init == self.expected
+
+
+@dataclass(frozen=True)
+class OverlapOb:
+    a: int
+    b: int
+    region: Region
+
+
+@dataclass(frozen=True)
+class OrderOb:
+    prop: str
+    before: tuple[int, ...]
+    after: tuple[int, ...]
+    why: str
+
+
+@dataclass(frozen=True)
+class MetaOb:
+    prop: str
+    op: int
+    other: int | None
+    sentence: str
+
+
+Obligation = ReadOb | OverlapOb | OrderOb | MetaOb
+
+
+# ------------------------------------------------------------- cells
+def _split(box: tuple[tuple[str, Interval], ...], cutters: list[tuple[int, Region]]
+           ) -> list[tuple[tuple[tuple[str, Interval], ...], tuple[int, ...]]]:
+    """Split ``box`` until every cutter either contains a piece or misses it.
+    Returns (piece, ids of the cutters containing it)."""
+    out = []
+    stack = [(box, cutters)]
+    while stack:
+        b, cs = stack.pop()
+        live = [(i, r) for i, r in cs if r.overlaps(Region(r.buffer, b))]
+        cut = None
+        for _i, r in live:
+            for axis, iv in b:
+                w = r.interval(axis)
+                if w.lo > iv.lo and w.lo < iv.hi:
+                    cut = (axis, w.lo)
+                    break
+                if w.hi > iv.lo and w.hi < iv.hi:
+                    cut = (axis, w.hi)
+                    break
+            if cut:
+                break
+        if cut is None:
+            out.append((b, tuple(i for i, _ in live)))
+            continue
+        axis, at = cut
+        lo_box = tuple((a, Interval(iv.lo, at) if a == axis else iv) for a, iv in b)
+        hi_box = tuple((a, Interval(at, iv.hi) if a == axis else iv) for a, iv in b)
+        stack.append((hi_box, live))
+        stack.append((lo_box, live))
+    return out
+
+
+def read_obligations(s: Schedule) -> list[ReadOb]:
+    writes: dict[tuple[int, str], list[tuple[int, Access]]] = defaultdict(list)
+    for op in s.ops:
+        for acc in op.writes:
+            writes[(op.rank, acc.region.buffer)].append((op.id, acc))
+    inits: dict[tuple[int, str], list[tuple[int, Region, str]]] = defaultdict(list)
+    for i, init in enumerate(s.init):
+        for r in s.ranks:
+            if init.applies_to(r):
+                inits[(r, init.region.buffer)].append((i, init.region, init.value))
+    obs: list[ReadOb] = []
+    for op in s.ops:
+        seen: set[tuple[object, ...]] = set()
+        for acc in op.reads:
+            if acc.value is None:
+                continue
+            key = (op.rank, acc.region.buffer)
+            ws = [(w, a) for w, a in writes.get(key, []) if w != op.id and a.region.overlaps(acc.region)]
+            its = [(i, reg, v) for i, reg, v in inits.get(key, []) if reg.overlaps(acc.region)]
+            cutters = [(k, a.region) for k, (_, a) in enumerate(ws)]
+            cutters += [(-1 - k, reg) for k, (_, reg, _) in enumerate(its)]
+            for piece, ids in _split(acc.region.box, cutters):
+                good = tuple(sorted(ws[k][0] for k in ids if k >= 0 and ws[k][1].value == acc.value))
+                bad = tuple(sorted(ws[k][0] for k in ids if k >= 0 and ws[k][1].value != acc.value))
+                init_ids = [-1 - k for k in ids if k < 0]
+                init = its[max(init_ids)][2] if init_ids else None
+                sig = (acc.value, good, bad, init)
+                if sig in seen:
+                    continue
+                seen.add(sig)
+                obs.append(ReadOb(op.id, Region(acc.region.buffer, piece), acc.value, good, bad, init))
+    return obs
+
+
+def race_obligations(s: Schedule) -> list[OverlapOb]:
+    acc: dict[tuple[int, str], list[tuple[Op, Region, bool]]] = defaultdict(list)
+    for op in s.ops:
+        for a in op.reads:
+            acc[(op.rank, a.region.buffer)].append((op, a.region, False))
+        for a in op.writes:
+            acc[(op.rank, a.region.buffer)].append((op, a.region, True))
+    obs: dict[tuple[int, int], OverlapOb] = {}
+    for items in acc.values():
+        for i, (oa, ra, wa) in enumerate(items):
+            for ob, rb, wb in items[i + 1 :]:
+                # Ops on one stream never overlap: stream order is part of every execution.
+                if oa.id == ob.id or oa.stream == ob.stream or not (wa or wb):
+                    continue
+                key = (min(oa.id, ob.id), max(oa.id, ob.id))
+                if key in obs:
+                    continue
+                inter = ra.intersect(rb)
+                if inter is not None:
+                    obs[key] = OverlapOb(key[0], key[1], inter)
+    return [obs[k] for k in sorted(obs)]
+
+
+def phase_obligations(s: Schedule) -> list[OrderOb | MetaOb]:
+    obs: list[OrderOb | MetaOb] = []
+    by_step_tokens: dict[tuple[object, int], Op] = {}
+    groups: dict[object, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for op in s.ops:
+        m = op.meta
+        if m.phase == "decode" and m.sp is not None:
+            obs.append(MetaOb("phase", op.id, None,
+                              f"{s.label(op)} is sequence-parallel partition {m.sp[0]}/{m.sp[1]} in decode"
+                              f" step {m.step}: a decode step has one new token per sequence, so there is"
+                              " nothing to split; SP is only legal in prefill"))
+        seqs: tuple[object, ...] = m.seqs if m.seqs else ("*",)
+        if m.phase == "decode" and m.step is not None:
+            for q in seqs:
+                groups[q][m.step].append(op.id)
+                if m.tokens is not None:
+                    prev = by_step_tokens.get((q, m.step))
+                    if prev is None:
+                        by_step_tokens[(q, m.step)] = op
+                    elif prev.meta.tokens != m.tokens:
+                        obs.append(MetaOb("phase", op.id, prev.id,
+                                          f"{s.label(op)} and {s.label(prev)} split decode step {m.step}"
+                                          f" of sequence {q} into token partitions: SP inside a decode"
+                                          " step is illegal"))
+        elif m.phase == "prefill":
+            for q in seqs:
+                groups[q][-1].append(op.id)
+    for q in sorted(groups, key=str):
+        steps = sorted(groups[q])
+        for t0, t1 in zip(steps, steps[1:], strict=False):
+            name0 = "prefill" if t0 < 0 else f"decode step {t0}"
+            seq = "the batch" if q == "*" else f"sequence {q}"
+            obs.append(OrderOb("phase", tuple(groups[q][t0]), tuple(groups[q][t1]),
+                               f"decode step {t1} of {seq} must start only after {name0} has finished"))
+    return obs
+
+
+def ordering_obligations(s: Schedule, m: Matching) -> list[OrderOb]:
+    """Ops of one communicator on one rank must run in issue order: two
+    collectives of a group (or two sends on one channel) issued to two
+    streams with no sync between them may run in either order on the
+    device, and NCCL then hangs."""
+    obs: list[OrderOb] = []
+    seqs: dict[tuple[object, ...], list[Op]] = defaultdict(list)
+    for op in s.ops:
+        if op.kind.is_collective:
+            seqs[("coll", op.rank, op.group)].append(op)
+        elif op.kind is Kind.SEND:
+            seqs[("send", op.rank, op.peer, op.channel)].append(op)
+        elif op.kind is Kind.RECV:
+            seqs[("recv", op.rank, op.peer, op.channel)].append(op)
+    for key, ops in seqs.items():
+        for a, b in zip(ops, ops[1:], strict=False):
+            if a.stream != b.stream:
+                what = f"group {key[2]!r}" if key[0] == "coll" else f"the channel to rank {key[2]}" \
+                    if key[0] == "send" else f"the channel from rank {key[2]}"
+                obs.append(OrderOb("deadlock", (a.id,), (b.id,),
+                                   f"{s.label(b)} may run before {s.label(a)} finishes: both use {what}"
+                                   f" on rank {a.rank} from different streams ({a.stream}, {b.stream})"
+                                   " with no sync between them, so the device can run them out of issue"
+                                   " order and the ranks can hang"))
+    return obs
