@@ -1,0 +1,224 @@
+"""Check a schedule: structural matching, then one solver call per property.
+
+``check_schedule`` is the engine's entry point; it returns a
+:class:`~syncproof.result.Report`.  Verdicts come only from the solver
+(``unsat`` of the negated property is ``proved``; a model is ``violated``,
+turned into a run and replayed on the independent executor) or from the
+structural matcher; a limit gives ``unknown`` with the solver's reason.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from collections.abc import Iterable, Sequence
+
+from ..errors import InternalError, UsageError
+from ..ir import Schedule
+from ..result import PROPERTIES, Counterexample, Observation, PropertyResult, Report, Verdict
+from ..semantics.matching import Matching, match
+from ..semantics.obligations import (
+    MetaOb,
+    OrderOb,
+    OverlapOb,
+    ReadOb,
+    ordering_obligations,
+    phase_obligations,
+    race_obligations,
+    read_obligations,
+)
+from ..semantics.precedence import Precedence, build_precedence, end
+from . import explain
+from .z3backend import Answer, Z3Backend
+
+ENGINES = ("z3",)
+
+
+NOT_REPLAYED = "replay switched off"
+
+
+def _replay(s: Schedule, cex: Counterexample, enabled: bool) -> Counterexample:
+    """Reproduce the counterexample on the independent executor."""
+    if not enabled:
+        return replace(cex, replay_note=NOT_REPLAYED)
+    from ..executor import replay
+
+    ok, note = replay(s, cex)
+    return replace(cex, replayed=ok, replay_note=note)
+
+
+def _verdict_from_replay(prop: str, cex: Counterexample, n_obs: int, more: tuple[str, ...],
+                         secs: float) -> PropertyResult:
+    if not cex.replayed and cex.replay_note != NOT_REPLAYED:
+        # Never claim a violation the independent executor cannot reproduce.
+        return PropertyResult(prop, Verdict.UNKNOWN,
+                              f"internal error: the counterexample did not replay ({cex.replay_note});"
+                              " please report this schedule", None, n_obs, more, secs)
+    return PropertyResult(prop, Verdict.VIOLATED, "", cex, n_obs, more, secs)
+
+
+def _matching_result(s: Schedule, m: Matching, prec: Precedence, replay: bool) -> PropertyResult:
+    t0 = time.perf_counter()
+    if not m.problems:
+        return PropertyResult("matching", Verdict.PROVED, "every send has its recv, every collective"
+                              " instance has all members with the same kind, size and root",
+                              None, len(m.pairs) + len(m.instances), (), time.perf_counter() - t0)
+    matched = {o for p in m.pairs for o in p} | {o for inst in m.instances for o in inst.ops}
+    unmatched = [op.id for op in s.ops if (op.kind.is_p2p or op.kind.is_collective) and op.id not in matched]
+    size_bad = {o for p in m.problems if not p.culprits and len(p.stuck) == 2 for o in p.stuck}
+    never = [end(o) for o in set(unmatched) | size_bad]
+    run = explain.partial_run(prec, never)
+    first = m.problems[0]
+    blocked = tuple(o for o in range(len(s.ops)) if run.end[o] is None)
+    cex = Counterexample("matching", first.sentence, first.culprit_ops,
+                         Observation("hang", blocked=blocked), run, candidates=first.candidates)
+    cex = _replay(s, cex, replay)
+    more = tuple(p.sentence for p in m.problems[1:])
+    return _verdict_from_replay("matching", cex, len(m.problems), more, time.perf_counter() - t0)
+
+
+def _unknown(prop: str, reason: str) -> PropertyResult:
+    return PropertyResult(prop, Verdict.UNKNOWN, reason)
+
+
+def _witness(s: Schedule, prop: str, ob: ReadOb | OverlapOb | OrderOb | MetaOb, ans: Answer,
+             prec: Precedence) -> Counterexample:
+    run = explain.run_from_times(prec, ans.times)
+    if isinstance(ob, ReadOb):
+        obs, sentence, culprits, edge = explain.read_observation(s, ob, run)
+        return Counterexample(prop, sentence, culprits, obs, run, missing_edge=edge)
+    if isinstance(ob, OverlapOb):
+        obs, sentence = explain.overlap_observation(s, ob)
+        return Counterexample(prop, sentence, (ob.a, ob.b), obs, run, missing_edge=(ob.a, ob.b))
+    if isinstance(ob, OrderOb):
+        obs, sentence, pair = explain.order_observation(s, ob, run)
+        return Counterexample(prop, sentence, pair, obs, run, missing_edge=pair)
+    culprits = (ob.op,) if ob.other is None else (ob.op, ob.other)
+    return Counterexample(prop, ob.sentence, culprits, explain.meta_observation(ob), run)
+
+
+def _one_line(s: Schedule, ob: ReadOb | OverlapOb | OrderOb | MetaOb) -> str:
+    if isinstance(ob, ReadOb):
+        return f"{s.label(ob.read)} may read {ob.region} without {ob.expected!r} in it"
+    if isinstance(ob, OverlapOb):
+        return f"{s.label(ob.a)} and {s.label(ob.b)} may overlap on {ob.region}"
+    if isinstance(ob, OrderOb):
+        return ob.why
+    return ob.sentence
+
+
+def _property(s: Schedule, prop: str, obs: Sequence[ReadOb | OverlapOb | OrderOb | MetaOb],
+              backend: Z3Backend, prec: Precedence, max_cex: int, replay: bool,
+              proved_text: str) -> PropertyResult:
+    t0 = time.perf_counter()
+    found, final = backend.find_violations(obs, max_cex)
+    secs = time.perf_counter() - t0
+    if not found:
+        if final == "unsat":
+            return PropertyResult(prop, Verdict.PROVED, proved_text, None, len(obs), (), secs)
+        return PropertyResult(prop, Verdict.UNKNOWN, f"solver gave up ({final.removeprefix('unknown: ')})",
+                              None, len(obs), (), secs)
+    first = found[0]
+    assert first.index is not None
+    cex = _witness(s, prop, obs[first.index], first, prec)
+    cex = _replay(s, cex, replay)
+    more = [_one_line(s, obs[a.index]) for a in found[1:] if a.index is not None]
+    if final == "limit":
+        more.append(f"(stopped after {max_cex} violations; more may exist: raise --max-cex)")
+    elif final.startswith("unknown"):
+        more.append(f"(the solver gave up on the rest: {final.removeprefix('unknown: ')})")
+    return _verdict_from_replay(prop, cex, len(obs), tuple(more), secs)
+
+
+def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engine: str = "z3",
+                   timeout: float | None = None, rlimit: int | None = None,
+                   memory_mb: int | None = None, max_cex: int = 3, replay: bool = True) -> Report:
+    """Check ``properties`` of ``s`` and return the report.
+
+    ``timeout`` (seconds), ``rlimit`` (z3 resource units, reproducible) and
+    ``memory_mb`` bound each solver call; hitting one gives ``unknown``.
+    """
+    props = tuple(properties)
+    for p in props:
+        if p not in PROPERTIES:
+            raise UsageError(f"unknown property {p!r}; choose from {', '.join(PROPERTIES)}")
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    t_all = time.perf_counter()
+    timings: list[tuple[str, float]] = []
+
+    def lap(name: str, t: float) -> float:
+        now = time.perf_counter()
+        timings.append((name, now - t))
+        return now
+
+    t = time.perf_counter()
+    m = match(s)
+    prec = build_precedence(s, m)
+    t = lap("structure", t)
+    warnings = tuple(
+        f"{s.label(w)} is issued before the record of its event: in CUDA such a wait does nothing,"
+        " and syncproof treats it so" for w in m.noop_waits
+    )
+    results: dict[str, PropertyResult] = {}
+    results["matching"] = _matching_result(s, m, prec, replay)
+    rest = [p for p in props if p != "matching"]
+    if results["matching"].verdict is not Verdict.PROVED:
+        why = "not checked: the ops do not match (see matching), so no complete execution exists"
+        for p in rest:
+            results[p] = _unknown(p, why)
+        return _report(s, props, results, t_all, warnings, timings)
+
+    backend = Z3Backend(prec, timeout_s=timeout, rlimit=rlimit, memory_mb=memory_mb)
+    t = lap("encode", t)
+    base = backend.check_base()
+    t = lap("base", t)
+    if base.status == "unknown":
+        for p in rest:
+            results[p] = _unknown(p, f"solver gave up on the schedule itself ({base.reason})")
+        return _report(s, props, results, t_all, warnings, timings)
+    if base.status == "unsat":
+        cycle, note = backend.deadlock_cycle()
+        if not cycle:
+            raise InternalError(f"no execution exists but no cycle was found ({note})")
+        steps = explain.cycle_steps(s, prec, cycle)
+        never = {ed.v for ed in cycle}
+        run = explain.partial_run(prec, never)
+        ops_in_cycle = tuple(dict.fromkeys(o for st in steps for o in (st.op, st.next_op)))
+        blocked = tuple(o for o in range(len(s.ops)) if run.end[o] is None)
+        cex = Counterexample("deadlock", explain.cycle_sentence(s, steps), ops_in_cycle,
+                             Observation("cycle", blocked=blocked), run, cycle=steps)
+        cex = _replay(s, cex, replay)
+        results["deadlock"] = _verdict_from_replay("deadlock", cex, 1, (), time.perf_counter() - t)
+        for p in rest:
+            if p != "deadlock":
+                results[p] = _unknown(p, "not checked: the schedule deadlocks (see deadlock), so no"
+                                         " complete execution exists")
+        return _report(s, props, results, t_all, warnings, timings)
+
+    texts = {
+        "deadlock": "an execution exists and every communicator's ops run in issue order on every rank",
+        "dataflow": "every read sees exactly its expected values in every execution",
+        "race": "no two conflicting accesses can overlap in time",
+        "phase": "no SP in decode, and every decode step starts after the previous one has finished",
+    }
+    for p in rest:
+        if p == "deadlock":
+            obs: Sequence[ReadOb | OverlapOb | OrderOb | MetaOb] = ordering_obligations(s, m)
+        elif p == "dataflow":
+            obs = read_obligations(s)
+        elif p == "race":
+            obs = race_obligations(s)
+        else:
+            obs = phase_obligations(s)
+        results[p] = _property(s, p, obs, backend, prec, max_cex, replay, texts[p])
+        t = lap(p, t)
+    return _report(s, props, results, t_all, warnings, timings)
+
+
+def _report(s: Schedule, props: Sequence[str], results: dict[str, PropertyResult], t0: float,
+            warnings: tuple[str, ...], timings: list[tuple[str, float]]) -> Report:
+    ordered = tuple(results[p] for p in PROPERTIES if p in props or p == "matching")
+    ordered = tuple(r for r in ordered if r.property in props)
+    return Report(s.name, s.source, len(s.ops), ordered, "z3", time.perf_counter() - t0, warnings,
+                  tuple(timings))

@@ -1,0 +1,162 @@
+"""Turn solver witnesses into runs, observations and plain sentences.
+No solver here: only the witness times and the schedule."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
+
+from ..ir import Schedule
+from ..result import CycleStep, Observation, Run
+from ..semantics.obligations import MetaOb, OrderOb, OverlapOb, ReadOb
+from ..semantics.precedence import Edge, Precedence, end, start
+
+NOTHING = "<nothing>"
+
+
+def run_from_times(prec: Precedence, times: Sequence[int]) -> Run:
+    """A run with distinct integer times 0, 1, 2, ... in the witness's order.
+    Every constraint and every witness relation is strict, so ties in the
+    model are between unrelated events and any tie-break keeps the run
+    admissible and the observation the same."""
+    n = prec.n_ops
+    pts = sorted(range(2 * n), key=lambda p: (times[p], p))
+    rank = [0] * (2 * n)
+    for i, p in enumerate(pts):
+        rank[p] = i
+    return Run(tuple(rank[start(o)] for o in range(n)), tuple(rank[end(o)] for o in range(n)))
+
+
+def partial_run(prec: Precedence, never: Iterable[int] = ()) -> Run:
+    """The longest run of a schedule that hangs: events that can happen, in a
+    topological order of the precedence graph; the points in ``never`` (and
+    everything after them, and every cycle) never happen."""
+    blocked = set(never)
+    indeg = [0] * prec.n_points
+    adj: dict[int, list[int]] = defaultdict(list)
+    for ed in prec.edges:
+        adj[ed.u].append(ed.v)
+        indeg[ed.v] += 1
+    queue = deque(p for p in range(prec.n_points) if indeg[p] == 0 and p not in blocked)
+    order: list[int] = []
+    while queue:
+        p = queue.popleft()
+        order.append(p)
+        for q in adj[p]:
+            indeg[q] -= 1
+            if indeg[q] == 0 and q not in blocked:
+                queue.append(q)
+    when: dict[int, int] = {}
+    for p in order:
+        if p < 2 * prec.n_ops:
+            when[p] = len(when)
+    n = prec.n_ops
+    return Run(tuple(when.get(start(o)) for o in range(n)), tuple(when.get(end(o)) for o in range(n)))
+
+
+def _why(s: Schedule, ed: Edge) -> str:
+    if ed.why == "stream":
+        op = s.ops[ed.a]
+        return f"stream order on r{op.rank}/{op.stream}"
+    if ed.why == "event":
+        return f"it waits for event {s.ops[ed.a].event!r}"
+    if ed.why == "p2p":
+        return "a rendezvous send/recv finishes only after its partner starts"
+    return "a collective finishes only after every member arrives"
+
+
+def cycle_steps(s: Schedule, prec: Precedence, cycle: Sequence[Edge]) -> tuple[CycleStep, ...]:
+    """Op-level links of a cycle of waits, each op waiting for the next one.
+    Collective instances are folded into their members."""
+    links: list[CycleStep] = []
+    member_in: int | None = None
+    for ed in cycle:  # edge u -> v: the op of v waits for the op of u
+        if ed.why == "op":
+            continue
+        if ed.why == "coll":
+            if ed.u < 2 * prec.n_ops:  # start(member) <= arrive(I)
+                member_in = ed.a
+            elif member_in is not None and member_in != ed.b:  # arrive(I) < end(member)
+                links.append(CycleStep(ed.b, member_in, _why(s, ed)))
+            continue
+        links.append(CycleStep(ed.b, ed.a, _why(s, ed)))
+    return tuple(reversed(links))
+
+
+def cycle_sentence(s: Schedule, steps: Sequence[CycleStep]) -> str:
+    if not steps:
+        return "no execution can finish: the precedence constraints form a cycle"
+    chain = ", ".join(f"{s.label(st.op)} waits for {s.label(st.next_op)} ({st.why})" for st in steps)
+    return f"no execution can finish: {chain}"
+
+
+# --------------------------------------------------------------- witnesses
+def read_observation(s: Schedule, ob: ReadOb, run: Run) -> tuple[Observation, str, tuple[int, ...],
+                                                                   tuple[int, int] | None]:
+    rs, re_ = run.start[ob.read], run.end[ob.read]
+    assert rs is not None and re_ is not None
+    writers = [(run.end[w], w, True) for w in ob.good] + [(run.end[w], w, False) for w in ob.bad]
+    before = sorted((t, w, g) for t, w, g in writers if t is not None and t < rs)
+    during = sorted((t, w, g) for t, w, g in writers if t is not None and rs < t < re_ and not g)
+    if before:
+        at_start_writer: int | None = before[-1][1]
+        at_start_good = before[-1][2]
+        assert at_start_writer is not None
+        at_start = ob.expected if at_start_good else _written(s, at_start_writer, ob)
+    else:
+        at_start_writer, at_start_good = None, ob.init_good
+        at_start = ob.init if ob.init is not None else NOTHING
+    seen = [at_start] + [_written(s, w, ob) for _, w, _ in during]
+    reader = s.label(ob.read)
+    region = str(ob.region)
+    obs = Observation("read", a=ob.read, region=region, expected=ob.expected, seen=tuple(seen))
+    if not at_start_good:
+        late = [w for w in ob.good if (run.end[w] or 0) > rs]
+        if at_start_writer is not None and ob.good and not late:
+            good_before = [w for t, w, g in before if g]
+            sentence = (f"{s.label(at_start_writer)} overwrote {region} with {at_start!r} after "
+                        f"{s.label(good_before[-1])} wrote {ob.expected!r} and before {reader} read it")
+            return obs, sentence, (ob.read, at_start_writer), (ob.read, at_start_writer)
+        if late:
+            w = late[0]
+            sentence = (f"{reader} read {region} before {s.label(w)} wrote {ob.expected!r} there "
+                        f"(it saw {at_start!r})")
+            return obs, sentence, (ob.read, w), (w, ob.read)
+        sentence = (f"{reader} expects {ob.expected!r} in {region}, but no op on rank {s.ops[ob.read].rank}"
+                    f" writes that value there before it (it saw {at_start!r})")
+        return obs, sentence, (ob.read,), None
+    w = during[0][1]
+    sentence = (f"{s.label(w)} overwrote {region} with {_written(s, w, ob)!r} while {reader} was still "
+                f"reading it (it expects {ob.expected!r})")
+    return obs, sentence, (ob.read, w), (ob.read, w)
+
+
+def _written(s: Schedule, w: int, ob: ReadOb) -> str:
+    for acc in s.ops[w].writes:
+        if acc.region.overlaps(ob.region):
+            return acc.value or NOTHING
+    return NOTHING
+
+
+def overlap_observation(s: Schedule, ob: OverlapOb) -> tuple[Observation, str]:
+    a, b = s.ops[ob.a], s.ops[ob.b]
+    what = "write" if any(x.region.overlaps(ob.region) for x in a.writes) and \
+        any(x.region.overlaps(ob.region) for x in b.writes) else "touch"
+    sentence = (f"{s.label(a)} and {s.label(b)} can run at the same time and both {what} {ob.region}"
+                " (at least one writes it); nothing orders them")
+    return Observation("overlap", a=ob.a, b=ob.b, region=str(ob.region)), sentence
+
+
+def order_observation(s: Schedule, ob: OrderOb, run: Run) -> tuple[Observation, str, tuple[int, int]]:
+    pairs = [(a, b) for a in ob.before for b in ob.after
+             if (run.start[b] or 0) < (run.end[a] or 0)]
+    a, b = min(pairs, key=lambda p: (run.start[p[1]] or 0, -(run.end[p[0]] or 0)))
+    if len(ob.before) == 1 and len(ob.after) == 1:
+        sentence = ob.why
+    else:
+        sentence = f"{s.label(b)} starts before {s.label(a)} ends: {ob.why}"
+    return Observation("order", a=a, b=b), sentence, (a, b)
+
+
+def meta_observation(ob: MetaOb) -> Observation:
+    return Observation("meta", a=ob.op, b=ob.other)

@@ -1,0 +1,515 @@
+"""An explicit-state executor: the reference semantics, by brute force.
+
+It enumerates every reachable state of a (small) schedule and records which
+properties some transition violates.  It shares no code with the z3 engine or
+with ``syncproof.semantics``: matching, enabling, memory and the property
+rules are all re-derived here from the schedule IR, so that the two can be
+cross-checked against each other.
+
+A state is the status of every op (not started / active / ended) plus the
+contents of the memory points that some read expects a value in.  Every op has
+a start event and an end event:
+
+- ``start(o)``: the previous op on o's stream has ended;
+- ``end(o)``: o has started and, for a wait linked to its record, the record
+  has ended; for a matched recv, its send has started; for a matched send, its
+  recv has started (unless p2p is eager); for a matched collective, every op
+  of its instance has started.  An unmatched send, recv or collective never
+  ends.
+
+Memory is modelled with explicit integer points: per rank and buffer, one
+coordinate per axis, over a per-axis universe ``[min_lo - 1, max_hi + 1)`` of
+the finite intervals the schedule uses (``{0}`` when it uses none); a full
+axis covers the whole universe.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from itertools import product
+
+from ..errors import SyncproofError
+from ..ir import Kind, Op, Region, Schedule
+from ..ir.region import FULL_LO
+from ..result import PROPERTIES
+
+NOT_STARTED = 0
+ACTIVE = 1
+ENDED = 2
+
+NOTHING = "<nothing>"
+"""How a point that holds no value is shown in observations."""
+
+Point = tuple[int, str, tuple[int, ...]]
+"""A memory point: (rank, buffer, one coordinate per axis in buffer order)."""
+
+Status = tuple[int, ...]
+Mem = tuple[str | None, ...]
+
+
+class StateLimitExceeded(SyncproofError):
+    """The schedule has more reachable states than the executor may visit."""
+
+
+# ------------------------------------------------------------------ memory
+def _is_full(lo: int) -> bool:
+    return lo == FULL_LO
+
+
+def _all_regions(schedule: Schedule) -> Iterable[Region]:
+    for op in schedule.ops:
+        for acc in op.reads:
+            yield acc.region
+        for acc in op.writes:
+            yield acc.region
+    for init in schedule.init:
+        yield init.region
+
+
+def axis_universes(schedule: Schedule) -> dict[tuple[str, str], tuple[int, int]]:
+    """``(buffer, axis) -> (lo, hi)``: the half-open range of coordinates the
+    executor models for that axis."""
+    los: dict[tuple[str, str], int] = {}
+    his: dict[tuple[str, str], int] = {}
+    for region in _all_regions(schedule):
+        for axis, iv in region.box:
+            if _is_full(iv.lo):
+                continue
+            key = (region.buffer, axis)
+            los[key] = min(los.get(key, iv.lo), iv.lo)
+            his[key] = max(his.get(key, iv.hi), iv.hi)
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for buf in schedule.buffers:
+        for axis in buf.axis_names:
+            key = (buf.name, axis)
+            out[key] = (los[key] - 1, his[key] + 1) if key in los else (0, 1)
+    return out
+
+
+def region_points(
+    schedule: Schedule, universes: dict[tuple[str, str], tuple[int, int]], rank: int, region: Region
+) -> list[Point]:
+    """Every modelled point of ``region`` on ``rank`` (clipped to the universe)."""
+    buf = schedule.buffer_map[region.buffer]
+    ranges: list[range] = []
+    for axis in buf.axis_names:
+        ulo, uhi = universes[(buf.name, axis)]
+        iv = region.interval(axis)
+        if _is_full(iv.lo):
+            ranges.append(range(ulo, uhi))
+        else:
+            ranges.append(range(max(iv.lo, ulo), min(iv.hi, uhi)))
+    return [(rank, buf.name, coords) for coords in product(*ranges)]
+
+
+def initial_memory(
+    schedule: Schedule, universes: dict[tuple[str, str], tuple[int, int]]
+) -> dict[Point, str]:
+    """Initial contents: init entries in order, later ones overriding earlier."""
+    mem: dict[Point, str] = {}
+    for init in schedule.init:
+        for rank in schedule.ranks:
+            if init.applies_to(rank):
+                for pt in region_points(schedule, universes, rank, init.region):
+                    mem[pt] = init.value
+    return mem
+
+
+# ---------------------------------------------------------------- matching
+@dataclass
+class Matching:
+    """The result of matching a schedule's communication and events."""
+
+    # comm op id -> every op of its match (a p2p pair or a collective
+    # instance), itself included; only for matched ops.
+    instance: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    unmatched: set[int] = field(default_factory=set)
+    # wait op id -> record op id, only when the record was issued earlier.
+    record_of: dict[int, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def compute_matching(schedule: Schedule) -> Matching:
+    m = Matching()
+    label = schedule.label
+    # point to point: FIFO per (src, dst, channel), in issue order.
+    sends: dict[tuple[int, int, str], list[Op]] = defaultdict(list)
+    recvs: dict[tuple[int, int, str], list[Op]] = defaultdict(list)
+    records: dict[tuple[int, str], Op] = {}
+    for rank in schedule.ranks:
+        for op in schedule.by_rank[rank]:
+            if op.kind is Kind.SEND:
+                assert op.peer is not None
+                sends[(op.rank, op.peer, op.channel)].append(op)
+            elif op.kind is Kind.RECV:
+                assert op.peer is not None
+                recvs[(op.peer, op.rank, op.channel)].append(op)
+            elif op.kind is Kind.RECORD:
+                assert op.event is not None
+                records[(op.rank, op.event)] = op
+    for key in sorted(set(sends) | set(recvs)):
+        ss, rr = sends.get(key, []), recvs.get(key, [])
+        for snd, rcv in zip(ss, rr, strict=False):
+            m.instance[snd.id] = (snd.id, rcv.id)
+            m.instance[rcv.id] = (snd.id, rcv.id)
+            if snd.size is not None and rcv.size is not None and snd.size != rcv.size:
+                m.problems.append(f"{label(snd)} sends size {snd.size} but {label(rcv)} expects {rcv.size}")
+        for extra in ss[len(rr):] + rr[len(ss):]:
+            other = "recv" if extra.kind is Kind.SEND else "send"
+            m.unmatched.add(extra.id)
+            m.problems.append(f"{label(extra)} has no matching {other}")
+    # collectives: the k-th on a group of every member forms instance k.
+    for gname, members in schedule.groups:
+        per_rank = {
+            r: [op for op in schedule.by_rank[r] if op.kind.is_collective and op.group == gname]
+            for r in members
+        }
+        longest = max((len(v) for v in per_rank.values()), default=0)
+        for k in range(longest):
+            inst = [per_rank[r][k] for r in members if k < len(per_rank[r])]
+            sigs = {(op.kind, op.size, op.root, op.dtype) for op in inst}
+            if len(inst) == len(members) and len(sigs) == 1:
+                ids = tuple(op.id for op in inst)
+                for op in inst:
+                    m.instance[op.id] = ids
+                continue
+            missing = [r for r in members if k >= len(per_rank[r])]
+            why = (f"rank(s) {', '.join(map(str, missing))} never issue it" if missing
+                   else "members disagree on kind, size, root or dtype")
+            m.problems.append(f"collective #{k} on group {gname!r} does not match: {why}")
+            for r in members:
+                for op in per_rank[r][k:]:
+                    m.unmatched.add(op.id)
+            break
+    # events: a wait links to its record only if the record was issued before.
+    for op in schedule.ops:
+        if op.kind is Kind.WAIT:
+            assert op.event is not None
+            rec = records.get((op.rank, op.event))
+            if rec is not None and rec.index < op.index:
+                m.record_of[op.id] = rec.id
+    return m
+
+
+# ------------------------------------------------------------------ phases
+def _seq_keys(op: Op) -> tuple[object, ...]:
+    return tuple(op.meta.seqs) if op.meta.seqs else ("*",)
+
+
+def _phase_group(op: Op) -> int | None:
+    if op.meta.phase == "prefill":
+        return -1
+    if op.meta.phase == "decode" and op.meta.step is not None:
+        return op.meta.step
+    return None
+
+
+def meta_problems(schedule: Schedule) -> list[tuple[str, int, int | None]]:
+    """Phase rules that need no run: (sentence, op a, op b or None)."""
+    out: list[tuple[str, int, int | None]] = []
+    decode = [op for op in schedule.ops if op.meta.phase == "decode"]
+    for op in decode:
+        if op.meta.sp is not None:
+            out.append((f"{schedule.label(op)} is a decode op with an SP partition", op.id, None))
+    for i, a in enumerate(decode):
+        for b in decode[i + 1:]:
+            if (a.meta.step == b.meta.step and set(_seq_keys(a)) & set(_seq_keys(b))
+                    and a.meta.tokens is not None and b.meta.tokens is not None
+                    and a.meta.tokens != b.meta.tokens):
+                out.append((f"{schedule.label(a)} and {schedule.label(b)} are one decode step of one"
+                            " sequence but compute different tokens", a.id, b.id))
+    return out
+
+
+# ------------------------------------------------------------------- model
+@dataclass
+class Model:
+    """Everything about a schedule that does not depend on the state."""
+
+    schedule: Schedule
+    matching: Matching
+    universes: dict[tuple[str, str], tuple[int, int]]
+    prev_on_stream: list[int | None]
+    # (op, minimal status) pairs that must hold for end(o); None: never.
+    end_deps: list[tuple[tuple[int, int], ...] | None]
+    # every point each op reads (value or None) / writes (value)
+    read_pts: list[list[tuple[Point, str | None]]]
+    write_pts: list[list[tuple[Point, str]]]
+    conflicts: list[tuple[int, ...]]       # ops on the same rank that race with o
+    clobbers: list[tuple[int, ...]]        # ops whose expected reads o's writes break
+    phase_before: list[tuple[int, ...]]    # ops of an earlier phase group, same sequence
+    fifo_pred: list[int | None]            # previous op of o's comm FIFO on its rank
+    meta: list[tuple[str, int, int | None]]
+    # relevant memory (points some read expects a value in)
+    slot_of: dict[Point, int]
+    read_expect: list[tuple[tuple[int, str], ...]]
+    write_slots: list[tuple[tuple[int, str], ...]]
+    init_mem: Mem
+
+    @property
+    def n(self) -> int:
+        return len(self.schedule.ops)
+
+    def label(self, op: int) -> str:
+        return self.schedule.label(op)
+
+    def can_start(self, status: Status, o: int) -> bool:
+        prev = self.prev_on_stream[o]
+        return status[o] == NOT_STARTED and (prev is None or status[prev] == ENDED)
+
+    def can_end(self, status: Status, o: int) -> bool:
+        if status[o] != ACTIVE:
+            return False
+        deps = self.end_deps[o]
+        return deps is not None and all(status[p] >= need for p, need in deps)
+
+    def why_not(self, status: Status, event: str, o: int) -> str:
+        """Why ``event`` of op ``o`` is not enabled in ``status`` (for messages)."""
+        if event == "start":
+            if status[o] != NOT_STARTED:
+                return "it has already started"
+            prev = self.prev_on_stream[o]
+            if prev is None:
+                return ""
+            return f"the previous op on its stream, {self.label(prev)}, has not ended"
+        if status[o] == NOT_STARTED:
+            return "it has not started"
+        if status[o] == ENDED:
+            return "it has already ended"
+        deps = self.end_deps[o]
+        if deps is None:
+            return "it is unmatched and can never end"
+        for p, need in deps:
+            if status[p] < need:
+                return f"{self.label(p)} has not {'started' if need == ACTIVE else 'ended'}"
+        return ""
+
+
+def build_model(schedule: Schedule) -> Model:
+    ops = schedule.ops
+    n = len(ops)
+    matching = compute_matching(schedule)
+    universes = axis_universes(schedule)
+
+    prev_on_stream: list[int | None] = [None] * n
+    for seq in schedule.streams.values():
+        for first, then in zip(seq, seq[1:], strict=False):
+            prev_on_stream[then.id] = first.id
+
+    end_deps: list[tuple[tuple[int, int], ...] | None] = []
+    for op in ops:
+        if op.kind is Kind.WAIT:
+            rec = matching.record_of.get(op.id)
+            end_deps.append(((rec, ENDED),) if rec is not None else ())
+        elif op.kind.is_p2p or op.kind.is_collective:
+            if op.id in matching.unmatched or op.id not in matching.instance:
+                end_deps.append(None)
+            elif op.kind is Kind.SEND and schedule.p2p == "eager":
+                end_deps.append(())
+            else:
+                end_deps.append(tuple((p, ACTIVE) for p in matching.instance[op.id] if p != op.id))
+        else:
+            end_deps.append(())
+
+    read_pts: list[list[tuple[Point, str | None]]] = []
+    write_pts: list[list[tuple[Point, str]]] = []
+    for op in ops:
+        read_pts.append([(pt, acc.value) for acc in op.reads
+                         for pt in region_points(schedule, universes, op.rank, acc.region)])
+        write_pts.append([(pt, acc.value) for acc in op.writes if acc.value is not None
+                          for pt in region_points(schedule, universes, op.rank, acc.region)])
+
+    rset = [{pt for pt, _ in r} for r in read_pts]
+    wset = [{pt for pt, _ in w} for w in write_pts]
+    conflicts: list[list[int]] = [[] for _ in range(n)]
+    for rank in schedule.ranks:
+        rops = [op.id for op in schedule.by_rank[rank]]
+        for i, a in enumerate(rops):
+            for b in rops[i + 1:]:
+                if (wset[a] & (rset[b] | wset[b])) or (rset[a] & wset[b]):
+                    conflicts[a].append(b)
+                    conflicts[b].append(a)
+
+    expects: dict[Point, list[tuple[int, str]]] = defaultdict(list)
+    for op in ops:
+        for pt, v in read_pts[op.id]:
+            if v is not None:
+                expects[pt].append((op.id, v))
+    clobbers: list[tuple[int, ...]] = []
+    for op in ops:
+        victims = {r for pt, val in write_pts[op.id]
+                   for r, v in expects.get(pt, ()) if r != op.id and v != val}
+        clobbers.append(tuple(sorted(victims)))
+
+    groups = [_phase_group(op) for op in ops]
+    phase_before: list[tuple[int, ...]] = []
+    for op in ops:
+        g = groups[op.id]
+        before: list[int] = []
+        if g is not None:
+            keys = set(_seq_keys(op))
+            for p in ops:
+                gp = groups[p.id]
+                if gp is not None and gp < g and keys & set(_seq_keys(p)):
+                    before.append(p.id)
+        phase_before.append(tuple(before))
+
+    fifo_pred: list[int | None] = [None] * n
+    last: dict[tuple[object, ...], int] = {}
+    for rank in schedule.ranks:
+        for op in schedule.by_rank[rank]:
+            key: tuple[object, ...] | None = None
+            if op.kind.is_collective:
+                key = (rank, "coll", op.group)
+            elif op.kind is Kind.SEND:
+                key = (rank, "send", op.peer, op.channel)
+            elif op.kind is Kind.RECV:
+                key = (rank, "recv", op.peer, op.channel)
+            if key is not None:
+                fifo_pred[op.id] = last.get(key)
+                last[key] = op.id
+
+    slots = sorted(expects)
+    slot_of = {pt: i for i, pt in enumerate(slots)}
+    read_expect = [tuple((slot_of[pt], v) for pt, v in read_pts[op.id] if v is not None) for op in ops]
+    write_slots = [tuple((slot_of[pt], v) for pt, v in write_pts[op.id] if pt in slot_of) for op in ops]
+    mem0 = initial_memory(schedule, universes)
+    init_mem: Mem = tuple(mem0.get(pt) for pt in slots)
+
+    return Model(
+        schedule=schedule, matching=matching, universes=universes, prev_on_stream=prev_on_stream,
+        end_deps=end_deps, read_pts=read_pts, write_pts=write_pts,
+        conflicts=[tuple(c) for c in conflicts], clobbers=clobbers, phase_before=phase_before,
+        fifo_pred=fifo_pred, meta=meta_problems(schedule), slot_of=slot_of,
+        read_expect=read_expect, write_slots=write_slots, init_mem=init_mem,
+    )
+
+
+def quiesce(model: Model, status: Status) -> Status:
+    """Fire enabled events until none is left.  Enabling is monotone, so the
+    ops that end are the same whatever order this picks."""
+    st = list(status)
+    changed = True
+    while changed:
+        changed = False
+        for o in range(model.n):
+            cur = tuple(st)
+            if model.can_start(cur, o):
+                st[o] = ACTIVE
+                changed = True
+            cur = tuple(st)
+            if model.can_end(cur, o):
+                st[o] = ENDED
+                changed = True
+    return tuple(st)
+
+
+# ---------------------------------------------------------------- explore
+@dataclass(frozen=True)
+class ExecResult:
+    """What exploration found.
+
+    ``violated`` maps each property to True / False, or None when it is not
+    decided (every property but matching when matching is violated).
+    ``witnesses`` holds one sentence per violated property; ``blocked`` the
+    ops a maximal run never ends; ``states`` the number of states visited.
+    """
+
+    violated: dict[str, bool | None]
+    witnesses: dict[str, str] = field(default_factory=dict)
+    states: int = 0
+    blocked: tuple[int, ...] = ()
+    unmatched: tuple[int, ...] = ()
+
+
+def explore(schedule: Schedule, max_states: int = 200_000) -> ExecResult:
+    """Enumerate every reachable state of ``schedule`` and report which
+    properties some transition violates.  Raises :class:`StateLimitExceeded`
+    when more than ``max_states`` states would be visited."""
+    model = build_model(schedule)
+    n = model.n
+    final = quiesce(model, (NOT_STARTED,) * n)
+    blocked = tuple(o for o in range(n) if final[o] != ENDED)
+    unmatched = tuple(sorted(model.matching.unmatched))
+    if not model.matching.ok:
+        verdicts: dict[str, bool | None] = {p: None for p in PROPERTIES}
+        verdicts["matching"] = True
+        return ExecResult(verdicts, {"matching": model.matching.problems[0]}, 0, blocked, unmatched)
+
+    witnesses: dict[str, str] = {}
+    if model.meta:
+        witnesses["phase"] = model.meta[0][0]
+
+    label = model.label
+    start: tuple[Status, Mem] = ((NOT_STARTED,) * n, model.init_mem)
+    visited: set[tuple[Status, Mem]] = {start}
+    stack = [start]
+    while stack:
+        status, mem = stack.pop()
+        stuck = True
+        for o in range(n):
+            so = status[o]
+            if so == NOT_STARTED:
+                if not model.can_start(status, o):
+                    continue
+                stuck = False
+                if "race" not in witnesses:
+                    for p in model.conflicts[o]:
+                        if status[p] == ACTIVE:
+                            witnesses["race"] = f"{label(o)} starts while {label(p)} runs and they conflict"
+                            break
+                if "dataflow" not in witnesses:
+                    for slot, v in model.read_expect[o]:
+                        if mem[slot] != v:
+                            got = mem[slot] if mem[slot] is not None else NOTHING
+                            witnesses["dataflow"] = f"{label(o)} expects {v} but finds {got} at start"
+                            break
+                if "phase" not in witnesses:
+                    for p in model.phase_before[o]:
+                        if status[p] != ENDED:
+                            witnesses["phase"] = (f"{label(o)} starts before {label(p)}"
+                                                  " of an earlier phase ends")
+                            break
+                if "deadlock" not in witnesses:
+                    fp = model.fifo_pred[o]
+                    if fp is not None and status[fp] != ENDED:
+                        witnesses["deadlock"] = (f"{label(o)} starts before {label(fp)},"
+                                                 " issued before it, ends")
+                succ = (status[:o] + (ACTIVE,) + status[o + 1:], mem)
+            elif so == ACTIVE:
+                if not model.can_end(status, o):
+                    continue
+                stuck = False
+                if "dataflow" not in witnesses:
+                    for p in model.clobbers[o]:
+                        if status[p] == ACTIVE:
+                            witnesses["dataflow"] = f"{label(o)} overwrites what {label(p)} is reading"
+                            break
+                new_mem = mem
+                if model.write_slots[o]:
+                    lm = list(mem)
+                    for slot, val in model.write_slots[o]:
+                        lm[slot] = val
+                    new_mem = tuple(lm)
+                succ = (status[:o] + (ENDED,) + status[o + 1:], new_mem)
+            else:
+                continue
+            if succ not in visited:
+                if len(visited) >= max_states:
+                    raise StateLimitExceeded(
+                        f"{schedule.name}: more than {max_states} states; the explicit executor is for"
+                        " small schedules")
+                visited.add(succ)
+                stack.append(succ)
+        if stuck and "deadlock" not in witnesses and any(s != ENDED for s in status):
+            stuck_ops = [label(o) for o in range(n) if status[o] != ENDED]
+            witnesses["deadlock"] = "a run gets stuck with " + "; ".join(stuck_ops) + " unfinished"
+
+    found: dict[str, bool | None] = {p: p in witnesses for p in PROPERTIES}
+    return ExecResult(found, witnesses, len(visited), blocked, unmatched)

@@ -1,0 +1,1 @@
+"""Renderers of reports: terminal text and JSON.  No solver here."""
