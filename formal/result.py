@@ -4,13 +4,13 @@ executor, the renderers and the CLI.  Nothing here imports the solver."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 PROPERTIES = ("matching", "deadlock", "dataflow", "race", "phase")
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     PROVED = "proved"
     VIOLATED = "violated"
     UNKNOWN = "unknown"

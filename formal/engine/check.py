@@ -10,8 +10,8 @@ structural matcher; a limit gives ``unknown`` with the solver's reason.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from ..errors import InternalError, UsageError
 from ..ir import Schedule
@@ -22,10 +22,12 @@ from ..semantics.obligations import (
     OrderOb,
     OverlapOb,
     ReadOb,
+    SampleOb,
     ordering_obligations,
     phase_obligations,
     race_obligations,
     read_obligations,
+    unsampled_steps,
 )
 from ..semantics.precedence import Precedence, build_precedence, end
 from . import explain
@@ -81,7 +83,7 @@ def _unknown(prop: str, reason: str) -> PropertyResult:
     return PropertyResult(prop, Verdict.UNKNOWN, reason)
 
 
-def _witness(s: Schedule, prop: str, ob: ReadOb | OverlapOb | OrderOb | MetaOb, ans: Answer,
+def _witness(s: Schedule, prop: str, ob: ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb, ans: Answer,
              prec: Precedence) -> Counterexample:
     run = explain.run_from_times(prec, ans.times)
     if isinstance(ob, ReadOb):
@@ -90,24 +92,24 @@ def _witness(s: Schedule, prop: str, ob: ReadOb | OverlapOb | OrderOb | MetaOb, 
     if isinstance(ob, OverlapOb):
         obs, sentence = explain.overlap_observation(s, ob)
         return Counterexample(prop, sentence, (ob.a, ob.b), obs, run, missing_edge=(ob.a, ob.b))
-    if isinstance(ob, OrderOb):
+    if isinstance(ob, OrderOb | SampleOb):
         obs, sentence, pair = explain.order_observation(s, ob, run)
         return Counterexample(prop, sentence, pair, obs, run, missing_edge=pair)
     culprits = (ob.op,) if ob.other is None else (ob.op, ob.other)
     return Counterexample(prop, ob.sentence, culprits, explain.meta_observation(ob), run)
 
 
-def _one_line(s: Schedule, ob: ReadOb | OverlapOb | OrderOb | MetaOb) -> str:
+def _one_line(s: Schedule, ob: ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb) -> str:
     if isinstance(ob, ReadOb):
         return f"{s.label(ob.read)} may read {ob.region} without {ob.expected!r} in it"
     if isinstance(ob, OverlapOb):
         return f"{s.label(ob.a)} and {s.label(ob.b)} may overlap on {ob.region}"
-    if isinstance(ob, OrderOb):
+    if isinstance(ob, OrderOb | SampleOb):
         return ob.why
     return ob.sentence
 
 
-def _property(s: Schedule, prop: str, obs: Sequence[ReadOb | OverlapOb | OrderOb | MetaOb],
+def _property(s: Schedule, prop: str, obs: Sequence[ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb],
               backend: Z3Backend, prec: Precedence, max_cex: int, replay: bool,
               proved_text: str) -> PropertyResult:
     t0 = time.perf_counter()
@@ -160,6 +162,8 @@ def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engin
         f"{s.label(w)} is issued before the record of its event: in CUDA such a wait does nothing,"
         " and syncproof treats it so" for w in m.noop_waits
     )
+    if "phase" in props:
+        warnings += tuple(unsampled_steps(s))
     results: dict[str, PropertyResult] = {}
     results["matching"] = _matching_result(s, m, prec, replay)
     rest = [p for p in props if p != "matching"]
@@ -200,11 +204,12 @@ def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engin
         "deadlock": "an execution exists and every communicator's ops run in issue order on every rank",
         "dataflow": "every read sees exactly its expected values in every execution",
         "race": "no two conflicting accesses can overlap in time",
-        "phase": "no SP in decode, and every decode step starts after the previous one has finished",
+        "phase": "no SP in decode; on every rank each decode step starts after the previous step has"
+                 " finished there, and after the previous token is sampled",
     }
     for p in rest:
         if p == "deadlock":
-            obs: Sequence[ReadOb | OverlapOb | OrderOb | MetaOb] = ordering_obligations(s, m)
+            obs: Sequence[ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb] = ordering_obligations(s, m)
         elif p == "dataflow":
             obs = read_obligations(s)
         elif p == "race":

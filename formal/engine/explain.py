@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from ..ir import Schedule
 from ..result import CycleStep, Observation, Run
-from ..semantics.obligations import MetaOb, OrderOb, OverlapOb, ReadOb
+from ..semantics.obligations import MetaOb, OrderOb, OverlapOb, ReadOb, SampleOb
 from ..semantics.precedence import Edge, Precedence, end, start
 
 NOTHING = "<nothing>"
@@ -147,11 +147,18 @@ def overlap_observation(s: Schedule, ob: OverlapOb) -> tuple[Observation, str]:
     return Observation("overlap", a=ob.a, b=ob.b, region=str(ob.region)), sentence
 
 
-def order_observation(s: Schedule, ob: OrderOb, run: Run) -> tuple[Observation, str, tuple[int, int]]:
-    pairs = [(a, b) for a in ob.before for b in ob.after
+def order_observation(s: Schedule, ob: OrderOb | SampleOb, run: Run
+                      ) -> tuple[Observation, str, tuple[int, int]]:
+    before = ob.before if isinstance(ob, OrderOb) else ob.samples
+    pairs = [(a, b) for a in before for b in ob.after
              if (run.start[b] or 0) < (run.end[a] or 0)]
+    if isinstance(ob, SampleOb):  # b starts before every sampler ends: name the earliest sampler
+        b = min((b for _, b in pairs), key=lambda x: run.start[x] or 0)
+        a = min(ob.samples, key=lambda g: run.end[g] or 0)
+        return (Observation("order", a=a, b=b),
+                f"{s.label(b)} starts before {s.label(a)} has produced the token: {ob.why}", (a, b))
     a, b = min(pairs, key=lambda p: (run.start[p[1]] or 0, -(run.end[p[0]] or 0)))
-    if len(ob.before) == 1 and len(ob.after) == 1:
+    if len(before) == 1 and len(ob.after) == 1:
         sentence = ob.why
     else:
         sentence = f"{s.label(b)} starts before {s.label(a)} ends: {ob.why}"

@@ -14,10 +14,12 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import z3
+import z3  # type: ignore[import-untyped]
 
-from ..semantics.obligations import MetaOb, OrderOb, OverlapOb, ReadOb
+from ..semantics.obligations import MetaOb, OrderOb, OverlapOb, ReadOb, SampleOb
 from ..semantics.precedence import Edge, Precedence, end, start
+
+AnyOb = ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb
 
 z3.set_param("smt.arith.solver", 1)
 
@@ -84,7 +86,7 @@ class Z3Backend:
     def e(self, o: int) -> z3.ArithRef:
         return self.t[end(o)]
 
-    def violation(self, ob: ReadOb | OverlapOb | OrderOb | MetaOb) -> z3.BoolRef:
+    def violation(self, ob: AnyOb) -> z3.BoolRef:
         """A formula true exactly in the executions where ``ob`` fails.
         Only strict comparisons: a witness is then a tie-free interleaving."""
         ctx = self.ctx
@@ -109,6 +111,8 @@ class Z3Backend:
             self._n_lits += 1
             return z3.And(z3.Or(*[self.e(a) > pivot for a in ob.before]),
                           z3.Or(*[self.s(b) <= pivot for b in ob.after]))
+        if isinstance(ob, SampleOb):
+            return z3.Or(*[z3.And(*[self.s(b) < self.e(g) for g in ob.samples]) for b in ob.after])
         return z3.BoolVal(True, ctx)  # MetaOb: broken by the metadata alone
 
     # ----------------------------------------------------------- queries
@@ -118,7 +122,7 @@ class Z3Backend:
             return Answer("sat", times=self._times(self.solver.model()))
         return Answer(status, reason)
 
-    def find_violations(self, obs: Sequence[ReadOb | OverlapOb | OrderOb | MetaOb],
+    def find_violations(self, obs: Sequence[AnyOb],
                         limit: int) -> tuple[list[Answer], str]:
         """Up to ``limit`` violated obligations, each with a witness.
         Returns the answers and a final status: "unsat" when every other
@@ -189,10 +193,10 @@ def shortest_strict_cycle(edges: Sequence[Edge]) -> list[Edge]:
         path: list[Edge] = []
         x = first.u
         while x != first.v:
-            ed = prev[x]
-            assert ed is not None
-            path.append(ed)
-            x = ed.u
+            step = prev[x]
+            assert step is not None
+            path.append(step)
+            x = step.u
         cycle = [first] + path[::-1]
         if not best or len(cycle) < len(best):
             best = cycle

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from .region import Interval, Region
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     COMPUTE = "compute"
     SEND = "send"
     RECV = "recv"

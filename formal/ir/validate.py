@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter
+from collections.abc import Iterable
 
 from ..errors import ScheduleError
 from .ops import PHASES, Access, Kind, Op
@@ -15,9 +16,11 @@ from .region import Region
 from .schedule import P2P_MODES, Schedule
 
 
-def suggest(name: str, choices: object) -> str:
-    names = [str(c) for c in choices]  # type: ignore[attr-defined]
-    close = difflib.get_close_matches(str(name), names, n=1)
+def suggest(name: object, choices: Iterable[object]) -> str:
+    names = [str(c) for c in choices]
+    key = str(name).lower()
+    close = [n for n in names if n.lower() == key or sorted(n.lower()) == sorted(key)]
+    close = close or difflib.get_close_matches(str(name), names, n=1, cutoff=0.5)
     if close:
         return f"did you mean {close[0]!r}?"
     if names:
@@ -101,15 +104,15 @@ def validate(schedule: Schedule) -> None:
             raise ScheduleError(f"op id {op.id} should be {pos}", where)
         if not op.stream:
             raise ScheduleError("op has no stream", where)
-        m = op.meta
-        if m.phase is not None and m.phase not in PHASES:
+        meta = op.meta
+        if meta.phase is not None and meta.phase not in PHASES:
             raise ScheduleError(
-                f"phase {m.phase!r} is unknown", where, f"use {' or '.join(PHASES)}"
+                f"phase {meta.phase!r} is unknown", where, f"use {' or '.join(PHASES)}"
             )
-        if m.sp is not None and not (0 <= m.sp[0] < m.sp[1]):
-            raise ScheduleError(f"sp partition {m.sp[0]}/{m.sp[1]} is out of range", where)
-        if m.step is not None and m.step < 0:
-            raise ScheduleError(f"decode step {m.step} is negative", where)
+        if meta.sp is not None and not (0 <= meta.sp[0] < meta.sp[1]):
+            raise ScheduleError(f"sp partition {meta.sp[0]}/{meta.sp[1]} is out of range", where)
+        if meta.step is not None and meta.step < 0:
+            raise ScheduleError(f"decode step {meta.step} is negative", where)
         if op.kind.is_p2p:
             if op.peer is None:
                 raise ScheduleError(f"{op.kind} needs a peer rank", where)
@@ -131,21 +134,21 @@ def validate(schedule: Schedule) -> None:
         if op.kind.is_collective:
             if op.group is None:
                 raise ScheduleError(f"{op.kind} needs a group", where)
-            members = schedule.group_map.get(op.group)
-            if members is None:
+            group_members = schedule.group_map.get(op.group)
+            if group_members is None:
                 raise ScheduleError(
                     f"group {op.group!r} is not declared", where,
                     f"declare it in \"groups\"; {suggest(op.group, schedule.group_map)}",
                 )
-            if op.rank not in members:
+            if op.rank not in group_members:
                 raise ScheduleError(
-                    f"rank {op.rank} is not a member of group {op.group!r} {list(members)}",
+                    f"rank {op.rank} is not a member of group {op.group!r} {list(group_members)}",
                     where,
                 )
             if op.kind is Kind.BROADCAST:
                 if op.root is None:
                     raise ScheduleError("broadcast needs a root", where)
-                if op.root not in members:
+                if op.root not in group_members:
                     raise ScheduleError(
                         f"broadcast root {op.root} is not in group {op.group!r}", where
                     )
@@ -176,7 +179,7 @@ def validate(schedule: Schedule) -> None:
         if op.kind is Kind.WAIT and (op.rank, op.event) not in recorded:
             on_rank = sorted(e for (r, e) in recorded if r == op.rank)
             other = sorted(r for (r, e) in recorded if e == op.event)
-            hint = suggest(op.event, on_rank) if on_rank else ""
+            hint = suggest(op.event or "", on_rank) if on_rank else ""
             if other:
                 hint = (f"event {op.event!r} is recorded on rank {other[0]}; events are per rank:"
                         " sync across ranks with send/recv or a collective")

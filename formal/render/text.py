@@ -6,8 +6,8 @@ from __future__ import annotations
 from ..ir import Schedule
 from ..result import Counterexample, Report, Run, Verdict
 
-MAX_ROWS = 40
-CELL = 26
+MAX_ROWS = 16
+CELL = 24
 
 
 def _short(s: Schedule, op_id: int) -> str:
@@ -41,7 +41,7 @@ def grid(s: Schedule, cex: Counterexample, max_rows: int = MAX_ROWS) -> list[str
     lanes = sorted({(s.ops[o].rank, s.ops[o].stream) for o in shown_ops})
     col = {lane: i for i, lane in enumerate(lanes)}
     running: dict[int, int] = {}  # lane index -> op running there
-    for t, kind, o in events[:lo]:
+    for _, kind, o in events[:lo]:
         lane = col.get((s.ops[o].rank, s.ops[o].stream))
         if lane is None:
             continue

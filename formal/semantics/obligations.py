@@ -54,6 +54,17 @@ class OrderOb:
 
 
 @dataclass(frozen=True)
+class SampleOb:
+    """Every op of ``after`` starts after at least one op of ``samples`` (the
+    ops that sample the previous step's token) has ended."""
+
+    prop: str
+    samples: tuple[int, ...]
+    after: tuple[int, ...]
+    why: str
+
+
+@dataclass(frozen=True)
 class MetaOb:
     prop: str
     op: int
@@ -61,7 +72,7 @@ class MetaOb:
     sentence: str
 
 
-Obligation = ReadOb | OverlapOb | OrderOb | MetaOb
+Obligation = ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb
 
 
 # ------------------------------------------------------------- cells
@@ -122,12 +133,12 @@ def read_obligations(s: Schedule) -> list[ReadOb]:
                 good = tuple(sorted(ws[k][0] for k in ids if k >= 0 and ws[k][1].value == acc.value))
                 bad = tuple(sorted(ws[k][0] for k in ids if k >= 0 and ws[k][1].value != acc.value))
                 init_ids = [-1 - k for k in ids if k < 0]
-                init = its[max(init_ids)][2] if init_ids else None
-                sig = (acc.value, good, bad, init)
+                before = its[max(init_ids)][2] if init_ids else None
+                sig = (acc.value, good, bad, before)
                 if sig in seen:
                     continue
                 seen.add(sig)
-                obs.append(ReadOb(op.id, Region(acc.region.buffer, piece), acc.value, good, bad, init))
+                obs.append(ReadOb(op.id, Region(acc.region.buffer, piece), acc.value, good, bad, before))
     return obs
 
 
@@ -154,8 +165,8 @@ def race_obligations(s: Schedule) -> list[OverlapOb]:
     return [obs[k] for k in sorted(obs)]
 
 
-def phase_obligations(s: Schedule) -> list[OrderOb | MetaOb]:
-    obs: list[OrderOb | MetaOb] = []
+def phase_obligations(s: Schedule) -> list[OrderOb | SampleOb | MetaOb]:
+    obs: list[OrderOb | SampleOb | MetaOb] = []
     by_step_tokens: dict[tuple[object, int], Op] = {}
     groups: dict[object, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     for op in s.ops:
@@ -183,12 +194,49 @@ def phase_obligations(s: Schedule) -> list[OrderOb | MetaOb]:
                 groups[q][-1].append(op.id)
     for q in sorted(groups, key=str):
         steps = sorted(groups[q])
+        seq = "the batch" if q == "*" else f"sequence {q}"
         for t0, t1 in zip(steps, steps[1:], strict=False):
             name0 = "prefill" if t0 < 0 else f"decode step {t0}"
-            seq = "the batch" if q == "*" else f"sequence {q}"
-            obs.append(OrderOb("phase", tuple(groups[q][t0]), tuple(groups[q][t1]),
-                               f"decode step {t1} of {seq} must start only after {name0} has finished"))
+            per_rank0: dict[int, list[int]] = defaultdict(list)
+            per_rank1: dict[int, list[int]] = defaultdict(list)
+            for o in groups[q][t0]:
+                per_rank0[s.ops[o].rank].append(o)
+            for o in groups[q][t1]:
+                per_rank1[s.ops[o].rank].append(o)
+            for r in sorted(set(per_rank0) & set(per_rank1)):
+                obs.append(OrderOb("phase", tuple(per_rank0[r]), tuple(per_rank1[r]),
+                                   f"on rank {r}, decode step {t1} of {seq} overlaps {name0}: steps"
+                                   " may overlap across ops within a step, never across steps"))
+            samples = tuple(o for o in groups[q][t0] if s.ops[o].meta.sample)
+            if samples:
+                obs.append(SampleOb("phase", samples, tuple(groups[q][t1]),
+                                    f"decode step {t1} of {seq} starts before {name0} has sampled"
+                                    " its token"))
     return obs
+
+
+def unsampled_steps(s: Schedule) -> list[str]:
+    """Decode steps that follow a step with no op marked ``sample``: the
+    token rule cannot be checked for them (said as a warning, not dropped)."""
+    groups: dict[object, dict[int, bool]] = defaultdict(dict)
+    for op in s.ops:
+        m = op.meta
+        t = m.step if m.phase == "decode" else -1 if m.phase == "prefill" else None
+        if t is None or (m.phase == "decode" and m.step is None):
+            continue
+        keys: tuple[object, ...] = m.seqs or ("*",)
+        for q in keys:
+            groups[q][t] = groups[q].get(t, False) or m.sample
+    out = []
+    for q in sorted(groups, key=str):
+        steps = sorted(groups[q])
+        for t0, t1 in zip(steps, steps[1:], strict=False):
+            if not groups[q][t0]:
+                seq = "the batch" if q == "*" else f"sequence {q}"
+                name0 = "prefill" if t0 < 0 else f"decode step {t0}"
+                out.append(f"{name0} of {seq} has no op marked \"sample\": that decode step {t1} starts"
+                           " from its token is not checked (only per-rank step order is)")
+    return out
 
 
 def ordering_obligations(s: Schedule, m: Matching) -> list[OrderOb]:
