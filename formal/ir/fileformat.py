@@ -8,6 +8,7 @@ file, the rank and op index and the field, and is a :class:`ScheduleError`.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from .schedule import Buffer, InitValue, Schedule
 from .validate import suggest, validate
 
 FORMAT_VERSION = 1
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 
 TOP_KEYS = ("syncproof", "name", "description", "p2p", "groups", "buffers", "init", "ranks")
 META_KEYS = ("phase", "step", "layer", "mb", "seqs", "tokens", "sp", "sample")
@@ -72,7 +75,7 @@ def resolve_region(text: Any, buffers: dict[str, Buffer], where: str) -> Region:
     try:
         name, parts = parse_region_parts(text)
     except RegionSyntaxError as exc:
-        raise ScheduleError(str(exc), where) from None
+        raise ScheduleError(str(exc), where, exc.hint) from None
     buf = buffers.get(name)
     if buf is None:
         raise ScheduleError(
@@ -93,7 +96,7 @@ def resolve_region(text: Any, buffers: dict[str, Buffer], where: str) -> Region:
 
 def _accesses(v: Any, what: str, buffers: dict[str, Buffer], where: str, writes: bool) -> tuple[Access, ...]:
     _want(isinstance(v, dict), f"{what!r} must map regions to values, e.g. {{\"x[layer=0]\": \"h0\"}}", where)
-    out = []
+    out: list[Access] = []
     for reg, val in v.items():
         w = f"{where}, {what} {reg!r}"
         region = resolve_region(reg, buffers, w)
@@ -101,6 +104,14 @@ def _accesses(v: Any, what: str, buffers: dict[str, Buffer], where: str, writes:
             _want(not writes, "a write must name the value it writes", w)
         else:
             _want(isinstance(val, str) and val != "", f"value must be a non-empty string, got {val!r}", w)
+        for prev in out:
+            if prev.region == region:
+                raise ScheduleError(f"region {region} is listed twice in {what}", w, "list each region once")
+            if prev.region.overlaps(region) and (writes or (prev.value != val and None not in (prev.value, val))):
+                raise ScheduleError(
+                    f"{what} {prev.region} and {region} overlap"
+                    + ("" if writes else f" but expect different values ({prev.value!r}, {val!r})"),
+                    w, "give each location one value per op")
         out.append(Access(region, val))
     return tuple(out)
 
@@ -109,11 +120,10 @@ def _parse_tokens(v: Any, where: str) -> Interval:
     if isinstance(v, int) and not isinstance(v, bool):
         return Interval(v, v + 1)
     _want(isinstance(v, str) and ":" in v, f"tokens must be 'lo:hi' or an integer, got {v!r}", where)
-    lo_s, hi_s = str(v).split(":", 1)
-    try:
-        lo, hi = int(lo_s), int(hi_s)
-    except ValueError:
-        raise ScheduleError(f"tokens must be 'lo:hi' with integers, got {v!r}", where) from None
+    m = re.fullmatch(r"\s*(-?\d+)\s*:\s*(-?\d+)\s*", str(v))
+    if m is None:
+        raise ScheduleError(f"tokens must be 'lo:hi' with integers, got {v!r}", where)
+    lo, hi = int(m.group(1)), int(m.group(2))
     _want(lo < hi, f"tokens interval {v!r} is empty or reversed", where,
           f"did you mean '{hi}:{lo}'?" if hi < lo else "")
     return Interval(lo, hi)
@@ -140,6 +150,12 @@ def _meta(d: dict[str, Any], where: str) -> Meta:
     phase = d.get("phase")
     if phase is not None:
         phase = _str(phase, "phase", where)
+    for key in ("layer", "mb"):
+        if key in d:
+            _want(_int(d[key], key, where) >= 0, f"{key} {d[key]} is negative", where)
+    if "step" in d:
+        _want(phase == "decode", "\"step\" is a decode step number, but the op is not in the decode phase",
+              where, "add \"phase\": \"decode\" or drop \"step\"")
     sample = d.get("sample", False)
     _want(isinstance(sample, bool), f"sample must be true or false, got {sample!r}", where)
     return Meta(
@@ -192,6 +208,9 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
         _want(event is not None, f"a {kind} needs \"event\"", where)
     if kind.is_collective:
         _want(group is not None, f"{kind} needs \"group\"", where)
+    if kind is Kind.BARRIER:
+        _want("reads" not in d and "writes" not in d, "a barrier moves no data", where,
+              "drop \"reads\"/\"writes\", or use all_reduce if data is reduced")
     dtype = _str(d["dtype"], "dtype", where) if "dtype" in d else None
     return Op(
         id=op_id, rank=rank, index=index, stream=stream, kind=kind, name=name,
@@ -211,17 +230,18 @@ def _buffers(v: Any, src: str) -> dict[str, Buffer]:
     out: dict[str, Buffer] = {}
     for name, axes in v.items():
         where = f"{src}: buffer {name!r}"
-        _want(isinstance(name, str) and name.replace("_", "a").replace("-", "a").replace(".", "a").isalnum()
-              and not name[0].isdigit(),
-              "buffer names are identifiers", where)
+        _want(bool(_IDENT.fullmatch(name)), "a buffer name must be an identifier (letters, digits, _ . -,"
+              " not starting with a digit or -)", where)
         if isinstance(axes, list):
             for a in axes:
-                _want(isinstance(a, str) and a != "", f"axis names are strings, got {a!r}", where)
+                _want(isinstance(a, str) and bool(_IDENT.fullmatch(a)), f"axis name {a!r} is not an identifier",
+                      where)
             _want(len(set(axes)) == len(axes), "an axis is listed twice", where)
             out[name] = Buffer(name, tuple((a, None) for a in axes))
         elif isinstance(axes, dict):
             ax: list[tuple[str, int | None]] = []
             for a, ext in axes.items():
+                _want(bool(_IDENT.fullmatch(a)), f"axis name {a!r} is not an identifier", where)
                 if ext is not None:
                     ext = _int(ext, f"extent of axis {a!r}", where)
                     _want(ext > 0, f"extent of axis {a!r} must be positive", where)
@@ -241,7 +261,8 @@ def schedule_from_dict(doc: Any, source: str = "<schedule>") -> Schedule:
             raise ScheduleError(f"unknown top-level field {key!r}", src, suggest(key, TOP_KEYS))
     _want("syncproof" in doc, "missing \"syncproof\": the format version", src,
           f"add \"syncproof\": {FORMAT_VERSION}")
-    _want(doc["syncproof"] == FORMAT_VERSION,
+    version = doc["syncproof"]
+    _want(isinstance(version, int) and not isinstance(version, bool) and version == FORMAT_VERSION,
           f"format version {doc['syncproof']!r} is not supported (this syncproof reads version {FORMAT_VERSION})",
           src)
     name = doc.get("name", Path(source).stem if source != "<schedule>" else "schedule")
@@ -253,9 +274,11 @@ def schedule_from_dict(doc: Any, source: str = "<schedule>") -> Schedule:
     groups_raw = doc.get("groups", {})
     _want(isinstance(groups_raw, dict), "\"groups\" must map group names to rank lists", src,
           "e.g. \"groups\": {\"tp\": [0, 1]}")
+    for g, mem in groups_raw.items():
+        _want(isinstance(mem, list), f"group {g!r} must be a list of ranks, got {mem!r}", src,
+              f"write \"{g}\": [{mem}]" if isinstance(mem, int) else "")
     groups = tuple(
-        (g, tuple(_int(m, f"member of group {g!r}", src) for m in (mem if isinstance(mem, list) else [mem])))
-        for g, mem in groups_raw.items()
+        (g, tuple(_int(m, f"member of group {g!r}", src) for m in mem)) for g, mem in groups_raw.items()
     )
     buffers = _buffers(doc.get("buffers", {}), src)
     _want("ranks" in doc, "missing \"ranks\": the ops of each rank in issue order", src,
@@ -268,6 +291,7 @@ def schedule_from_dict(doc: Any, source: str = "<schedule>") -> Schedule:
         _want(isinstance(rk, str) and rk.isdigit(), f"rank key {rk!r} must be a non-negative integer", src)
         rank = int(rk)
         _want(isinstance(lst, list), f"rank {rank}: ops must be a list", src)
+        _want(rank not in ranks, f"rank {rank} is listed twice in \"ranks\" (as {rk!r})", src)
         ranks.append(rank)
     for rank, lst in sorted(zip(ranks, ranks_raw.values(), strict=True)):
         for i, d in enumerate(lst):
@@ -286,6 +310,7 @@ def schedule_from_dict(doc: Any, source: str = "<schedule>") -> Schedule:
             for k in item:
                 _want(k in ("region", "value", "ranks"), f"unknown field {k!r}", w)
             rr = item.get("ranks")
+            _want(rr is None or isinstance(rr, list), f"\"ranks\" must be a list of ranks, got {rr!r}", w)
             rtuple = None if rr is None else tuple(_int(r, "rank", w) for r in rr)
             init.append(InitValue(resolve_region(item["region"], buffers, w),
                                   _str(item["value"], "init value", w), rtuple))
@@ -300,12 +325,31 @@ def schedule_from_dict(doc: Any, source: str = "<schedule>") -> Schedule:
     return sched
 
 
+def _where_duplicate(text: str, key: str) -> str:
+    """Best effort: the line (and rank/op, for one-op-per-line files) where
+    ``key`` appears twice; JSON parsers give no position for this."""
+    pat = re.compile(r'"' + re.escape(key) + r'"\s*:')
+    rank, op_index = None, -1
+    for n, line in enumerate(text.splitlines(), 1):
+        m = re.match(r'\s*"(\d+)"\s*:\s*\[', line)
+        if m:
+            rank, op_index = int(m.group(1)), -1
+        elif rank is not None and line.lstrip().startswith("{"):
+            op_index += 1
+        if len(pat.findall(line)) > 1:
+            at = f" at line {n}"
+            if rank is not None and line.lstrip().startswith("{"):
+                at += f" (rank {rank}, op {op_index})"
+            return at
+    return ""
+
+
 def loads(text: str, source: str = "<string>") -> Schedule:
     try:
         doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except _DuplicateKey as exc:
-        raise ScheduleError(f"key {exc.key!r} appears twice in one object (JSON would keep only the last)",
-                            source) from None
+        raise ScheduleError(f"key {exc.key!r} appears twice in one object (JSON would keep only the last)"
+                            + _where_duplicate(text, exc.key), source) from None
     except json.JSONDecodeError as exc:
         raise ScheduleError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
                             source) from None

@@ -100,7 +100,11 @@ _BOUND_RE = re.compile(r"^\s*(-?\d+)\s*$")
 
 
 class RegionSyntaxError(ValueError):
-    """Raised by :func:`parse_region`; the loader turns it into a ScheduleError."""
+    """Raised by :func:`parse_region_parts`; the loader turns it into a ScheduleError."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 def _parse_interval(axis: str, text: str, text_all: str) -> Interval:
@@ -113,14 +117,14 @@ def _parse_interval(axis: str, text: str, text_all: str) -> Interval:
                 f"axis {axis!r} in {text_all!r}: expected 'lo:hi' with integers, got {text!r}"
             )
         lo, hi = int(lo_m.group(1)), int(hi_m.group(1))
-        if hi <= lo:
+        if hi < lo:
             raise RegionSyntaxError(
-                f"axis {axis!r} in {text_all!r}: interval {lo}:{hi} is empty or reversed"
-                f" (intervals are half-open lo:hi with lo < hi; did you mean {hi}:{lo}?)"
-                if hi < lo
-                else f"axis {axis!r} in {text_all!r}: interval {lo}:{hi} is empty"
-                f" (intervals are half-open; {lo}:{lo + 1} holds one element)"
-            )
+                f"axis {axis!r} in {text_all!r}: interval {lo}:{hi} is reversed"
+                " (intervals are half-open lo:hi with lo < hi)", f"did you mean {hi}:{lo}?")
+        if hi == lo:
+            raise RegionSyntaxError(
+                f"axis {axis!r} in {text_all!r}: interval {lo}:{hi} is empty (intervals are half-open)",
+                f"{lo}:{lo + 1} holds one element")
         return Interval(lo, hi)
     m = _BOUND_RE.match(text)
     if not m:

@@ -30,6 +30,7 @@ def suggest(name: object, choices: Iterable[object]) -> str:
 
 
 def check_region(schedule: Schedule, region: Region, where: str) -> None:
+    """``where`` already names the region."""
     buf = schedule.buffer_map.get(region.buffer)
     if buf is None:
         raise ScheduleError(
@@ -49,7 +50,7 @@ def check_region(schedule: Schedule, region: Region, where: str) -> None:
         ext = extents[axis]
         if ext is not None and not iv.is_full and (iv.lo < 0 or iv.hi > ext):
             raise ScheduleError(
-                f"{region}: axis {axis!r} interval {iv.lo}:{iv.hi} is outside 0:{ext}",
+                f"axis {axis!r} interval {iv.lo}:{iv.hi} is outside 0:{ext}",
                 where,
             )
 
@@ -77,7 +78,8 @@ def validate(schedule: Schedule) -> None:
         )
     ranks = set(schedule.ranks)
     if len(ranks) != len(schedule.ranks):
-        raise ScheduleError("a rank is listed twice", src)
+        dup_rank = next(r for r, c in Counter(schedule.ranks).items() if c > 1)
+        raise ScheduleError(f"rank {dup_rank} is listed twice", src)
     for gname, members in schedule.groups:
         if not members:
             raise ScheduleError(f"group {gname!r} has no members", src)
@@ -147,7 +149,8 @@ def validate(schedule: Schedule) -> None:
                 )
             if op.kind is Kind.BROADCAST:
                 if op.root is None:
-                    raise ScheduleError("broadcast needs a root", where)
+                    raise ScheduleError("broadcast needs a root", where,
+                                        f"add \"root\": one of {list(group_members)}")
                 if op.root not in group_members:
                     raise ScheduleError(
                         f"broadcast root {op.root} is not in group {op.group!r}", where

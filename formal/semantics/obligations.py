@@ -72,6 +72,9 @@ class MetaOb:
     sentence: str
 
 
+# Ops whose start is only a posting: they wait for something and do no work.
+WAITING_KINDS = frozenset({Kind.RECV, Kind.WAIT, Kind.RECORD})
+
 Obligation = ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb
 
 
@@ -201,18 +204,39 @@ def phase_obligations(s: Schedule) -> list[OrderOb | SampleOb | MetaOb]:
             per_rank1: dict[int, list[int]] = defaultdict(list)
             for o in groups[q][t0]:
                 per_rank0[s.ops[o].rank].append(o)
-            for o in groups[q][t1]:
+            # Only ops that do work must wait for the previous step: a posted
+            # recv or a stream wait may start early, they only wait.
+            work1 = [o for o in groups[q][t1] if s.ops[o].kind not in WAITING_KINDS]
+            for o in work1:
                 per_rank1[s.ops[o].rank].append(o)
             for r in sorted(set(per_rank0) & set(per_rank1)):
-                obs.append(OrderOb("phase", tuple(per_rank0[r]), tuple(per_rank1[r]),
+                obs.append(OrderOb("phase", _last_per_stream(s, per_rank0[r]), _first_per_stream(s, per_rank1[r]),
                                    f"on rank {r}, decode step {t1} of {seq} overlaps {name0}: steps"
                                    " may overlap across ops within a step, never across steps"))
             samples = tuple(o for o in groups[q][t0] if s.ops[o].meta.sample)
-            if samples:
-                obs.append(SampleOb("phase", samples, tuple(groups[q][t1]),
+            if samples and work1:
+                obs.append(SampleOb("phase", samples, _first_per_stream(s, work1),
                                     f"decode step {t1} of {seq} starts before {name0} has sampled"
                                     " its token"))
     return obs
+
+
+def _first_per_stream(s: Schedule, ops: list[int]) -> tuple[int, ...]:
+    """The first op of each stream among ``ops``: in every execution it starts
+    before the others of its stream (stream order), so "every op of ``ops``
+    starts after X" holds exactly when it holds for these."""
+    first: dict[tuple[int, str], int] = {}
+    for o in sorted(ops):
+        first.setdefault((s.ops[o].rank, s.ops[o].stream), o)
+    return tuple(sorted(first.values()))
+
+
+def _last_per_stream(s: Schedule, ops: list[int]) -> tuple[int, ...]:
+    """The last op of each stream among ``ops``: it ends after the others."""
+    last: dict[tuple[int, str], int] = {}
+    for o in sorted(ops):
+        last[(s.ops[o].rank, s.ops[o].stream)] = o
+    return tuple(sorted(last.values()))
 
 
 def unsampled_steps(s: Schedule) -> list[str]:
