@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--memory", type=int, metavar="MB", help="z3 memory limit in MB")
     c.add_argument("--max-cex", type=int, default=3, metavar="N",
                    help="list up to N violations per property (default 3; the first one in full)")
-    c.add_argument("--engine", default="z3", choices=["z3"], help="decision engine (default z3)")
+    c.add_argument("--engine", default="hybrid", choices=["hybrid", "z3"],
+                   help="hybrid (default): decide pure precedence exactly on the graph, the rest with z3;"
+                   " z3: everything through the solver")
     c.add_argument("--format", default="text", choices=["text", "json"])
     c.add_argument("--out", metavar="DIR", help="also write DIR/<name>.json (the JSON report) and"
                    " DIR/<name>.txt for each schedule")

@@ -165,3 +165,14 @@ def test_only_the_engine_imports_z3() -> None:
             if re.search(r"^\s*(import z3|from z3)", py.read_text(), re.M):
                 offenders.append(str(py))
     assert offenders == []
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_both_engines_agree_on_every_example(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    got = {}
+    for engine in ("hybrid", "z3"):
+        code, out, _ = run_cli(["check", str(path), "--format", "json", "--engine", engine], capsys)
+        doc = json.loads(out)
+        assert doc["engine"] == engine
+        got[engine] = (code, {r["property"]: r["verdict"] for r in doc["results"]})
+    assert got["hybrid"] == got["z3"]

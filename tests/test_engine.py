@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import pytest
-from syncproof import ScheduleBuilder, Verdict, check_schedule
+from syncproof import Report, ScheduleBuilder, Verdict
+from syncproof.engine import check_schedule as _check
 from syncproof.ir import Schedule
+
+ENGINE = {"name": "hybrid"}
+
+
+@pytest.fixture(autouse=True, params=["hybrid", "z3"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on both engines; they must agree."""
+    ENGINE["name"] = request.param
+    return str(request.param)
+
+
+def check_schedule(s: Schedule, **kw: object) -> Report:
+    return _check(s, engine=ENGINE["name"], **kw)  # type: ignore[arg-type]
 
 
 def verdicts(s: Schedule, **kw: object) -> dict[str, str]:
@@ -204,10 +218,27 @@ def test_wait_issued_before_its_record_is_a_noop_and_warned() -> None:
 
 
 def test_solver_limit_gives_unknown_never_proved() -> None:
-    rep = check_schedule(tp(), rlimit=1)
+    rep = _check(tp(), rlimit=1, engine="z3")
     assert {r.verdict for r in rep.results if r.property != "matching"} == {Verdict.UNKNOWN}
     assert rep.exit_code == 3
     assert all("gave up" in r.reason for r in rep.results if r.property != "matching")
+
+
+def test_hybrid_sends_real_choices_to_z3_and_limits_give_unknown() -> None:
+    """A read with two writers of its expected value has a real choice: the
+    graph leaves it to z3, whose limit then yields unknown, not proved."""
+    b = ScheduleBuilder("two-writers")
+    b.buffer("x")
+    r = b.rank(0)
+    r.compute("w1", writes={"x": "v"}, stream="s1")
+    r.compute("w2", writes={"x": "v"}, stream="s2")
+    r.compute("bad", writes={"x": "junk"}, stream="s4")  # before the read on its stream: no tearing
+    r.record("e", stream="s1").wait("e", stream="s4")
+    r.compute("read", reads={"x": "v"}, stream="s4")
+    s = b.build()
+    assert _check(s, engine="hybrid", properties=["dataflow"]).result("dataflow").verdict is Verdict.VIOLATED
+    limited = _check(s, engine="hybrid", properties=["dataflow"], rlimit=1).result("dataflow")
+    assert limited.verdict is Verdict.UNKNOWN and "gave up" in limited.reason
 
 
 def test_max_cex_lists_further_violations() -> None:

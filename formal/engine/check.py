@@ -29,11 +29,51 @@ from ..semantics.obligations import (
     read_obligations,
     unsampled_steps,
 )
-from ..semantics.precedence import Precedence, build_precedence, end
+from ..semantics.precedence import Edge, Precedence, build_precedence, end
 from . import explain
+from .graph import PrecedenceGraph, cyclic_edges, shortest_strict_cycle, times_from_order
 from .z3backend import Answer, Z3Backend
 
-ENGINES = ("z3",)
+ENGINES = ("hybrid", "z3")
+
+AnyOb = ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb
+
+
+class Hybrid:
+    """Decide on the precedence graph what pure precedence decides; send the
+    rest (reads with a real choice among writers) to z3, built lazily."""
+
+    def __init__(self, s: Schedule, prec: Precedence, graph: PrecedenceGraph, **limits: object) -> None:
+        self.s, self.prec, self.graph, self.limits = s, prec, graph, limits
+        self._z3: Z3Backend | None = None
+
+    def z3(self) -> Z3Backend:
+        if self._z3 is None:
+            self._z3 = Z3Backend(self.prec, **self.limits)  # type: ignore[arg-type]
+        return self._z3
+
+    def find_violations(self, obs: Sequence[AnyOb], limit: int) -> tuple[list[Answer], str]:
+        found: list[Answer] = []
+        leftover: list[int] = []
+        for i, ob in enumerate(obs):
+            verdict, witness = self.graph.decide(ob)
+            if verdict == "solver":
+                leftover.append(i)
+            elif verdict == "violated":
+                order = self.graph.run_order(witness)
+                if order is None:
+                    raise InternalError(f"graph witness for obligation {i} is not realisable")
+                found.append(Answer("sat", index=i, times=times_from_order(self.prec.n_points, order)))
+                if len(found) >= limit:
+                    return found, "limit"
+        if not leftover:
+            return found, "unsat"
+        more, final = self.z3().find_violations([obs[i] for i in leftover], limit - len(found))
+        for a in more:
+            assert a.index is not None
+            found.append(Answer("sat", index=leftover[a.index], times=a.times))
+        found.sort(key=lambda a: a.index if a.index is not None else -1)
+        return found, final
 
 
 NOT_REPLAYED = "replay switched off"
@@ -109,8 +149,8 @@ def _one_line(s: Schedule, ob: ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb)
     return ob.sentence
 
 
-def _property(s: Schedule, prop: str, obs: Sequence[ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb],
-              backend: Z3Backend, prec: Precedence, max_cex: int, replay: bool,
+def _property(s: Schedule, prop: str, obs: Sequence[AnyOb],
+              backend: Z3Backend | Hybrid, prec: Precedence, max_cex: int, replay: bool,
               proved_text: str) -> PropertyResult:
     t0 = time.perf_counter()
     found, final = backend.find_violations(obs, max_cex)
@@ -132,7 +172,7 @@ def _property(s: Schedule, prop: str, obs: Sequence[ReadOb | OverlapOb | OrderOb
     return _verdict_from_replay(prop, cex, len(obs), tuple(more), secs)
 
 
-def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engine: str = "z3",
+def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engine: str = "hybrid",
                    timeout: float | None = None, rlimit: int | None = None,
                    memory_mb: int | None = None, max_cex: int = 3, replay: bool = True) -> Report:
     """Check ``properties`` of ``s`` and return the report.
@@ -171,20 +211,33 @@ def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engin
         why = "not checked: the ops do not match (see matching), so no complete execution exists"
         for p in rest:
             results[p] = _unknown(p, why)
-        return _report(s, props, results, t_all, warnings, timings)
+        return _report(s, props, results, t_all, warnings, timings, engine)
 
-    backend = Z3Backend(prec, timeout_s=timeout, rlimit=rlimit, memory_mb=memory_mb)
-    t = lap("encode", t)
-    base = backend.check_base()
-    t = lap("base", t)
-    if base.status == "unknown":
-        for p in rest:
-            results[p] = _unknown(p, f"solver gave up on the schedule itself ({base.reason})")
-        return _report(s, props, results, t_all, warnings, timings)
-    if base.status == "unsat":
-        cycle, note = backend.deadlock_cycle()
-        if not cycle:
-            raise InternalError(f"no execution exists but no cycle was found ({note})")
+    limits = {"timeout_s": timeout, "rlimit": rlimit, "memory_mb": memory_mb}
+    backend: Z3Backend | Hybrid
+    cycle: list[Edge] = []
+    if engine == "z3":
+        backend = Z3Backend(prec, timeout_s=timeout, rlimit=rlimit, memory_mb=memory_mb)
+        t = lap("encode", t)
+        base = backend.check_base()
+        t = lap("base", t)
+        if base.status == "unknown":
+            for p in rest:
+                results[p] = _unknown(p, f"solver gave up on the schedule itself ({base.reason})")
+            return _report(s, props, results, t_all, warnings, timings, engine)
+        if base.status == "unsat":
+            cycle, note = backend.deadlock_cycle()
+            if not cycle:
+                raise InternalError(f"no execution exists but no cycle was found ({note})")
+    else:
+        graph = PrecedenceGraph(s, prec)
+        backend = Hybrid(s, prec, graph, **limits)
+        t = lap("graph", t)
+        if not graph.acyclic:
+            cycle = shortest_strict_cycle(cyclic_edges(prec, graph.order))
+            if not cycle:
+                raise InternalError("the precedence graph has a cycle but no strict cycle was found")
+    if cycle:
         steps = explain.cycle_steps(s, prec, cycle)
         never = {ed.v for ed in cycle}
         run = explain.partial_run(prec, never)
@@ -198,7 +251,7 @@ def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engin
             if p != "deadlock":
                 results[p] = _unknown(p, "not checked: the schedule deadlocks (see deadlock), so no"
                                          " complete execution exists")
-        return _report(s, props, results, t_all, warnings, timings)
+        return _report(s, props, results, t_all, warnings, timings, engine)
 
     texts = {
         "deadlock": "an execution exists and every communicator's ops run in issue order on every rank",
@@ -209,7 +262,7 @@ def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engin
     }
     for p in rest:
         if p == "deadlock":
-            obs: Sequence[ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb] = ordering_obligations(s, m)
+            obs: Sequence[AnyOb] = ordering_obligations(s, m)
         elif p == "dataflow":
             obs = read_obligations(s)
         elif p == "race":
@@ -218,12 +271,12 @@ def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engin
             obs = phase_obligations(s)
         results[p] = _property(s, p, obs, backend, prec, max_cex, replay, texts[p])
         t = lap(p, t)
-    return _report(s, props, results, t_all, warnings, timings)
+    return _report(s, props, results, t_all, warnings, timings, engine)
 
 
 def _report(s: Schedule, props: Sequence[str], results: dict[str, PropertyResult], t0: float,
-            warnings: tuple[str, ...], timings: list[tuple[str, float]]) -> Report:
+            warnings: tuple[str, ...], timings: list[tuple[str, float]], engine: str) -> Report:
     ordered = tuple(results[p] for p in PROPERTIES if p in props or p == "matching")
     ordered = tuple(r for r in ordered if r.property in props)
-    return Report(s.name, s.source, len(s.ops), ordered, "z3", time.perf_counter() - t0, warnings,
+    return Report(s.name, s.source, len(s.ops), ordered, engine, time.perf_counter() - t0, warnings,
                   tuple(timings))

@@ -10,7 +10,6 @@ solver call per property answers for all of its obligations at once.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ import z3  # type: ignore[import-untyped]
 
 from ..semantics.obligations import MetaOb, OrderOb, OverlapOb, ReadOb, SampleOb
 from ..semantics.precedence import Edge, Precedence, end, start
+from .graph import shortest_strict_cycle
 
 AnyOb = ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb
 
@@ -167,37 +167,3 @@ class Z3Backend:
         core = {str(c) for c in solver.unsat_core()}
         core_edges = [edges[i] for i in range(len(edges)) if f"k{i}" in core]
         return shortest_strict_cycle(core_edges), ""
-
-
-def shortest_strict_cycle(edges: Sequence[Edge]) -> list[Edge]:
-    """The shortest cycle through at least one strict edge (BFS from the head
-    of every strict edge back to its tail).  Such a cycle is itself a proof
-    that no execution exists: it forces t < t."""
-    adj: dict[int, list[Edge]] = {}
-    for ed in edges:
-        adj.setdefault(ed.u, []).append(ed)
-    best: list[Edge] = []
-    for first in edges:
-        if not first.strict:
-            continue
-        prev: dict[int, Edge | None] = {first.v: None}
-        queue = deque([first.v])
-        while queue and first.u not in prev:
-            x = queue.popleft()
-            for ed in adj.get(x, ()):
-                if ed.v not in prev:
-                    prev[ed.v] = ed
-                    queue.append(ed.v)
-        if first.u not in prev:
-            continue
-        path: list[Edge] = []
-        x = first.u
-        while x != first.v:
-            step = prev[x]
-            assert step is not None
-            path.append(step)
-            x = step.u
-        cycle = [first] + path[::-1]
-        if not best or len(cycle) < len(best):
-            best = cycle
-    return best

@@ -243,7 +243,8 @@ class Model:
     write_pts: list[list[tuple[Point, str]]]
     conflicts: list[tuple[int, ...]]       # ops on the same rank that race with o
     clobbers: list[tuple[int, ...]]        # ops whose expected reads o's writes break
-    phase_before: list[tuple[int, ...]]    # ops of an earlier phase group, same sequence
+    phase_before: list[tuple[int, ...]]    # ops that must have ended before o starts (phase)
+    phase_samplers: list[tuple[tuple[int, ...], ...]]  # o starts after one of each set has ended
     fifo_pred: list[int | None]            # previous op of o's comm FIFO on its rank
     meta: list[tuple[str, int, int | None]]
     # relevant memory (points some read expects a value in)
@@ -291,7 +292,58 @@ class Model:
         return ""
 
 
-def build_model(schedule: Schedule) -> Model:
+def phase_order(schedule: Schedule, rule: str = "per-rank"
+                ) -> tuple[list[tuple[int, ...]], list[tuple[tuple[int, ...], ...]]]:
+    """For each op: the ops that must have ended before it starts, and sets
+    of samplers of which at least one must have ended, under the phase rules.
+
+    Each sequence key (an entry of ``seqs``, or ``"*"``, the batch) orders its
+    groups: prefill (-1), then decode steps by number.
+
+    - ``"per-rank"`` (docs/format.md): for consecutive groups t0 < t1 of a
+      key, on each rank every op of t0 ends before any op of t1 starts; and if
+      t0 has ops marked ``sample``, every op of t1 (any rank) starts after one
+      of them has ended.
+    - ``"global"``: every op of any earlier group of the key, on any rank,
+      ends before an op of a later group starts.
+    """
+    if rule not in ("per-rank", "global"):
+        raise ValueError(f"unknown phase rule {rule!r}")
+    ops = schedule.ops
+    groups = [_phase_group(op) for op in ops]
+    members: dict[tuple[object, int], list[Op]] = defaultdict(list)
+    for op in ops:
+        g = groups[op.id]
+        if g is not None:
+            for q in _seq_keys(op):
+                members[(q, g)].append(op)
+    steps: dict[object, list[int]] = defaultdict(list)
+    for q, g in sorted(members, key=lambda k: (str(k[0]), k[1])):
+        steps[q].append(g)
+    before: list[tuple[int, ...]] = []
+    samplers: list[tuple[tuple[int, ...], ...]] = []
+    for op in ops:
+        g = groups[op.id]
+        must: set[int] = set()
+        some: set[tuple[int, ...]] = set()
+        if g is not None:
+            for q in _seq_keys(op):
+                earlier = [t for t in steps[q] if t < g]
+                if rule == "global":
+                    must |= {p.id for t in earlier for p in members[(q, t)]}
+                elif earlier:
+                    t0 = earlier[-1]
+                    must |= {p.id for p in members[(q, t0)] if p.rank == op.rank}
+                    smp = tuple(sorted(p.id for p in members[(q, t0)] if p.meta.sample))
+                    if smp:
+                        some.add(smp)
+        must.discard(op.id)
+        before.append(tuple(sorted(must)))
+        samplers.append(tuple(sorted(some)))
+    return before, samplers
+
+
+def build_model(schedule: Schedule, phase_rule: str = "per-rank") -> Model:
     ops = schedule.ops
     n = len(ops)
     matching = compute_matching(schedule)
@@ -347,18 +399,7 @@ def build_model(schedule: Schedule) -> Model:
                    for r, v in expects.get(pt, ()) if r != op.id and v != val}
         clobbers.append(tuple(sorted(victims)))
 
-    groups = [_phase_group(op) for op in ops]
-    phase_before: list[tuple[int, ...]] = []
-    for op in ops:
-        g = groups[op.id]
-        before: list[int] = []
-        if g is not None:
-            keys = set(_seq_keys(op))
-            for p in ops:
-                gp = groups[p.id]
-                if gp is not None and gp < g and keys & set(_seq_keys(p)):
-                    before.append(p.id)
-        phase_before.append(tuple(before))
+    phase_before, phase_samplers = phase_order(schedule, phase_rule)
 
     fifo_pred: list[int | None] = [None] * n
     last: dict[tuple[object, ...], int] = {}
@@ -386,6 +427,7 @@ def build_model(schedule: Schedule) -> Model:
         schedule=schedule, matching=matching, universes=universes, prev_on_stream=prev_on_stream,
         end_deps=end_deps, read_pts=read_pts, write_pts=write_pts,
         conflicts=[tuple(c) for c in conflicts], clobbers=clobbers, phase_before=phase_before,
+        phase_samplers=phase_samplers,
         fifo_pred=fifo_pred, meta=meta_problems(schedule), slot_of=slot_of,
         read_expect=read_expect, write_slots=write_slots, init_mem=init_mem,
     )
@@ -428,11 +470,12 @@ class ExecResult:
     unmatched: tuple[int, ...] = ()
 
 
-def explore(schedule: Schedule, max_states: int = 200_000) -> ExecResult:
+def explore(schedule: Schedule, max_states: int = 200_000, phase_rule: str = "per-rank") -> ExecResult:
     """Enumerate every reachable state of ``schedule`` and report which
     properties some transition violates.  Raises :class:`StateLimitExceeded`
-    when more than ``max_states`` states would be visited."""
-    model = build_model(schedule)
+    when more than ``max_states`` states would be visited.  ``phase_rule``
+    selects the phase ordering rule, see :func:`phase_order`."""
+    model = build_model(schedule, phase_rule)
     n = model.n
     final = quiesce(model, (NOT_STARTED,) * n)
     blocked = tuple(o for o in range(n) if final[o] != ENDED)
@@ -476,6 +519,10 @@ def explore(schedule: Schedule, max_states: int = 200_000) -> ExecResult:
                             witnesses["phase"] = (f"{label(o)} starts before {label(p)}"
                                                   " of an earlier phase ends")
                             break
+                    for smp in model.phase_samplers[o]:
+                        if "phase" not in witnesses and all(status[p] != ENDED for p in smp):
+                            witnesses["phase"] = (f"{label(o)} starts before the previous step's token"
+                                                  f" is sampled ({label(smp[0])})")
                 if "deadlock" not in witnesses:
                     fp = model.fifo_pred[o]
                     if fp is not None and status[fp] != ENDED:
