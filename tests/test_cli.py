@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from syncproof.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent

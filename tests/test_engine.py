@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from syncproof import Report, ScheduleBuilder, Verdict
 from syncproof.engine import check_schedule as _check
 from syncproof.ir import Schedule

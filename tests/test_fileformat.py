@@ -10,6 +10,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+
 from syncproof.errors import ScheduleError
 from syncproof.ir import FULL, Interval, Region, ScheduleBuilder, dumps, load, loads, schedule_to_dict
 from syncproof.ir.fileformat import resolve_region

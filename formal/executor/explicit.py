@@ -21,6 +21,22 @@ Memory is modelled with explicit integer points: per rank and buffer, one
 coordinate per axis, over a per-axis universe ``[min_lo - 1, max_hi + 1)`` of
 the finite intervals the schedule uses (``{0}`` when it uses none); a full
 axis covers the whole universe.
+
+Properties, checked on every transition of every reachable state:
+
+- ``matching``: some send, recv or collective is unmatched, or a matched
+  send/recv pair disagrees on size (decided without running; when it is
+  violated the other properties are left undecided, ``None``);
+- ``dataflow``: at ``start(o)`` a point o reads holds another value than o
+  expects, or while o is active another op's end writes another value there;
+- ``race``: an op starts while a conflicting op of its rank is active;
+- ``phase``: a decode op with an SP partition, two ops of one decode step and
+  sequence with different tokens, or a start that breaks the phase order
+  (see :func:`phase_order`);
+- ``deadlock``: a reachable state with nothing enabled and some op not ended,
+  or an op starting before the previous op of its comm FIFO on its rank (the
+  collectives of one group, the sends to one peer and channel, the recvs from
+  one peer and channel, in issue order) has ended.
 """
 
 from __future__ import annotations
@@ -303,7 +319,8 @@ def phase_order(schedule: Schedule, rule: str = "per-rank"
     - ``"per-rank"`` (docs/format.md): for consecutive groups t0 < t1 of a
       key, on each rank every op of t0 ends before any op of t1 starts; and if
       t0 has ops marked ``sample``, every op of t1 (any rank) starts after one
-      of them has ended.
+      of them has ended.  Recv, wait and record ops of t1 are exempt: they
+      only wait, so starting early does no harm.
     - ``"global"``: every op of any earlier group of the key, on any rank,
       ends before an op of a later group starts.
     """
@@ -326,7 +343,10 @@ def phase_order(schedule: Schedule, rule: str = "per-rank"
         g = groups[op.id]
         must: set[int] = set()
         some: set[tuple[int, ...]] = set()
-        if g is not None:
+        # A recv, wait or record only waits: posting it early is harmless, so it
+        # is never the op that starts too early (rule "per-rank").
+        waits_only = rule == "per-rank" and op.kind in (Kind.RECV, Kind.WAIT, Kind.RECORD)
+        if g is not None and not waits_only:
             for q in _seq_keys(op):
                 earlier = [t for t in steps[q] if t < g]
                 if rule == "global":

@@ -1,0 +1,75 @@
+"""The z3 engine against the independent explicit executor.
+
+For random small schedules, every verdict the engine decides (proved or
+violated) must agree with the executor, and every counterexample the engine
+gives must replay on the executor's semantics.  On a failure the schedule is
+printed in the file format so it can be saved and reproduced with
+``syncproof.ir.loads``.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from strategies import schedules
+
+from syncproof.executor import explore, replay
+from syncproof.ir import Schedule, dumps
+from syncproof.result import PROPERTIES, Verdict
+
+try:
+    from syncproof.engine import check_schedule
+except ImportError:  # the engine is not there yet
+    pytest.skip("syncproof.engine.check_schedule is not available", allow_module_level=True)
+
+
+ENGINES = ("hybrid", "z3")
+
+
+def disagreements(schedule: Schedule, engine: str = "hybrid") -> list[str]:
+    """Every way the engine and the executor disagree on ``schedule``."""
+    report = check_schedule(schedule, engine=engine)
+    mine = explore(schedule)
+    problems: list[str] = []
+    for prop in PROPERTIES:
+        try:
+            res = report.result(prop)
+        except KeyError:
+            continue
+        if res.verdict is Verdict.UNKNOWN:
+            continue
+        violated = mine.violated[prop]
+        # None: the executor does not decide this property (matching is violated)
+        if violated is not None and (res.verdict is Verdict.VIOLATED) != violated:
+            why = mine.witnesses.get(prop, "no run violates it")
+            problems.append(f"{prop}: engine says {res.verdict}, executor says"
+                            f" {'violated' if violated else 'holds'} ({why})")
+        cex = res.counterexample
+        if res.verdict is Verdict.VIOLATED and cex is not None:
+            ok, why = replay(schedule, cex)
+            if not ok:
+                problems.append(f"{prop}: the engine's counterexample ({cex.observation.kind}:"
+                                f" {cex.sentence}) does not replay: {why}")
+    return problems
+
+
+def check_agreement(schedule: Schedule, engine: str) -> None:
+    text = dumps(schedule)
+    note(text)
+    problems = disagreements(schedule, engine)
+    assert not problems, f"engine {engine}:\n" + "\n".join(problems) + "\nschedule:\n" + text
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(schedule=schedules())
+def test_engine_agrees_with_executor(engine: str, schedule: Schedule) -> None:
+    check_agreement(schedule, engine)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(schedule=schedules())
+def test_engine_agrees_with_executor_many(engine: str, schedule: Schedule) -> None:
+    check_agreement(schedule, engine)
