@@ -14,8 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from syncproof.engine import check_schedule  # noqa: E402
 from synthetic import tp_pp_decode  # noqa: E402
+
+from syncproof.engine import check_schedule  # noqa: E402
 
 
 def main() -> None:
