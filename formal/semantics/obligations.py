@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from ..ir import Access, Kind, Op, Region, Schedule
 from ..ir.region import Interval
+from .boxindex import BoxIndex
 from .matching import Matching
 
 
@@ -112,15 +113,17 @@ def _split(box: tuple[tuple[str, Interval], ...], cutters: list[tuple[int, Regio
 
 
 def read_obligations(s: Schedule) -> list[ReadOb]:
-    writes: dict[tuple[int, str], list[tuple[int, Access]]] = defaultdict(list)
+    writes: dict[tuple[int, str], list[tuple[Region, tuple[int, Access]]]] = defaultdict(list)
     for op in s.ops:
         for acc in op.writes:
-            writes[(op.rank, acc.region.buffer)].append((op.id, acc))
+            writes[(op.rank, acc.region.buffer)].append((acc.region, (op.id, acc)))
+    index = {key: BoxIndex(items) for key, items in writes.items()}
     inits: dict[tuple[int, str], list[tuple[int, Region, str]]] = defaultdict(list)
     for i, init in enumerate(s.init):
         for r in s.ranks:
             if init.applies_to(r):
                 inits[(r, init.region.buffer)].append((i, init.region, init.value))
+    position = {op.id: i for ops in s.streams.values() for i, op in enumerate(ops)}
     obs: list[ReadOb] = []
     for op in s.ops:
         seen: set[tuple[object, ...]] = set()
@@ -128,8 +131,18 @@ def read_obligations(s: Schedule) -> list[ReadOb]:
             if acc.value is None:
                 continue
             key = (op.rank, acc.region.buffer)
-            ws = [(w, a) for w, a in writes.get(key, []) if w != op.id and a.region.overlaps(acc.region)]
+            idx = index.get(key)
+            ws = [w for _, w in idx.query(acc.region)] if idx is not None else []
+            ws = [(w, a) for w, a in ws if w != op.id]
             its = [(i, reg, v) for i, reg, v in inits.get(key, []) if reg.overlaps(acc.region)]
+            fast = _disjoint_cells(s, op.id, acc, ws, its, position)
+            if fast is not None:
+                for ob in fast:
+                    sig = (ob.expected, ob.good, ob.bad, ob.init)
+                    if sig not in seen:
+                        seen.add(sig)
+                        obs.append(ob)
+                continue
             cutters = [(k, a.region) for k, (_, a) in enumerate(ws)]
             cutters += [(-1 - k, reg) for k, (_, reg, _) in enumerate(its)]
             for piece, ids in _split(acc.region.box, cutters):
@@ -141,30 +154,96 @@ def read_obligations(s: Schedule) -> list[ReadOb]:
                 if sig in seen:
                     continue
                 seen.add(sig)
+                assert acc.value is not None
                 obs.append(ReadOb(op.id, Region(acc.region.buffer, piece), acc.value, good, bad, before))
     return obs
 
 
+def _volume(r: Region) -> int:
+    v = 1
+    for _, iv in r.box:
+        v *= iv.hi - iv.lo
+    return v
+
+
+def _disjoint_along(pieces: list[tuple[int | None, str, Region]], axis: str) -> bool:
+    ivs = sorted((p[2].interval(axis).lo, p[2].interval(axis).hi) for p in pieces)
+    return all(a[1] <= b[0] for a, b in zip(ivs, ivs[1:], strict=False))
+
+
+def _disjoint_cells(s: Schedule, read: int, acc: Access, ws: list[tuple[int, Access]],
+                    its: list[tuple[int, Region, str]], position: dict[int, int]) -> list[ReadOb] | None:
+    """The fast path for the common shape: the writers' boxes and the initial
+    values' boxes are pairwise disjoint and together cover the read.  Then
+    each writer's intersection with the read is one cell with that single
+    writer, and each initial value's is a cell nothing writes.  Among cells
+    whose one writer writes the expected value, only the latest writer of each
+    stream matters: stream order makes every earlier writer of that stream end
+    before it, so if the latest is ordered before the read, all are.  Returns
+    None when the shape does not apply (the general split handles it)."""
+    assert acc.value is not None
+    pieces: list[tuple[int | None, str, Region]] = []
+    for w, a in ws:
+        inter = a.region.intersect(acc.region)
+        if inter is None:
+            return None
+        pieces.append((w, a.value or "", inter))
+    for _, reg, val in its:
+        inter = reg.intersect(acc.region)
+        if inter is None:
+            return None
+        pieces.append((None, val, inter))
+    if not pieces or not any(_disjoint_along(pieces, ax) for ax, _ in acc.region.box):
+        return None  # not disjoint along any one axis
+    if sum(_volume(p[2]) for p in pieces) != _volume(acc.region):
+        return None  # part of the read is covered by nothing: the general split names it
+    latest: dict[tuple[int, str], tuple[int, int, Region]] = {}
+    out: list[ReadOb] = []
+    for writer, value, inter in pieces:
+        if writer is None:
+            if value != acc.value:  # holds the wrong initial value and nothing writes it
+                out.append(ReadOb(read, inter, acc.value, (), (), value))
+        elif value == acc.value:
+            op = s.ops[writer]
+            key = (op.rank, op.stream)
+            if key not in latest or position[writer] > latest[key][0]:
+                latest[key] = (position[writer], writer, inter)
+        else:
+            out.append(ReadOb(read, inter, acc.value, (), (writer,), None))
+    for _, w, inter in sorted(latest.values()):
+        out.append(ReadOb(read, inter, acc.value, (w,), (), None))
+    return out
+
+
 def race_obligations(s: Schedule) -> list[OverlapOb]:
-    acc: dict[tuple[int, str], list[tuple[Op, Region, bool]]] = defaultdict(list)
+    """Conflicting pairs on different streams.  Accesses are indexed per
+    (rank, buffer, stream), and each access looks only into the indexes of
+    the other streams: ops on one stream never overlap (stream order)."""
+    acc: dict[tuple[int, str], dict[str, list[tuple[Region, tuple[Op, bool]]]]] = defaultdict(
+        lambda: defaultdict(list))
     for op in s.ops:
         for a in op.reads:
-            acc[(op.rank, a.region.buffer)].append((op, a.region, False))
+            acc[(op.rank, a.region.buffer)][op.stream].append((a.region, (op, False)))
         for a in op.writes:
-            acc[(op.rank, a.region.buffer)].append((op, a.region, True))
+            acc[(op.rank, a.region.buffer)][op.stream].append((a.region, (op, True)))
     obs: dict[tuple[int, int], OverlapOb] = {}
-    for items in acc.values():
-        for i, (oa, ra, wa) in enumerate(items):
-            for ob, rb, wb in items[i + 1 :]:
-                # Ops on one stream never overlap: stream order is part of every execution.
-                if oa.id == ob.id or oa.stream == ob.stream or not (wa or wb):
-                    continue
-                key = (min(oa.id, ob.id), max(oa.id, ob.id))
-                if key in obs:
-                    continue
-                inter = ra.intersect(rb)
-                if inter is not None:
-                    obs[key] = OverlapOb(key[0], key[1], inter)
+    for per_stream in acc.values():
+        if len(per_stream) < 2:
+            continue
+        streams = sorted(per_stream)
+        indexes = {st: BoxIndex(per_stream[st]) for st in streams}
+        for i, st in enumerate(streams):
+            for other in streams[i + 1:]:
+                for ra, (oa, wa) in per_stream[st]:
+                    for rb, (ob, wb) in indexes[other].query(ra):
+                        if not (wa or wb):
+                            continue
+                        key = (min(oa.id, ob.id), max(oa.id, ob.id))
+                        if key in obs:
+                            continue
+                        inter = ra.intersect(rb)
+                        if inter is not None:
+                            obs[key] = OverlapOb(key[0], key[1], inter)
     return [obs[k] for k in sorted(obs)]
 
 
