@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from synthetic import tp_pp_decode  # noqa: E402
+from syncproof.bench.generators import tp_pp_decode  # noqa: E402
 
 from syncproof.engine import check_schedule  # noqa: E402
 

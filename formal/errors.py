@@ -24,9 +24,9 @@ class ScheduleError(UserError):
     obvious fix when there is one.
     """
 
-    def __init__(self, message: str, where: str = "", hint: str = "") -> None:
+    def __init__(self, message: str, where: object = "", hint: str = "") -> None:
         self.message = message
-        self.where = where
+        self.where = where = str(where)
         self.hint = hint
         text = f"{where}: {message}" if where else message
         if hint:

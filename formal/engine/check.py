@@ -269,8 +269,9 @@ def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engin
             obs = race_obligations(s)
         else:
             obs = phase_obligations(s)
+        t = lap(f"obligations:{p}", t)
         results[p] = _property(s, p, obs, backend, prec, max_cex, replay, texts[p])
-        t = lap(p, t)
+        t = lap(f"decide:{p}", t)
     return _report(s, props, results, t_all, warnings, timings, engine)
 
 

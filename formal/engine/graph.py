@@ -53,6 +53,7 @@ class PrecedenceGraph:
             chains += 1
         self.n_chains = chains
         self.vc: list[list[int]] = []
+        self.queries: list[tuple[int, int]] | None = None  # set to [] to record reach() calls
         if self.acyclic:
             self._clocks()
 
@@ -81,6 +82,8 @@ class PrecedenceGraph:
         """Does op event ``x`` precede op event ``y`` in every execution?"""
         if x == y:
             return False
+        if self.queries is not None:
+            self.queries.append((x, y))
         return self.vc[y][self.chain[x]] >= self.pos[x]
 
     def run_order(self, extra: Witness) -> list[int] | None:

@@ -320,7 +320,8 @@ def phase_order(schedule: Schedule, rule: str = "per-rank"
       key, on each rank every op of t0 ends before any op of t1 starts; and if
       t0 has ops marked ``sample``, every op of t1 (any rank) starts after one
       of them has ended.  Recv, wait and record ops of t1 are exempt: they
-      only wait, so starting early does no harm.
+      only wait, so starting early does no harm; and sends of t0 may still be
+      draining (their input is protected by dataflow and race).
     - ``"global"``: every op of any earlier group of the key, on any rank,
       ends before an op of a later group starts.
     """
@@ -353,7 +354,7 @@ def phase_order(schedule: Schedule, rule: str = "per-rank"
                     must |= {p.id for t in earlier for p in members[(q, t)]}
                 elif earlier:
                     t0 = earlier[-1]
-                    must |= {p.id for p in members[(q, t0)] if p.rank == op.rank}
+                    must |= {p.id for p in members[(q, t0)] if p.rank == op.rank and p.kind is not Kind.SEND}
                     smp = tuple(sorted(p.id for p in members[(q, t0)] if p.meta.sample))
                     if smp:
                         some.add(smp)

@@ -35,6 +35,9 @@ _KIND_KEYS: dict[Kind, tuple[str, ...]] = {
 for _k in (Kind.ALL_REDUCE, Kind.ALL_GATHER, Kind.REDUCE_SCATTER, Kind.ALL_TO_ALL, Kind.BARRIER):
     _KIND_KEYS[_k] = ("group", "reads", "writes", "size", "dtype")
 _KIND_KEYS[Kind.BROADCAST] = ("group", "root", "reads", "writes", "size", "dtype")
+_ALLOWED = {k: frozenset(_COMMON + v) for k, v in _KIND_KEYS.items()}
+_KINDS = {k.value: k for k in Kind}
+_META_KEYS = frozenset(META_KEYS)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -72,6 +75,20 @@ def resolve_region(text: Any, buffers: dict[str, Buffer], where: str) -> Region:
     """Parse a region string and normalise it: every axis of the buffer, in
     declared order, the ones not named covering the whole axis."""
     _want(isinstance(text, str), f"a region must be a string like 'kv[token=0:512]', got {text!r}", where)
+    cached = _REGION_CACHE.get((text, id(buffers)))
+    if cached is not None and cached[0] is buffers:
+        return cached[1]
+    region = _resolve_region(text, buffers, where)
+    if len(_REGION_CACHE) > 1 << 16:
+        _REGION_CACHE.clear()
+    _REGION_CACHE[(text, id(buffers))] = (buffers, region)
+    return region
+
+
+_REGION_CACHE: dict[tuple[str, int], tuple[dict[str, Buffer], Region]] = {}
+
+
+def _resolve_region(text: str, buffers: dict[str, Buffer], where: str) -> Region:
     try:
         name, parts = parse_region_parts(text)
     except RegionSyntaxError as exc:
@@ -139,7 +156,12 @@ def _parse_sp(v: Any, where: str) -> tuple[int, int]:
     return int(a), int(b)
 
 
+_NO_META = Meta()
+
+
 def _meta(d: dict[str, Any], where: str) -> Meta:
+    if _META_KEYS.isdisjoint(d):
+        return _NO_META
     seqs: tuple[int, ...] = ()
     if "seqs" in d:
         s = d["seqs"]
@@ -173,19 +195,18 @@ def _meta(d: dict[str, Any], where: str) -> Meta:
 def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], src: str) -> Op:
     where = f"{src}: rank {rank}, op {index}"
     _want(isinstance(d, dict), f"an op must be an object, got {d!r}", where)
-    _want("op" in d, "op has no \"op\" field (its kind)", where,
-          f"one of {', '.join(k.value for k in Kind)}")
-    try:
-        kind = Kind(d["op"])
-    except ValueError:
+    if "op" not in d:
+        raise ScheduleError("op has no \"op\" field (its kind)", where, f"one of {', '.join(k.value for k in Kind)}")
+    kind = _KINDS.get(d["op"]) if isinstance(d["op"], str) else None
+    if kind is None:
         raise ScheduleError(f"unknown op kind {d['op']!r}", where,
-                            suggest(d["op"], [k.value for k in Kind])) from None
+                            suggest(d["op"], [k.value for k in Kind]))
     where = f"{where} ({kind})"
-    allowed = _COMMON + _KIND_KEYS[kind]
-    for key in d:
-        if key not in allowed:
-            raise ScheduleError(f"field {key!r} does not belong on a {kind} op", where,
-                                suggest(key, allowed))
+    allowed = _ALLOWED[kind]
+    if not allowed.issuperset(d):
+        key = next(k for k in d if k not in allowed)
+        raise ScheduleError(f"field {key!r} does not belong on a {kind} op", where,
+                            suggest(key, _COMMON + _KIND_KEYS[kind]))
     _want("stream" in d, "op has no \"stream\"", where, "e.g. \"stream\": \"compute\"")
     stream = _str(d["stream"], "stream", where)
     where = f"{src}: rank {rank}, op {index} ({kind} on {stream})"

@@ -65,9 +65,18 @@ class Region:
                 return iv
         return FULL
 
+    def _same_axes(self, other: Region) -> bool:
+        a, b = self.box, other.box
+        return len(a) == len(b) and all(x[0] == y[0] for x, y in zip(a, b, strict=True))
+
     def overlaps(self, other: Region) -> bool:
         if self.buffer != other.buffer:
             return False
+        if self._same_axes(other):  # the usual case: both normalised to the buffer's axes
+            for (_, x), (_, y) in zip(self.box, other.box, strict=True):
+                if x.lo >= y.hi or y.lo >= x.hi:
+                    return False
+            return True
         axes = {a for a, _ in self.box} | {a for a, _ in other.box}
         return all(self.interval(a).overlaps(other.interval(a)) for a in axes)
 
@@ -80,6 +89,14 @@ class Region:
     def intersect(self, other: Region) -> Region | None:
         if self.buffer != other.buffer:
             return None
+        if self._same_axes(other):
+            box = []
+            for (name, x), (_, y) in zip(self.box, other.box, strict=True):
+                lo, hi = max(x.lo, y.lo), min(x.hi, y.hi)
+                if lo >= hi:
+                    return None
+                box.append((name, x if (lo, hi) == (x.lo, x.hi) else Interval(lo, hi)))
+            return Region(self.buffer, tuple(box))
         axes = [a for a, _ in self.box] + [a for a, _ in other.box if a not in dict(self.box)]
         out = []
         for a in axes:
@@ -109,6 +126,12 @@ class RegionSyntaxError(ValueError):
 
 def _parse_interval(axis: str, text: str, text_all: str) -> Interval:
     text = text.strip()
+    lo_s, sep, hi_s = text.partition(":")
+    if lo_s.isdigit() and (not sep or hi_s.isdigit()):  # the common case, no signs or spaces
+        lo = int(lo_s)
+        hi = int(hi_s) if sep else lo + 1
+        if lo < hi:
+            return Interval(lo, hi)
     if ":" in text:
         lo_s, hi_s = text.split(":", 1)
         lo_m, hi_m = _BOUND_RE.match(lo_s), _BOUND_RE.match(hi_s)

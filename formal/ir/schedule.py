@@ -21,7 +21,7 @@ class Buffer:
     name: str
     axes: tuple[tuple[str, int | None], ...] = ()
 
-    @property
+    @cached_property
     def axis_names(self) -> tuple[str, ...]:
         return tuple(a for a, _ in self.axes)
 

@@ -55,18 +55,40 @@ def check_region(schedule: Schedule, region: Region, where: str) -> None:
             )
 
 
+def _region_ok(schedule: Schedule, region: Region) -> bool:
+    """The cheap test behind check_region: declared buffer and axes, inside extents."""
+    buf = schedule.buffer_map.get(region.buffer)
+    if buf is None or len(region.box) != len(buf.axes):
+        return False
+    for (axis, iv), (name, ext) in zip(region.box, buf.axes, strict=True):
+        if axis != name:
+            return False
+        if ext is not None and not iv.is_full and (iv.lo < 0 or iv.hi > ext):
+            return False
+    return True
+
+
 def _check_accesses(schedule: Schedule, op: Op, accesses: tuple[Access, ...], what: str) -> None:
-    where = f"{schedule.source}: {op.where}, {what}"
     for acc in accesses:
-        check_region(schedule, acc.region, f"{where} {acc.region}")
-    for i, a in enumerate(accesses):
-        for b in accesses[i + 1 :]:
-            if a.region.overlaps(b.region) and what == "writes":
-                raise ScheduleError(
-                    f"writes {a.region} and {b.region} overlap in one op",
-                    where,
-                    "give each location one value per op",
-                )
+        if not _region_ok(schedule, acc.region):  # build the message only when something is wrong
+            check_region(schedule, acc.region, f"{schedule.source}: {op.where}, {what} {acc.region}")
+    if what == "writes" and len(accesses) > 1:
+        for i, a in enumerate(accesses):
+            for b in accesses[i + 1 :]:
+                if a.region.overlaps(b.region):
+                    raise ScheduleError(
+                        f"writes {a.region} and {b.region} overlap in one op",
+                        f"{schedule.source}: {op.where}, {what}",
+                        "give each location one value per op",
+                    )
+
+
+class _OpWhere:
+    def __init__(self, src: str, op: Op) -> None:
+        self.src, self.op = src, op
+
+    def __str__(self) -> str:
+        return f"{self.src}: {self.op.where}"
 
 
 def validate(schedule: Schedule) -> None:
@@ -101,7 +123,7 @@ def validate(schedule: Schedule) -> None:
 
     recorded: dict[tuple[int, str], Op] = {}
     for pos, op in enumerate(schedule.ops):
-        where = f"{src}: {op.where}"
+        where = _OpWhere(src, op)  # formatted only if an error is raised
         if op.id != pos:
             raise ScheduleError(f"op id {op.id} should be {pos}", where)
         if not op.stream:

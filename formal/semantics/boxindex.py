@@ -1,8 +1,8 @@
 """Find the boxes that overlap a query box without comparing against all.
 
-Items are bucketed along one axis (the one whose intervals are the most
-varied); intervals that are whole-axis or very wide go to a list checked on
-every query.  A query looks at the buckets its interval touches, then tests
+Items are bucketed along the two axes whose intervals are the most varied;
+intervals that are whole-axis or very wide go to a list checked on every
+query.  A query looks at the buckets its interval touches, then tests
 exact overlap.  Typical schedules (one region per layer, per token block,
 per step) then cost O(matches) per query instead of O(items).
 """
@@ -10,7 +10,7 @@ per step) then cost O(matches) per query instead of O(items).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 from ..ir.region import Region
@@ -22,52 +22,63 @@ MAX_BUCKETS_PER_ITEM = 64
 class BoxIndex(Generic[T]):
     def __init__(self, items: Sequence[tuple[Region, T]]) -> None:
         self.items = list(items)
-        self.axis: str | None = None
-        self.width = 1
-        self.buckets: dict[int, list[int]] = defaultdict(list)
+        self.axes: list[tuple[int, int]] = []  # (position of the axis in the box, bucket width)
+        self.buckets: dict[tuple[int, ...], list[int]] = defaultdict(list)
         self.wide: list[int] = []
         if not self.items:
             return
-        axes = [a for a, _ in self.items[0][0].box]
-        best, best_n = None, 1
-        for a in axes:
-            distinct = {r.interval(a) for r, _ in self.items if not r.interval(a).is_full}
-            if len(distinct) > best_n:
-                best, best_n = a, len(distinct)
-        if best is None:
-            self.wide = list(range(len(self.items)))
-            return
-        self.axis = best
-        spans = sorted(r.interval(best).hi - r.interval(best).lo for r, _ in self.items
-                       if not r.interval(best).is_full)
-        self.width = max(1, spans[len(spans) // 2])
+        names = [a for a, _ in self.items[0][0].box]
+        varied = []
+        for k, _name in enumerate(names):
+            ivs = [r.box[k][1] for r, _ in self.items if len(r.box) == len(names)]
+            distinct = {iv for iv in ivs if not iv.is_full}
+            if len(distinct) > 1:
+                spans = sorted(iv.hi - iv.lo for iv in distinct)
+                varied.append((len(distinct), k, max(1, spans[len(spans) // 2])))
+        varied.sort(reverse=True)
+        self.axes = [(k, w) for _, k, w in varied[:2]]
         for i, (r, _) in enumerate(self.items):
-            iv = r.interval(best)
+            keys = self._keys(r, MAX_BUCKETS_PER_ITEM)
+            if keys is None:
+                self.wide.append(i)
+            else:
+                for key in keys:
+                    self.buckets[key].append(i)
+
+    def _keys(self, r: Region, limit: int) -> list[tuple[int, ...]] | None:
+        if not self.axes or len(r.box) <= max(k for k, _ in self.axes):
+            return None
+        ranges = []
+        total = 1
+        for k, w in self.axes:
+            iv = r.box[k][1]
             if iv.is_full:
-                self.wide.append(i)
-                continue
-            lo, hi = iv.lo // self.width, (iv.hi - 1) // self.width
-            if hi - lo + 1 > MAX_BUCKETS_PER_ITEM:
-                self.wide.append(i)
-                continue
-            for k in range(lo, hi + 1):
-                self.buckets[k].append(i)
+                return None
+            lo, hi = iv.lo // w, (iv.hi - 1) // w
+            total *= hi - lo + 1
+            if total > limit:
+                return None
+            ranges.append(range(lo, hi + 1))
+        keys: list[tuple[int, ...]] = [()]
+        for rg in ranges:
+            keys = [key + (b,) for key in keys for b in rg]
+        return keys
 
     def query(self, region: Region) -> Iterator[tuple[Region, T]]:
         """The items whose region overlaps ``region``, in insertion order."""
-        if self.axis is None:
-            cands: Sequence[int] = self.wide
+        keys = self._keys(region, max(MAX_BUCKETS_PER_ITEM, len(self.buckets)))
+        cands: Iterable[int]
+        if keys is None:
+            cands = range(len(self.items))
+        elif len(keys) == 1 and not self.wide:
+            cands = self.buckets.get(keys[0], ())
         else:
-            iv = region.interval(self.axis)
-            lo, hi = iv.lo // self.width, (iv.hi - 1) // self.width
-            if iv.is_full or hi - lo + 1 > max(MAX_BUCKETS_PER_ITEM, len(self.buckets)):
-                cands = range(len(self.items))
-            else:
-                found: set[int] = set(self.wide)
-                for k in range(lo, hi + 1):
-                    found.update(self.buckets.get(k, ()))
-                cands = sorted(found)
+            found: set[int] = set(self.wide)
+            for key in keys:
+                found.update(self.buckets.get(key, ()))
+            cands = sorted(found)
+        items = self.items
         for i in cands:
-            r, payload = self.items[i]
+            r, payload = items[i]
             if r.overlaps(region):
                 yield r, payload

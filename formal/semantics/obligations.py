@@ -281,8 +281,11 @@ def phase_obligations(s: Schedule) -> list[OrderOb | SampleOb | MetaOb]:
             name0 = "prefill" if t0 < 0 else f"decode step {t0}"
             per_rank0: dict[int, list[int]] = defaultdict(list)
             per_rank1: dict[int, list[int]] = defaultdict(list)
+            # A send's tail is the transfer draining to its peer: its input is
+            # protected by dataflow and race, so it may overlap the next step.
             for o in groups[q][t0]:
-                per_rank0[s.ops[o].rank].append(o)
+                if s.ops[o].kind is not Kind.SEND:
+                    per_rank0[s.ops[o].rank].append(o)
             # Only ops that do work must wait for the previous step: a posted
             # recv or a stream wait may start early, they only wait.
             work1 = [o for o in groups[q][t1] if s.ops[o].kind not in WAITING_KINDS]

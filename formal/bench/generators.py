@@ -1,0 +1,106 @@
+"""Synthetic inference schedules of a chosen size, for benchmarks.
+
+``tp_pp_decode`` is TP x PP decode with microbatches in flight: per rank, per
+decode step, per microbatch and per layer of the rank's stage: QKV plus KV
+append, attention over the cache, an all-reduce on the comm stream with
+events both ways.  Stages pass activations by send/recv; the last stage
+samples each microbatch's token and sends it back to the first stage.
+``prefill`` is the same with one prefill pass over a prompt split into
+chunks.  Both are correct by construction; ``fault=True`` drops one event
+wait in the middle, which must give a dataflow counterexample.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..ir import Schedule, ScheduleBuilder
+
+MIXES = ("decode", "prefill")
+
+
+def tp_pp_decode(tp: int = 2, pp: int = 2, layers: int = 4, steps: int = 4, prompt: int = 16,
+                 mbs: int = 1, fault: bool = False, prefill: bool = False) -> Schedule:
+    kind = "prefill" if prefill else "decode"
+    b = ScheduleBuilder(f"synthetic-{kind}-tp{tp}-pp{pp}-L{layers}-t{steps}-mb{mbs}")
+    per_stage = max(1, layers // pp)
+    for s in range(pp):
+        b.group(f"tp{s}", [s * tp + i for i in range(tp)])
+    b.buffer("x", "mb", "step", "layer").buffer("a", "mb", "step", "layer")
+    b.buffer("kv", "mb", "layer", "token").buffer("tok", "mb", "step")
+    if not prefill:
+        b.init(f"kv[token=0:{prompt}]", "kv")
+    b.init("tok[step=0]", "tok0")
+    fault_at = (steps // 2, mbs // 2, per_stage // 2)
+    for s in range(pp):
+        for i in range(tp):
+            r = b.rank(s * tp + i)
+            first = s * per_stage
+            last = first + per_stage
+            for t in range(steps):
+                for mb in range(mbs):
+                    m: dict[str, Any] = {"phase": kind, "mb": mb, "seqs": [mb]}
+                    if not prefill:
+                        m["step"] = t
+                    toks = (t * prompt, (t + 1) * prompt) if prefill else (prompt + t, prompt + t + 1)
+                    x0 = f"x[mb={mb}, step={t}, layer={first}]"
+                    if s == 0:
+                        if t > 0 and pp > 1:  # the token comes back on its own stream, as engines do
+                            r.recv((pp - 1) * tp + i, writes={f"tok[mb={mb}, step={t}]": f"tok{t}"},
+                                   channel="tok", stream="p2p", **m)
+                            r.record(f"tok{t}.{mb}", stream="p2p", **m)
+                            r.wait(f"tok{t}.{mb}", stream="compute", **m)
+                        r.compute("embed", reads={f"tok[mb={mb}, step={t}]": f"tok{t}"},
+                                  writes={x0: f"x{t}.{first}"}, **m)
+                    else:
+                        r.recv((s - 1) * tp + i, writes={x0: f"x{t}.{first}"}, channel="act",
+                               stream="compute", **m)
+                    for k in range(per_stage):
+                        L = first + k
+                        lm = dict(m, layer=L)
+                        xin, xout = f"x[mb={mb}, step={t}, layer={L}]", f"x[mb={mb}, step={t}, layer={L + 1}]"
+                        a = f"a[mb={mb}, step={t}, layer={L}]"
+                        r.compute("qkv", reads={xin: f"x{t}.{L}"},
+                                  writes={f"kv[mb={mb}, layer={L}, token={toks[0]}:{toks[1]}]": "kv"}, **lm)
+                        r.compute("attn", reads={f"kv[mb={mb}, layer={L}, token=0:{toks[1]}]": "kv",
+                                                 xin: f"x{t}.{L}"}, writes={a: f"p{t}.{L}"}, **lm)
+                        r.record(f"p{t}.{mb}.{L}", stream="compute", **lm)
+                        if not (fault and s == 0 and i == 0 and (t, mb, k) == fault_at):
+                            r.wait(f"p{t}.{mb}.{L}", stream="comm", **lm)
+                        r.all_reduce(f"tp{s}", stream="comm", reads={a: f"p{t}.{L}"}, writes={xout: f"x{t}.{L + 1}"},
+                                     **lm)
+                        r.record(f"r{t}.{mb}.{L}", stream="comm", **lm)
+                        r.wait(f"r{t}.{mb}.{L}", stream="compute", **lm)
+                    xo = f"x[mb={mb}, step={t}, layer={last}]"
+                    if s < pp - 1:
+                        r.send((s + 1) * tp + i, reads={xo: f"x{t}.{last}"}, channel="act", stream="compute", **m)
+                    else:
+                        r.compute("sample", reads={xo: f"x{t}.{last}"},
+                                  writes={f"tok[mb={mb}, step={t + 1}]": f"tok{t + 1}"}, sample=True, **m)
+                        if t + 1 < steps and pp > 1:
+                            r.record(f"smp{t}.{mb}", stream="compute", **m)
+                            r.wait(f"smp{t}.{mb}", stream="p2p", **m)
+                            r.send(i, reads={f"tok[mb={mb}, step={t + 1}]": f"tok{t + 1}"}, channel="tok",
+                                   stream="p2p", **m)
+    return b.build()
+
+
+def ops_per_step(tp: int, pp: int, layers: int, mbs: int) -> int:
+    return tp * mbs * (7 * layers + 6 * pp)
+
+
+def schedule_of_size(n_ops: int, mix: str = "decode", fault: bool = False) -> Schedule:
+    """A schedule of about ``n_ops`` ops: TP8 x PP4 x 80 layers x 8 microbatches
+    when large (the shape of a real 70B-class deployment), scaled down for
+    small sizes; the number of steps makes up the size."""
+    if mix not in MIXES:
+        from ..errors import UsageError
+
+        raise UsageError(f"unknown benchmark mix {mix!r}; choose from {', '.join(MIXES)}")
+    configs = [(8, 4, 80, 8), (8, 4, 40, 4), (4, 4, 16, 4), (4, 2, 8, 2), (2, 2, 4, 2), (2, 2, 2, 1)]
+    for tp, pp, layers, mbs in configs:
+        per = ops_per_step(tp, pp, layers, mbs)
+        if n_ops >= 2 * per or (tp, pp, layers, mbs) == configs[-1]:
+            steps = max(2, round(n_ops / per))
+            return tp_pp_decode(tp, pp, layers, steps, mbs=mbs, fault=fault, prefill=(mix == "prefill"))
+    raise AssertionError("unreachable")
