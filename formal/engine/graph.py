@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
+import numpy as np
+
 from ..ir import Schedule
 from ..semantics.obligations import MetaOb, OrderOb, OverlapOb, ReadOb, SampleOb
 from ..semantics.precedence import Edge, Precedence, end, start
@@ -52,29 +54,39 @@ class PrecedenceGraph:
                 self.pos[end(op.id)] = 2 * i + 1
             chains += 1
         self.n_chains = chains
-        self.vc: list[list[int]] = []
+        self.vc: list[np.ndarray] = []
         self.queries: list[tuple[int, int]] | None = None  # set to [] to record reach() calls
         if self.acyclic:
             self._clocks()
 
     def _clocks(self) -> None:
-        """vc[p][c]: the last position on chain c that reaches p (or is p); -1 if none."""
-        c_n = self.n_chains
-        vc: list[list[int]] = [[]] * self.prec.n_points
+        """``vc[p][c]``: the last position on chain c that reaches p; -1 if none.
+
+        A point whose only predecessor is the previous event on its own chain
+        shares that event's row (no copy): its knowledge of other chains is
+        the same, and its own chain is compared by position in ``reach``.  So
+        rows are made only where a sync edge merges knowledge, and the entry
+        of a row for its own chain may be stale, which ``reach`` never reads;
+        when a row is merged into another, each predecessor's own position is
+        written explicitly."""
+        chain, pos, pred = self.chain, self.pos, self.pred
+        empty = np.full(max(1, self.n_chains), -1, dtype=np.int32)
+        vc: list[np.ndarray] = [empty] * self.prec.n_points
         for p in self.order:
-            preds = self.pred[p]
-            if preds:
-                clock = list(vc[preds[0]])
-                for q in preds[1:]:
-                    other = vc[q]
-                    for c in range(c_n):
-                        if other[c] > clock[c]:
-                            clock[c] = other[c]
-            else:
-                clock = [-1] * c_n
-            c = self.chain[p]
-            if c >= 0 and self.pos[p] > clock[c]:
-                clock[c] = self.pos[p]
+            preds = pred[p]
+            c = chain[p]
+            if not preds:
+                continue
+            if len(preds) == 1 and c >= 0 and chain[preds[0]] == c:
+                vc[p] = vc[preds[0]]
+                continue
+            clock = vc[preds[0]].copy()
+            for q in preds[1:]:
+                np.maximum(clock, vc[q], out=clock)
+            for q in preds:
+                cq = chain[q]
+                if cq >= 0 and clock[cq] < pos[q]:
+                    clock[cq] = pos[q]
             vc[p] = clock
         self.vc = vc
 
@@ -84,7 +96,10 @@ class PrecedenceGraph:
             return False
         if self.queries is not None:
             self.queries.append((x, y))
-        return self.vc[y][self.chain[x]] >= self.pos[x]
+        cx = self.chain[x]
+        if cx == self.chain[y]:
+            return self.pos[x] < self.pos[y]
+        return bool(self.vc[y][cx] >= self.pos[x])
 
     def run_order(self, extra: Witness) -> list[int] | None:
         """A topological order of the graph plus ``extra`` edges (None: cyclic)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 # An axis a region leaves out spans everything.  The bound is far beyond any
 # real tensor size but keeps arithmetic in plain ints.
@@ -65,16 +66,29 @@ class Region:
                 return iv
         return FULL
 
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        return tuple(a for a, _ in self.box)
+
+    @cached_property
+    def flat(self) -> tuple[int, ...]:
+        """``(lo0, hi0, lo1, hi1, ...)`` in axis order: the fast form for comparisons."""
+        out: list[int] = []
+        for _, iv in self.box:
+            out.append(iv.lo)
+            out.append(iv.hi)
+        return tuple(out)
+
     def _same_axes(self, other: Region) -> bool:
-        a, b = self.box, other.box
-        return len(a) == len(b) and all(x[0] == y[0] for x, y in zip(a, b, strict=True))
+        return self.names == other.names
 
     def overlaps(self, other: Region) -> bool:
         if self.buffer != other.buffer:
             return False
-        if self._same_axes(other):  # the usual case: both normalised to the buffer's axes
-            for (_, x), (_, y) in zip(self.box, other.box, strict=True):
-                if x.lo >= y.hi or y.lo >= x.hi:
+        if self.names == other.names:  # the usual case: both normalised to the buffer's axes
+            a, b = self.flat, other.flat
+            for i in range(0, len(a), 2):
+                if a[i] >= b[i + 1] or b[i] >= a[i + 1]:
                     return False
             return True
         axes = {a for a, _ in self.box} | {a for a, _ in other.box}
@@ -89,13 +103,19 @@ class Region:
     def intersect(self, other: Region) -> Region | None:
         if self.buffer != other.buffer:
             return None
-        if self._same_axes(other):
+        if self.names == other.names:
+            fa, fb = self.flat, other.flat
+            for i in range(0, len(fa), 2):
+                if fa[i] >= fb[i + 1] or fb[i] >= fa[i + 1]:
+                    return None
+            if fa == fb:
+                return self
             box = []
             for (name, x), (_, y) in zip(self.box, other.box, strict=True):
-                lo, hi = max(x.lo, y.lo), min(x.hi, y.hi)
-                if lo >= hi:
-                    return None
-                box.append((name, x if (lo, hi) == (x.lo, x.hi) else Interval(lo, hi)))
+                lo = x.lo if x.lo > y.lo else y.lo
+                hi = x.hi if x.hi < y.hi else y.hi
+                box.append((name, x if lo == x.lo and hi == x.hi else y if lo == y.lo and hi == y.hi
+                            else Interval(lo, hi)))
             return Region(self.buffer, tuple(box))
         axes = [a for a, _ in self.box] + [a for a, _ in other.box if a not in dict(self.box)]
         out = []

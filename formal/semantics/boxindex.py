@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
-from ..ir.region import Region
+from ..ir.region import FULL_HI, FULL_LO, Region
 
 T = TypeVar("T")
 MAX_BUCKETS_PER_ITEM = 64
@@ -23,20 +23,23 @@ class BoxIndex(Generic[T]):
     def __init__(self, items: Sequence[tuple[Region, T]]) -> None:
         self.items = list(items)
         self.axes: list[tuple[int, int]] = []  # (position of the axis in the box, bucket width)
+        self._max_k = 0
         self.buckets: dict[tuple[int, ...], list[int]] = defaultdict(list)
         self.wide: list[int] = []
         if not self.items:
             return
-        names = [a for a, _ in self.items[0][0].box]
+        n_axes = len(self.items[0][0].box)
+        flats = [r.flat for r, _ in self.items if len(r.flat) == 2 * n_axes]
         varied = []
-        for k, _name in enumerate(names):
-            ivs = [r.box[k][1] for r, _ in self.items if len(r.box) == len(names)]
-            distinct = {iv for iv in ivs if not iv.is_full}
+        for k in range(n_axes):
+            distinct = {(f[2 * k], f[2 * k + 1]) for f in flats}
+            distinct.discard((FULL_LO, FULL_HI))
             if len(distinct) > 1:
-                spans = sorted(iv.hi - iv.lo for iv in distinct)
+                spans = sorted(hi - lo for lo, hi in distinct)
                 varied.append((len(distinct), k, max(1, spans[len(spans) // 2])))
         varied.sort(reverse=True)
         self.axes = [(k, w) for _, k, w in varied[:2]]
+        self._max_k = max((k for k, _ in self.axes), default=0)
         for i, (r, _) in enumerate(self.items):
             keys = self._keys(r, MAX_BUCKETS_PER_ITEM)
             if keys is None:
@@ -46,19 +49,29 @@ class BoxIndex(Generic[T]):
                     self.buckets[key].append(i)
 
     def _keys(self, r: Region, limit: int) -> list[tuple[int, ...]] | None:
-        if not self.axes or len(r.box) <= max(k for k, _ in self.axes):
+        if not self.axes:
             return None
-        ranges = []
+        flat = r.flat
+        if len(flat) <= 2 * self._max_k:
+            return None
+        ranges: list[tuple[int, ...]] = []
         total = 1
         for k, w in self.axes:
-            iv = r.box[k][1]
-            if iv.is_full:
+            lo_v, hi_v = flat[2 * k], flat[2 * k + 1]
+            if lo_v == FULL_LO and hi_v == FULL_HI:
                 return None
-            lo, hi = iv.lo // w, (iv.hi - 1) // w
+            lo, hi = lo_v // w, (hi_v - 1) // w
+            if lo == hi:
+                ranges.append((lo,))
+                continue
             total *= hi - lo + 1
             if total > limit:
                 return None
-            ranges.append(range(lo, hi + 1))
+            ranges.append(tuple(range(lo, hi + 1)))
+        if len(ranges) == 1:
+            return [(b,) for b in ranges[0]]
+        if len(ranges[0]) == 1 and len(ranges[1]) == 1:
+            return [(ranges[0][0], ranges[1][0])]
         keys: list[tuple[int, ...]] = [()]
         for rg in ranges:
             keys = [key + (b,) for key in keys for b in rg]

@@ -19,6 +19,7 @@ ties broken), and the engine and the executor agree on what a run is.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..ir import Schedule
 from .matching import Matching
@@ -32,13 +33,16 @@ def end(o: int) -> int:
     return 2 * o + 1
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(NamedTuple):
+    """``t(u) < t(v)`` (strict) or ``<=``; ``why`` is "op", "stream", "event",
+    "p2p" or "coll"; ``a`` and ``b`` are the op ids it relates (for messages).
+    A named tuple: schedules have millions of edges."""
+
     u: int
     v: int
     strict: bool
-    why: str  # "op", "stream", "event", "p2p", "coll"
-    a: int  # op ids the edge relates (for explanations)
+    why: str
+    a: int
     b: int
 
 

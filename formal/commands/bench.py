@@ -1,0 +1,59 @@
+"""``syncproof bench``: time the checker on generated schedules of given sizes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from .common import EXIT_OK
+
+
+def register(sub: Any) -> None:
+    b = sub.add_parser(
+        "bench", help="time the checker on generated schedules",
+        description="Generate TP x PP inference schedules of about N ops, check them, and print wall time and"
+        " peak memory per phase, the growth exponent, and the ratio of the decision part to a numpy"
+        " reference lower bound answering the same reachability queries.",
+    )
+    b.add_argument("--ops", type=int, nargs="+", default=[1000, 10000], metavar="N",
+                   help="schedule sizes (default 1000 10000)")
+    b.add_argument("--mix", default="decode", choices=["decode", "prefill"])
+    b.add_argument("--fault", action="store_true", help="inject one missing event wait (a counterexample)")
+    b.add_argument("--engine", default="hybrid", choices=["hybrid", "z3"])
+    b.add_argument("--no-reference", action="store_true", help="skip the reference lower bound")
+    b.add_argument("--format", default="text", choices=["text", "json"])
+    b.add_argument("--json-out", metavar="FILE", help="also write the JSON result to FILE")
+    b.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench.run import growth_exponent, run_one
+
+    rows = []
+    if args.format == "text":
+        print(f"{'ops':>9} {'load s':>7} {'check s':>8} {'decide s':>9} {'ref s':>7} {'ratio':>6} {'peak MB':>8}"
+              "  verdict")
+    for n in args.ops:
+        row = run_one(n, args.mix, args.fault, args.engine, reference=not args.no_reference)
+        rows.append(row)
+        if args.format == "text":
+            ref = row.get("reference_seconds")
+            ratio = row.get("ratio_to_reference")
+            print(f"{row['ops']:>9} {row['load_seconds']:>7.2f} {row['seconds']:>8.2f} {row['decision_seconds']:>9.2f}"
+                  f" {ref if ref is not None else '-':>7} {ratio if ratio is not None else '-':>6}"
+                  f" {row['peak_mb']:>8.0f}  {row['verdict']}", flush=True)
+            phases = "  ".join(f"{p['phase']}={p['seconds']:.2f}" for p in row["phases"])
+            print(f"{'':>10}{phases}")
+    doc = {"format": 1, "runs": rows, "growth_exponent": growth_exponent(rows)}
+    if len(rows) == 1:
+        doc.update({k: rows[0].get(k) for k in ("ops", "seconds", "peak_mb", "verdict", "ratio_to_reference")})
+    if args.format == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        if doc["growth_exponent"] is not None:
+            print(f"cost growth exponent (check time ~ ops^k): k = {doc['growth_exponent']}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return EXIT_OK
