@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from syncproof.bench.generators import tp_pp_decode  # noqa: E402
-
-from syncproof.engine import check_schedule  # noqa: E402
+from syncproof.bench.generators import tp_pp_decode
+from syncproof.engine import check_schedule
 
 
 def main() -> None:
