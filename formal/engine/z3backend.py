@@ -163,6 +163,9 @@ class Z3Backend:
         gave_up = ""
         for i, q in enumerate(lits):
             status, reason = self._check(q)
+            # Decided (proved, or its witness kept): switch the obligation off
+            # for good, so later checks need not branch on it.
+            self.solver.add(z3.Not(q))
             if status == "sat":
                 found.append(Answer("sat", index=i, times=self._times(self.solver.model())))
                 if len(found) >= limit:

@@ -1,13 +1,19 @@
 """Short terminal output: one line per property, then each counterexample
-with its sentence, culprits and a small time x rank/stream grid."""
+with its sentence, culprits, a repair hint and a small time x rank/stream
+grid."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..ir import Schedule
-from ..result import Counterexample, Report, Run, Verdict
+from ..result import Counterexample, PropertyResult, Report, Run, Verdict
+
+if TYPE_CHECKING:
+    from ..engine.repair import Hint
 
 MAX_ROWS = 16
-CELL = 24
+CELL_MIN, CELL_MAX = 14, 28
 
 
 def _short(s: Schedule, op_id: int) -> str:
@@ -15,10 +21,42 @@ def _short(s: Schedule, op_id: int) -> str:
     return label.split(": ", 1)[1] if ": " in label else label
 
 
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def failing_event(cex: Counterexample) -> tuple[int, int, str] | None:
+    """The run event where things go wrong, as ``(op, 0 start | 1 end, note)``."""
+    run, obs = cex.run, cex.observation
+    if run is None:
+        return None
+    if obs.kind == "read" and obs.a is not None:
+        if cex.missing_edge is not None and cex.missing_edge[0] == obs.a:  # overwritten while reading
+            w = cex.missing_edge[1]
+            return w, 1, f"overwrites {obs.region} during the read"
+        return obs.a, 0, f"reads {obs.region}: wrong value"
+    if obs.kind == "overlap" and obs.a is not None and obs.b is not None:
+        later = max((obs.a, obs.b), key=lambda o: run.start[o] or 0)
+        return later, 0, "both run at once"
+    if obs.kind == "order" and obs.b is not None:
+        return obs.b, 0, "starts too early"
+    if obs.kind == "meta" and obs.a is not None:
+        return obs.a, 0, "breaks a phase rule"
+    if obs.kind in ("hang", "cycle"):
+        started = [o for o in range(len(run.start)) if run.start[o] is not None]
+        if not started:
+            return None
+        last = max(started, key=lambda o: max(t for t in (run.start[o], run.end[o]) if t is not None))
+        kind = 1 if run.end[last] is not None else 0
+        return last, kind, "stuck after this: nothing else can happen"
+    return None
+
+
 def grid(s: Schedule, cex: Counterexample, max_rows: int = MAX_ROWS) -> list[str]:
     """Rows are the run's events in time order, columns the lanes (rank/stream)
     that take part; ``┌`` an op starts, ``│`` it runs, ``└`` it ends, ``!``
-    marks a culprit.  Large runs are cut to the window around the culprits."""
+    marks a culprit and ``◀`` the row where things go wrong.  Large runs are
+    cut to the window around that row."""
     run: Run | None = cex.run
     if run is None:
         return []
@@ -30,9 +68,14 @@ def grid(s: Schedule, cex: Counterexample, max_rows: int = MAX_ROWS) -> list[str
             events.append((run.end[op.id], 1, op.id))
     events.sort()
     culprits = set(cex.culprits)
+    fail = failing_event(cex)
+    fail_row = next((i for i, (_, k, o) in enumerate(events) if fail and (o, k) == fail[:2]), None)
     if len(events) > max_rows:
-        idx = [i for i, (_, _, o) in enumerate(events) if o in culprits]
-        centre = idx[len(idx) // 2] if idx else len(events) - 1
+        if fail_row is not None:
+            centre = fail_row
+        else:
+            idx = [i for i, (_, _, o) in enumerate(events) if o in culprits]
+            centre = idx[len(idx) // 2] if idx else len(events) - 1
         lo = max(0, min(centre - max_rows // 2, len(events) - max_rows))
         window = events[lo : lo + max_rows]
     else:
@@ -40,6 +83,8 @@ def grid(s: Schedule, cex: Counterexample, max_rows: int = MAX_ROWS) -> list[str
     shown_ops = {o for _, _, o in window} | culprits
     lanes = sorted({(s.ops[o].rank, s.ops[o].stream) for o in shown_ops})
     col = {lane: i for i, lane in enumerate(lanes)}
+    width = max([len(_short(s, o)) + 3 for o in shown_ops] + [len(f"r{r}/{st}") for r, st in lanes])
+    cell = max(CELL_MIN, min(CELL_MAX, width))
     running: dict[int, int] = {}  # lane index -> op running there
     for _, kind, o in events[:lo]:
         lane = col.get((s.ops[o].rank, s.ops[o].stream))
@@ -49,23 +94,26 @@ def grid(s: Schedule, cex: Counterexample, max_rows: int = MAX_ROWS) -> list[str
             running[lane] = o
         elif running.get(lane) == o:
             del running[lane]
-    head = "  time | " + " | ".join(f"r{r}/{st}"[:CELL].ljust(CELL) for r, st in lanes)
+    head = "  time | " + " | ".join(_fit(f"r{r}/{st}", cell).ljust(cell) for r, st in lanes)
     lines = [head.rstrip(), "  " + "-" * (len(head) - 2)]
     if lo:
         lines.append(f"  ... {lo} earlier events")
-    for t, kind, o in window:
+    for i, (t, kind, o) in enumerate(window, lo):
         lane = col[(s.ops[o].rank, s.ops[o].stream)]
         cells = []
-        for i in range(len(lanes)):
-            if i == lane:
+        for k in range(len(lanes)):
+            if k == lane:
                 mark = "!" if o in culprits else " "
                 text = (f"┌{mark}{_short(s, o)}" if kind == 0 else f"└{mark}")
-                cells.append(text[:CELL].ljust(CELL))
-            elif i in running:
-                cells.append("│".ljust(CELL))
+                cells.append(_fit(text, cell).ljust(cell))
+            elif k in running:
+                cells.append("│".ljust(cell))
             else:
-                cells.append(" " * CELL)
-        lines.append((f"  {t:>4} | " + " | ".join(cells)).rstrip())
+                cells.append(" " * cell)
+        line = f"  {t:>4} | " + " | ".join(cells)
+        if i == fail_row and fail is not None:
+            line += f"  ◀ {fail[2]}"
+        lines.append(line.rstrip())
         if kind == 0:
             running[lane] = o
         elif running.get(lane) == o:
@@ -80,7 +128,17 @@ def grid(s: Schedule, cex: Counterexample, max_rows: int = MAX_ROWS) -> list[str
     return lines
 
 
-def report_text(s: Schedule, rep: Report, show_grid: bool = True) -> str:
+def _hint(s: Schedule, rep: Report, r: PropertyResult) -> Hint | None:
+    # The hint re-checks an edited copy, so it needs the engine; imported here,
+    # when a violated result is shown, never when this module is imported.
+    from ..engine.repair import hint_for
+
+    return hint_for(s, r, rep)
+
+
+def report_text(s: Schedule, rep: Report, show_grid: bool = True, repair: bool = True) -> str:
+    """The report for a terminal.  ``repair`` adds a repair hint (proved by
+    re-checking an edited copy) to every violated property."""
     out = [f"{rep.schedule} ({rep.source}): {rep.ops} ops, {rep.seconds:.2f} s"]
     for w in rep.warnings:
         out.append(f"  warning: {w}")
@@ -107,6 +165,10 @@ def report_text(s: Schedule, rep: Report, show_grid: bool = True) -> str:
             out.append(f"    missing order: {s.label(a)}  ->  {s.label(b)}")
         for m in r.more:
             out.append(f"    also: {m}")
+        if repair and r.verdict is Verdict.VIOLATED:
+            hint = _hint(s, rep, r)
+            if hint is not None:
+                out.append(f"    {hint.line()}")
         if show_grid:
             out.extend("  " + line for line in grid(s, cex))
     return "\n".join(out)

@@ -1,0 +1,549 @@
+"""Graphviz (DOT) picture of a counterexample run.
+
+:func:`counterexample_dot` is a pure function from a schedule and a
+counterexample to DOT text; drawing it (SVG/PNG) is ``picture.py``'s job.
+
+Layout: time runs left to right.  Every rank is a cluster and every stream of
+the rank a lane inside it.  An op sits in a column given by the run's times:
+``col(b) = 1 + max(col(a) for every shown a that ended before b started)``,
+so two ops in one column really ran at the same time, and an op that ended
+before another started is always further left.
+
+Edges: thin grey for stream (program) order, blue for send -> recv, green
+dashed for record -> wait, and one purple hexagon per collective instance,
+joined to its members.  The culprits, the violated order (the counterexample's
+missing edge) and, for a deadlock, the cycle of waits are red.
+
+By default only the ops that explain the counterexample are drawn (the
+culprits, the ops they depend on through stream order and syncs, and a few
+neighbours), so a schedule of any size gives a small picture; ``full=True``
+draws every op.  No solver here.
+"""
+
+from __future__ import annotations
+
+import heapq
+import textwrap
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from ..ir import Kind, Op, Schedule
+from ..result import Counterexample
+
+BUDGET = 36  # ops drawn by default
+MAX_DISTANCE = 4  # how far (in stream steps and sync hops) the default view reaches
+RED = "#d62728"
+BLUE = "#1f77b4"
+GREEN = "#2ca02c"
+PURPLE = "#8e5ab5"
+GREY = "#8c8c8c"
+
+FILL = {
+    "compute": "#ffffff",
+    "p2p": "#e6f0fa",
+    "collective": "#f1e9f8",
+    "event": "#eaf5ea",
+}
+CULPRIT_FILL = "#fde0e0"
+
+
+# ------------------------------------------------------------------ syncs
+@dataclass(frozen=True)
+class Instance:
+    """The k-th collective every member issues on ``group``."""
+
+    group: str
+    k: int
+    ops: tuple[int, ...]  # one op per member that issued a k-th collective, by rank
+
+
+@dataclass(frozen=True)
+class Syncs:
+    """What links ops across streams and ranks, from the schedule alone
+    (FIFO numbers for p2p, instance numbers for collectives, event names)."""
+
+    p2p: tuple[tuple[int, int], ...]  # (send, recv)
+    events: tuple[tuple[int, int], ...]  # (record, wait)
+    noop_waits: frozenset[int]  # waits issued before their record (they order nothing)
+    instances: tuple[Instance, ...]
+
+    @cached_property
+    def instance_of(self) -> dict[int, Instance]:
+        return {o: inst for inst in self.instances for o in inst.ops}
+
+    @cached_property
+    def partners(self) -> dict[int, tuple[int, ...]]:
+        out: dict[int, list[int]] = defaultdict(list)
+        for a, b in self.p2p + self.events:
+            out[a].append(b)
+            out[b].append(a)
+        return {k: tuple(v) for k, v in out.items()}
+
+
+def find_syncs(s: Schedule) -> Syncs:
+    sends: dict[tuple[object, ...], int] = {}
+    recvs: dict[tuple[object, ...], int] = {}
+    records: dict[tuple[int, str], int] = {}
+    waits: list[Op] = []
+    colls: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for op in s.ops:
+        n = s.seq_numbers[op.id]
+        if op.kind is Kind.SEND:
+            sends[(op.rank, op.peer, op.channel, n)] = op.id
+        elif op.kind is Kind.RECV:
+            recvs[(op.peer, op.rank, op.channel, n)] = op.id
+        elif op.kind.is_collective and op.group is not None and n is not None:
+            colls[(op.group, n)].append(op.id)
+        elif op.kind is Kind.RECORD and op.event is not None:
+            records[(op.rank, op.event)] = op.id
+        elif op.kind is Kind.WAIT:
+            waits.append(op)
+    p2p = tuple(sorted((snd, recvs[k]) for k, snd in sends.items() if k in recvs))
+    events: list[tuple[int, int]] = []
+    noop: set[int] = set()
+    for w in waits:
+        rec = records.get((w.rank, w.event or ""))
+        if rec is None:
+            continue
+        events.append((rec, w.id))
+        if s.ops[rec].index > w.index:
+            noop.add(w.id)
+    instances = tuple(
+        Instance(g, k, tuple(sorted(ops, key=lambda o: s.ops[o].rank)))
+        for (g, k), ops in sorted(colls.items())
+    )
+    return Syncs(p2p, tuple(sorted(events)), frozenset(noop), instances)
+
+
+# ------------------------------------------------------------- selection
+def _seeds(cex: Counterexample) -> list[int]:
+    seeds = list(cex.culprits)
+    if cex.missing_edge is not None:
+        seeds.extend(cex.missing_edge)
+    for st in cex.cycle:
+        seeds.extend((st.op, st.next_op))
+    for o in (cex.observation.a, cex.observation.b):
+        if o is not None:
+            seeds.append(o)
+    return list(dict.fromkeys(seeds))
+
+
+def select_ops(s: Schedule, cex: Counterexample, budget: int = BUDGET,
+               syncs: Syncs | None = None) -> list[int]:
+    """The ops worth drawing: the ops the counterexample names, then the
+    closest ops by a weighted distance (stream predecessor and sync partner
+    1, stream successor 2), up to ``budget`` ops and ``MAX_DISTANCE``.  A
+    named collective also brings its other members (but not their
+    neighbours).  Everything the counterexample names is kept even beyond
+    the budget.  Sorted by op id."""
+    if len(s.ops) <= budget:
+        return list(range(len(s.ops)))
+    syncs = syncs or find_syncs(s)
+    seeds = _seeds(cex)
+    if not seeds:  # nothing named: show where the run stops
+        run = cex.run
+        if run is not None:
+            stuck = [o for o in range(len(s.ops)) if run.start[o] is not None and run.end[o] is None]
+            seeds = stuck[:4]
+        seeds = seeds or list(range(min(len(s.ops), 4)))
+    index_in_stream: dict[int, int] = {}
+    for ops in s.streams.values():
+        for i, op in enumerate(ops):
+            index_in_stream[op.id] = i
+
+    def neighbours(o: int, d: int) -> Iterable[tuple[int, int, bool]]:
+        """(op, cost, leaf): a leaf is drawn but not explored further."""
+        op = s.ops[o]
+        lane = s.streams[(op.rank, op.stream)]
+        i = index_in_stream[o]
+        if i > 0:
+            yield lane[i - 1].id, 1, False
+        if i + 1 < len(lane):
+            yield lane[i + 1].id, 2, False
+        for p in syncs.partners.get(o, ()):
+            yield p, 1, False
+        inst = syncs.instance_of.get(o) if d == 0 else None
+        if inst is not None:  # a named collective: show its other members, not their context
+            for m in inst.ops:
+                if m != o:
+                    yield m, 2, True
+
+    dist: dict[int, int] = {o: 0 for o in seeds}
+    heap = [(0, o, False) for o in seeds]
+    heapq.heapify(heap)
+    chosen: list[int] = []
+    taken: set[int] = set()
+    while heap:
+        d, o, leaf = heapq.heappop(heap)
+        if o in taken or d > dist.get(o, d):
+            continue
+        if d > 0 and len(chosen) >= budget:
+            break
+        taken.add(o)
+        chosen.append(o)
+        if leaf:
+            continue
+        for q, w, q_leaf in neighbours(o, d):
+            nd = d + w
+            if nd <= MAX_DISTANCE and nd < dist.get(q, MAX_DISTANCE + 1) and q not in taken:
+                dist[q] = nd
+                heapq.heappush(heap, (nd, q, q_leaf))
+    return sorted(chosen)
+
+
+# --------------------------------------------------------------- columns
+def columns(cex: Counterexample, shown: Sequence[int], s: Schedule) -> dict[int, int]:
+    """Column of every shown op: an op that ended before another started is
+    further left, and ops in one column overlap in time.  Ops that never
+    start go after the last column, in stream order."""
+    run = cex.run
+    col: dict[int, int] = {}
+    if run is None:  # no times: stream order only
+        wanted = set(shown)
+        for ops in s.streams.values():
+            k = 0
+            for op in ops:
+                if op.id in wanted:
+                    col[op.id] = k
+                    k += 1
+        return col
+    events: list[tuple[int, int, int]] = []
+    for o in shown:
+        st, en = run.start[o], run.end[o]
+        if st is not None:
+            events.append((st, 1, o))
+        if en is not None:
+            events.append((en, 0, o))
+    events.sort()
+    ended = -1
+    for _, is_start, o in events:
+        if is_start:
+            col[o] = ended + 1
+        elif o in col:
+            ended = max(ended, col[o])
+    last = max(col.values(), default=-1)
+    shown_set = set(shown)
+    for ops in s.streams.values():
+        k = 0
+        for op in ops:
+            if op.id in shown_set and op.id not in col:
+                k += 1
+                col[op.id] = last + k
+    return col
+
+
+# ----------------------------------------------------------------- text
+def short_label(s: Schedule, o: int) -> str:
+    """The label without its ``r<rank>/<stream>: `` prefix (the lane says it)."""
+    label = s.label(o)
+    return label.split(": ", 1)[1] if ": " in label else label
+
+
+def _q(text: str) -> str:
+    """A DOT double-quoted string; ``\\n`` in ``text`` stays a line break."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def _wrap(text: str, width: int) -> str:
+    return "\n".join(textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False)) or text
+
+
+def plain_sentence(s: Schedule, cex: Counterexample, limit: int = 260, short: bool = False) -> str:
+    """The counterexample sentence, shortened for a picture: a cycle of waits
+    becomes one line (the red arrows show it), with ``short`` op labels lose
+    their lane prefix, and the text is cut at ``limit`` characters."""
+    if cex.cycle:
+        n = len({o for st in cex.cycle for o in (st.op, st.next_op)})
+        text = (f"no execution can finish: {n} ops wait for each other in a cycle"
+                " (red arrows, numbered: each op waits for the next)")
+    else:
+        text = cex.sentence
+        if short:
+            for o in sorted(set(_seeds(cex)), key=lambda o: -len(s.label(o))):
+                text = text.replace(s.label(o), short_label(s, o))
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+def _times(cex: Counterexample, o: int) -> str:
+    run = cex.run
+    if run is None:
+        return ""
+    st, en = run.start[o], run.end[o]
+    if st is None:
+        return "never starts"
+    if en is None:
+        return f"t {st} - never ends"
+    return f"t {st}-{en}"
+
+
+def _family(op: Op) -> str:
+    if op.kind is Kind.COMPUTE:
+        return "compute"
+    if op.kind.is_p2p:
+        return "p2p"
+    if op.kind.is_collective:
+        return "collective"
+    return "event"
+
+
+# ------------------------------------------------------------------ DOT
+def counterexample_dot(s: Schedule, cex: Counterexample, *, full: bool = False, budget: int = BUDGET,
+                       hint: str | None = None, title: str | None = None) -> str:
+    """DOT text of one counterexample: a timeline of the run, one cluster per
+    rank and one lane per stream, the culprits and what went wrong in red.
+
+    ``hint`` (a repair sentence) is printed under the title; ``full`` draws
+    every op instead of the ones that explain the counterexample."""
+    syncs = find_syncs(s)
+    shown = list(range(len(s.ops))) if full else select_ops(s, cex, budget, syncs)
+    shown_set = set(shown)
+    col = columns(cex, shown, s)
+    run = cex.run
+    culprits = set(cex.culprits)
+    cycle_ops = {o for st in cex.cycle for o in (st.op, st.next_op)}
+    red_ops = culprits | cycle_ops
+    if cex.missing_edge is not None:
+        red_ops |= set(cex.missing_edge)
+
+    out: list[str] = []
+    w = out.append
+    w(f"digraph {_q(s.name)} {{")
+    w("  rankdir=LR; newrank=true; compound=true; nodesep=0.18; ranksep=0.35; pad=0.3;")
+    w('  fontname="Helvetica"; fontsize=11; labelloc=t; labeljust=l;')
+    w('  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10, margin="0.08,0.03",'
+      ' height=0.3, fillcolor="#ffffff", color="#555555"];')
+    w(f'  edge [fontname="Helvetica", fontsize=9, color="{GREY}", arrowsize=0.6, penwidth=0.8];')
+    w(f"  label=<{_title_html(s, cex, hint, title, len(shown), full)}>;")
+
+    # Layout.  Every column has a time anchor T<c>; ``rank=same`` puts each op
+    # in the column of its anchor (newrank lets that cross clusters).  dot
+    # orders clusters top to bottom as a breadth-first walk from the only node
+    # without in-edges first meets them: that node is an invisible ``root``
+    # with edges to the time axis and then to one invisible anchor per lane,
+    # in rank and stream order, so rank 0 and each rank's first stream are on
+    # top whatever the sync edges are (lane anchors sit in a column of their
+    # own, before the first op).
+    ncol = max(col.values(), default=-1) + 1
+    first_time: dict[int, int] = {}
+    if run is not None:
+        for o, c in col.items():
+            t0 = run.start[o]
+            if t0 is not None:
+                first_time[c] = min(first_time.get(c, t0), t0)
+    w("  root [shape=point, style=invis, width=0.01];")
+    w("  subgraph time_axis {")
+    w("    node [shape=point, style=invis, width=0.01, height=0.01];")
+    for c in range(ncol):
+        txt = f"t {first_time[c]}" if c in first_time else ("later" if run is not None else f"#{c}")
+        w(f"    T{c} [tooltip={_q(txt)}];")
+    for c in range(1, ncol):  # one statement per edge: Graphviz's parser chokes on long chains
+        w(f"    T{c - 1} -> T{c} [style=invis];")
+    w("  }")
+
+    # clusters: rank -> stream lanes
+    by_lane: dict[tuple[int, str], list[int]] = defaultdict(list)
+    for o in shown:
+        op = s.ops[o]
+        by_lane[(op.rank, op.stream)].append(o)
+    lanes_of_rank: dict[int, list[str]] = defaultdict(list)
+    for (r, st) in s.streams:  # streams in order of first appearance
+        if (r, st) in by_lane:
+            lanes_of_rank[r].append(st)
+    for r in sorted(lanes_of_rank):
+        bad_rank = r in cex.candidates
+        w(f"  subgraph cluster_r{r} {{")
+        w(f'    label={_q(f"rank {r}" + (" (may be at fault)" if bad_rank else ""))}; fontsize=12;'
+          f' style="rounded"; color="{RED if bad_rank else "#444444"}"; penwidth=1.2;')
+        for i, st in enumerate(lanes_of_rank[r]):
+            w(f"    subgraph cluster_r{r}_{i} {{")
+            w(f'      label={_q(st)}; fontsize=10; fontcolor="#555555"; style="filled,rounded";'
+              ' fillcolor="#f6f6f6"; color="#dddddd"; penwidth=1;')
+            w(f"      L{r}_{i} [shape=point, style=invis, width=0.01];")
+            for o in sorted(by_lane[(r, st)], key=lambda o: s.ops[o].index):
+                w(f"      {_node(s, cex, o, o in red_ops)}")
+            w("    }")
+        w("  }")
+
+    anchors = [(r, i, st) for r in sorted(lanes_of_rank) for i, st in enumerate(lanes_of_rank[r])]
+    if ncol:
+        w("  root -> T0 [style=invis];")
+    for r, i, st in anchors:
+        first = min(by_lane[(r, st)], key=lambda o: s.ops[o].index)
+        w(f"  root -> L{r}_{i} [style=invis]; L{r}_{i} -> o{first} [style=invis];")
+    if anchors:
+        w("  {rank=same; " + "; ".join(f"L{r}_{i}" for r, i, _ in anchors) + ";}")
+
+    # columns: every op in the rank of its time anchor
+    per_col: dict[int, list[int]] = defaultdict(list)
+    for o in shown:
+        per_col[col[o]].append(o)
+
+    # collective instances: one hub per instance that has a shown member
+    hubs: list[str] = []
+    hub_col: dict[str, int] = {}
+    hub_lines: list[str] = []
+    for inst in syncs.instances:
+        members = [m for m in inst.ops if m in shown_set]
+        kinds = {str(s.ops[m].kind) for m in inst.ops}
+        group_size = len(s.group_map.get(inst.group, ()))
+        mismatch = len(kinds) > 1 or bool(group_size and len(inst.ops) != group_size)
+        if not members or (len(members) == 1 and not mismatch and members[0] not in red_ops):
+            continue  # a lone member says by its own label what it is
+        hub = f"I_{_ident(inst.group)}_{inst.k}"
+        hubs.append(hub)
+        started = [col[m] for m in members if run is None or run.start[m] is not None]
+        hub_col[hub] = max(started) if started else max(col[m] for m in members)
+        head = f"{'/'.join(sorted(kinds))}#{inst.k}({inst.group})"
+        members_txt = "ranks " + ",".join(str(s.ops[m].rank) for m in inst.ops)
+        if len(kinds) > 1:
+            head = f"instance #{inst.k} of {inst.group}: kinds differ"
+            members_txt = "\n".join(f"r{s.ops[m].rank}: {s.ops[m].kind}" for m in inst.ops)
+        if group_size and len(inst.ops) < group_size:
+            missing = sorted(set(s.group_map[inst.group]) - {s.ops[m].rank for m in inst.ops})
+            members_txt += "\nnever joined: " + ",".join(f"r{x}" for x in missing)
+        hidden = len(inst.ops) - len(members)
+        if hidden:
+            members_txt += f"\n({hidden} not drawn)"
+        color = RED if mismatch else PURPLE
+        hub_lines.append(f"  {hub} [shape=hexagon, label={_q(head + chr(10) + members_txt)}, fontsize=9,"
+                         f' style="filled", fillcolor="{FILL["collective"]}", color="{color}",'
+                         f' fontcolor="{RED if mismatch else "#333333"}", penwidth=1.5];')
+        for m in members:
+            hub_lines.append(f'  o{m} -> {hub} [dir=none, color="{color}", penwidth=1.6, constraint=false];')
+    out.extend(hub_lines)
+    hubs_at: dict[int, list[str]] = defaultdict(list)
+    for h in hubs:
+        hubs_at[hub_col[h]].append(h)
+    for c in range(ncol):
+        names = [f"T{c}"] + [f"o{o}" for o in sorted(per_col.get(c, []))] + hubs_at.get(c, [])
+        w("  {rank=same; " + "; ".join(names) + ";}")
+
+    # stream order between shown ops of one lane (with the hidden count)
+    missing_pair = cex.missing_edge
+    cycle_pairs = {(st.next_op, st.op) for st in cex.cycle}  # drawn as "op waits for next_op"
+    for (r, st), ops in sorted(by_lane.items()):
+        lane = s.streams[(r, st)]
+        pos = {op.id: i for i, op in enumerate(lane)}
+        ordered = sorted(ops, key=lambda o: pos[o])
+        for a, b in zip(ordered, ordered[1:], strict=False):
+            gap = pos[b] - pos[a] - 1
+            attrs = ["constraint=false"]
+            if gap:
+                attrs += ["style=dashed", f"label={_q(f'{gap} op' + ('s' if gap != 1 else ''))}"]
+            if (a, b) in cycle_pairs:
+                continue  # drawn with the cycle
+            w(f"  o{a} -> o{b} [{', '.join(attrs)}];")
+
+    # p2p and events
+    for snd, rcv in syncs.p2p:
+        if snd in shown_set and rcv in shown_set and (snd, rcv) not in cycle_pairs:
+            ch = s.ops[snd].channel
+            lab = "send" if ch == "0" else f"send ({ch})"
+            w(f'  o{snd} -> o{rcv} [color="{BLUE}", penwidth=1.4, label={_q(lab)}, fontcolor="{BLUE}",'
+              " constraint=false];")
+    for rec, wt in syncs.events:
+        if rec in shown_set and wt in shown_set and (rec, wt) not in cycle_pairs:
+            ev = s.ops[wt].event or ""
+            noop = wt in syncs.noop_waits
+            lab = f"event {ev}" + (" (no-op: waited before recorded)" if noop else "")
+            w(f'  o{rec} -> o{wt} [color="{GREEN}", style=dashed, penwidth=1.3, label={_q(lab)},'
+              f' fontcolor="{GREEN}", constraint=false];')
+
+    # what went wrong
+    for i, step in enumerate(cex.cycle):
+        if step.op in shown_set and step.next_op in shown_set:
+            why = _short_why(step.why)
+            w(f'  o{step.op} -> o{step.next_op} [color="{RED}", penwidth=2.4, label={_q(f"{i + 1}. waits for: {why}")},'
+              f' fontcolor="{RED}", constraint=false];')
+    if missing_pair is not None and all(o in shown_set for o in missing_pair):
+        a, b = missing_pair
+        lab = _wrap("MISSING ORDER: " + _edge_words(s, cex), 38)
+        w(f'  o{a} -> o{b} [color="{RED}", style="dashed", penwidth=2.6, label={_q(lab)},'
+          f' fontcolor="{RED}", constraint=false];')
+    w("}")
+    return "\n".join(out) + "\n"
+
+
+def _ident(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in text)
+
+
+def _short_why(why: str) -> str:
+    if why.startswith("stream order"):
+        return "stream order"
+    if "rendezvous" in why:
+        return "its send/recv partner"
+    if "event" in why:
+        return why.replace("it waits for ", "")
+    if "collective" in why:
+        return "all members of the collective"
+    return why
+
+
+def _edge_words(s: Schedule, cex: Counterexample) -> str:
+    """What the red dashed edge means, in plain words."""
+    assert cex.missing_edge is not None
+    a, b = cex.missing_edge
+    obs = cex.observation
+    sa, sb = short_label(s, a), short_label(s, b)
+    if obs.kind == "read" and obs.a == b:
+        return f"{sa} must finish before {sb} reads {obs.region}; nothing makes it wait"
+    if obs.kind == "read" and obs.a == a:
+        return f"{sb} overwrites {obs.region} before {sa} has read it"
+    if obs.kind == "overlap":
+        return f"{sa} and {sb} can overlap on {obs.region}; nothing orders them"
+    return f"{sa} must end before {sb} starts; nothing makes it wait"
+
+
+def _node(s: Schedule, cex: Counterexample, o: int, red: bool) -> str:
+    op = s.ops[o]
+    fam = _family(op)
+    lines = [_wrap(short_label(s, o), 30), _times(cex, o)]
+    run = cex.run
+    never_ends = run is not None and run.end[o] is None
+    attrs = [f"label={_q(chr(10).join(x for x in lines if x))}"]
+    style = ["rounded", "filled"]
+    if never_ends:
+        style.append("dashed")
+    if red:
+        attrs += [f'color="{RED}"', f'fillcolor="{CULPRIT_FILL}"', "penwidth=2.4", f'fontcolor="{RED}"']
+    else:
+        attrs.append(f'fillcolor="{FILL[fam]}"')
+        if never_ends:
+            attrs.append('fontcolor="#777777"')
+    if fam == "event":
+        attrs.append("fontsize=9")
+    attrs.append(f'style="{",".join(style)}"')
+    return f"o{o} [{', '.join(attrs)}];"
+
+
+def _title_html(s: Schedule, cex: Counterexample, hint: str | None, title: str | None, shown: int,
+                full: bool) -> str:
+    head = title or f"{s.name}: {cex.property} violated"
+    rows = [f'<B><FONT POINT-SIZE="14">{_html(head)}</FONT></B>']
+    for line in _wrap(plain_sentence(s, cex), 110).split("\n"):
+        rows.append(f'<FONT COLOR="{RED}">{_html(line)}</FONT>')
+    if hint:
+        for line in _wrap(hint, 110).split("\n"):
+            rows.append(f'<FONT COLOR="#1a7f37">{_html(line)}</FONT>')
+    if full or shown == len(s.ops):
+        scope = f"all {len(s.ops)} ops"
+    else:
+        scope = f"{shown} of {len(s.ops)} ops (the culprits, what they wait for and their neighbours)"
+    rows.append(
+        f'<FONT POINT-SIZE="9" COLOR="#666666">time runs left to right; {scope}. '
+        f'grey: stream order · <FONT COLOR="{BLUE}">blue: send → recv</FONT> · '
+        f'<FONT COLOR="{GREEN}">green dashed: record → wait</FONT> · '
+        f'<FONT COLOR="{PURPLE}">hexagon: one collective</FONT> · '
+        f'<FONT COLOR="{RED}">red: what went wrong</FONT></FONT>'
+    )
+    cells = "".join(f'<TR><TD ALIGN="LEFT">{row}</TD></TR>' for row in rows)
+    return f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">{cells}</TABLE>'
