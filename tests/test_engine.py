@@ -252,3 +252,14 @@ def test_labels_parse_back(label: str) -> None:
     s = tp()
     op = s.find(label)
     assert s.find(s.label(op)) == op
+
+
+def test_omitted_axis_with_an_extent_means_the_whole_declared_range() -> None:
+    """Regression: reading w[stage=0] when w also has an mb axis of extent 2
+    must be covered by writes of mb=0 and mb=1 (no phantom cell outside 0:2)."""
+    b = ScheduleBuilder("extent")
+    b.buffer("w", stage=2, mb=2)
+    r = b.rank(0)
+    r.compute("w0", writes={"w[stage=0, mb=0]": "v"}).compute("w1", writes={"w[stage=0, mb=1]": "v"})
+    r.compute("read", reads={"w[stage=0]": "v"})
+    assert verdicts(b.build())["dataflow"] == "proved"

@@ -108,7 +108,8 @@ def _resolve_region(text: str, buffers: dict[str, Buffer], where: str) -> Region
                 where,
                 suggest(axis, buf.axis_names) if buf.axes else f"declare it: \"{name}\": [\"{axis}\"]",
             )
-    return Region(name, tuple((a, given.get(a, FULL)) for a in buf.axis_names))
+    # an axis left out covers the whole axis: 0:extent when the extent is declared
+    return Region(name, tuple((a, given.get(a, FULL if ext is None else Interval(0, ext))) for a, ext in buf.axes))
 
 
 def _accesses(v: Any, what: str, buffers: dict[str, Buffer], where: str, writes: bool) -> tuple[Access, ...]:
