@@ -1,0 +1,129 @@
+"""``syncproof import torch-pp``: check a torch.distributed.pipelining schedule.
+
+Reads torch's action lists (CSV as ``_dump_csv`` writes them, or JSON),
+lowers them to a syncproof schedule and, with ``--check``, checks it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .common import EXIT_CODES, EXIT_OK, add_solver_options, solver_kwargs
+
+MAX_NOTES = 12
+
+DESCRIPTION = """\
+Import the action lists of a torch.distributed.pipelining schedule and check it.
+
+FILE holds one list of actions per pipeline rank in torch's own form (2F0, 1B3,
+0I1, 0W1, 3SEND_F1, 2RECV_B0, 1UNSHARD, 0REDUCE_GRAD, (0F3;3B1)OVERLAP_F_B):
+a CSV as schedule._dump_csv(path) writes it, or JSON (a list of per-rank lists,
+{"0": [...], ...}, or {"actions": ..., "placement": "v"}).  The lowered list
+(pipeline_order_with_comms, with SEND/RECV) is the main input; a compute-only
+pipeline_order is lowered with torch's own passes when torch is installed.
+
+The schedule is checked as torch's _PipelineScheduleRuntime runs it: isend/irecv
+posted in list order on one NCCL stream per peer (or one stream, --comm-streams
+single), matched first in, first out per rank pair; each F/B/I waits for its
+own recv; stages on one rank pass data locally.  See docs/torch-pp.md."""
+
+
+def register(sub: Any) -> None:
+    c = sub.add_parser(
+        "torch-pp", aliases=["torch_pp"], help="check a torch.distributed.pipelining schedule (its action lists)",
+        description=DESCRIPTION, epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("file", metavar="FILE", help="CSV or JSON action lists, one list per rank")
+    c.add_argument("--placement", default="auto", choices=["auto", "loop", "v"],
+                   help="stage-to-rank placement: loop (stage s on rank s mod P), v (rank r holds stages r"
+                   " and 2P-1-r), or auto (default: read it off the actions)")
+    c.add_argument("--check", action="store_true", help="check the schedule (otherwise only convert it)")
+    c.add_argument("-o", "--output", metavar="SCHEDULE.json",
+                   help="write the syncproof schedule here (without --check and -o it goes to stdout)")
+    c.add_argument("--eval", action="store_true", dest="eval_mode",
+                   help="check what eval() runs: backward actions and their sends/recvs do nothing there")
+    c.add_argument("--comm-streams", default="per-peer", choices=["per-peer", "single"],
+                   help="per-peer (default): one NCCL stream per rank pair, as ProcessGroupNCCL uses for"
+                   " single isend/irecv; single: one stream for all p2p (a process group created with"
+                   " device_id shares one communicator)")
+    c.add_argument("--p2p", default="rendezvous", choices=["rendezvous", "eager"],
+                   help="rendezvous (default, the safe verdict): a send may not finish before its recv has"
+                   " started; eager: small sends that NCCL buffers finish on their own")
+    add_solver_options(c)
+    c.add_argument("--format", default="text", choices=["text", "json"])
+    c.add_argument("--no-grid", action="store_true", help="leave the run grid out of text output")
+    c.set_defaults(func=run)
+
+
+def _summary(imp: Any) -> str:
+    s = imp.schedule
+    return (f"{s.name}: {imp.n_ranks} ranks, {imp.n_stages} stages ({imp.placement.style} placement),"
+            f" {imp.n_microbatches} microbatches, {imp.n_actions} actions -> {len(s.ops)} ops"
+            f" (p2p {s.p2p}, {'one comm stream' if imp.comm == 'single' else 'one comm stream per peer'})")
+
+
+def _notes_text(notes: tuple[str, ...]) -> list[str]:
+    lines = [f"  note: {n}" for n in notes[:MAX_NOTES]]
+    if len(notes) > MAX_NOTES:
+        lines.append(f"  ... {len(notes) - MAX_NOTES} more notes (all of them are in --format json)")
+    return lines
+
+
+def importer_json(imp: Any) -> dict[str, Any]:
+    return {
+        "kind": "torch-pp",
+        "ranks": imp.n_ranks,
+        "stages": imp.n_stages,
+        "microbatches": imp.n_microbatches,
+        "placement": imp.placement.style,
+        "stage_to_rank": {str(k): v for k, v in sorted(imp.placement.stage_to_rank.items())},
+        "actions": imp.n_actions,
+        "comm_streams": imp.comm,
+        "notes": list(imp.notes),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..importers.torch_pp import import_file
+    from ..ir import dumps, save
+
+    kw = solver_kwargs(args)  # validate solver options before doing any work
+    imp = import_file(args.file, placement=args.placement, comm=args.comm_streams, p2p=args.p2p,
+                      eval_mode=args.eval_mode)
+    sched = imp.schedule
+    if args.output:
+        try:
+            save(sched, args.output)
+        except OSError as exc:
+            from ..errors import UsageError
+
+            raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    if not args.check:
+        if args.output:
+            print(f"wrote {args.output}: {_summary(imp)}", file=sys.stderr)
+            for line in _notes_text(imp.notes):
+                print(line, file=sys.stderr)
+        else:
+            sys.stdout.write(dumps(sched))
+        return EXIT_OK
+
+    from ..engine import check_schedule
+    from ..render.jsonout import report_json
+    from ..render.text import report_text
+
+    rep = check_schedule(sched, **kw)  # type: ignore[arg-type]
+    if args.format == "json":
+        doc = report_json(sched, rep)
+        doc["importer"] = importer_json(imp)
+        if args.output:
+            doc["importer"]["schedule_file"] = str(Path(args.output))
+        print(json.dumps(doc, indent=2))
+    else:
+        print(_summary(imp))
+        for line in _notes_text(imp.notes):
+            print(line)
+        print(report_text(sched, rep, show_grid=not args.no_grid))
+    return rep.exit_code

@@ -1,0 +1,749 @@
+"""Import the action lists of ``torch.distributed.pipelining`` and lower them
+to a syncproof schedule.  This module does not import torch.
+
+Input: for every pipeline rank, the list of actions in torch's own string
+form (``2F0``, ``3SEND_B1``, ``1UNSHARD``, ``(0F7;7B3)OVERLAP_F_B``; an
+empty cell or ``null`` is a bubble), from a CSV file as torch's
+``_dump_csv`` writes it (one row per rank) or from JSON (a list of rows, an
+object ``{"0": [...], ...}``, or an object with an ``"actions"`` field).
+
+The main input is the *lowered* list, the one ``_PipelineScheduleRuntime``
+executes (``pipeline_order_with_comms``).  A compute-only order
+(``pipeline_order``) has no communication in it; :mod:`.torch_bridge` lowers
+it with torch's own passes when torch is installed.
+
+How the runtime is encoded (the full argument is in ``docs/torch-pp.md``):
+
+* each rank runs its list in order on the host; compute (``F``, ``B``,
+  ``I``, ``W``, ``REDUCE_GRAD``, ``RESHARD``) goes to the ``compute`` stream;
+* ``SEND_*``/``RECV_*`` are non-blocking ``isend``/``irecv`` (tag 0) on the
+  NCCL stream of the rank pair (``comm<peer>``), or on one ``comm`` stream
+  when the process group shares one communicator (``comm="single"``); before
+  each of them that stream waits for the work already enqueued on
+  ``compute`` (ProcessGroupNCCL's stream sync), modelled as record/wait;
+* sends and recvs between two ranks match first in, first out, across
+  forward and backward (one tag, one channel); a recv receives what its FIFO
+  partner sent, whatever the action names say;
+* a compute action waits (record after the recv, wait before the compute)
+  for the recv torch pops for it: ``RECV_F`` of its stage and microbatch for
+  ``F``, ``RECV_B`` for ``B``/``I``; stages on one rank pass data locally;
+* the step ends by waiting for every send; ``UNSHARD`` runs on an ``fsdp``
+  stream and the first compute on its stage waits for it.
+
+Values: ``act(s,m)`` is stage ``s``'s forward output for microbatch ``m``,
+``grad(s,m)`` the gradient of stage ``s``'s input, ``wgrad(s)`` a weight
+gradient contribution and ``full(s)``/``sharded(s)`` a stage's parameters.
+Every read says which value it needs, so dataflow checks that each ``F``
+reads its own microbatch's activation.
+"""
+
+from __future__ import annotations
+
+import csv
+import gc
+import io
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import ScheduleError, UsageError
+from ..ir import Access, Buffer, InitValue, Interval, Kind, Op, Region, Schedule
+from ..ir.validate import validate
+
+COMPUTE_KINDS = ("F", "B", "I", "W")
+COMM_KINDS = ("SEND_F", "RECV_F", "SEND_B", "RECV_B")
+FSDP_KINDS = ("UNSHARD", "RESHARD")
+NO_MB_KINDS = ("UNSHARD", "RESHARD", "REDUCE_GRAD")
+BACKWARD_KINDS = ("B", "I", "W", "SEND_B", "RECV_B", "REDUCE_GRAD")
+OVERLAP = "OVERLAP_F_B"
+KINDS = COMPUTE_KINDS + COMM_KINDS + NO_MB_KINDS
+
+PLACEMENTS = ("auto", "loop", "v")
+COMM_MODES = ("per-peer", "single")
+P2P_MODES = ("rendezvous", "eager")
+
+# Longest names first, so that e.g. "SEND_F" is never read as "S" + ...
+_ACTION = re.compile(r"(\d+)(" + "|".join(sorted(KINDS, key=len, reverse=True)) + r")(\d*)")
+
+
+# --------------------------------------------------------------- actions
+@dataclass(frozen=True)
+class Action:
+    """One entry of a torch action list.
+
+    ``stage`` is the stage index, ``kind`` one of :data:`KINDS` (or
+    ``OVERLAP_F_B`` for a container, whose ``stage`` is -1 and whose
+    ``subs`` are run in order), ``mb`` the microbatch (``None`` for
+    ``UNSHARD``, ``RESHARD``, ``REDUCE_GRAD``)."""
+
+    stage: int
+    kind: str
+    mb: int | None = None
+    subs: tuple[Action, ...] = ()
+
+    def __str__(self) -> str:
+        if self.kind == OVERLAP:
+            return "(" + ";".join(str(a) for a in self.subs) + ")" + OVERLAP
+        return f"{self.stage}{self.kind}{'' if self.mb is None else self.mb}"
+
+    @property
+    def leaves(self) -> tuple[Action, ...]:
+        return self.subs if self.kind == OVERLAP else (self,)
+
+
+def parse_action(text: str, where: str = "") -> Action | None:
+    """Parse one action string; ``None`` for an empty cell (a bubble).
+
+    Stricter than torch's own parser, which accepts any text that merely
+    *starts* with an action (``2F0x`` reads as ``2F0``)."""
+    t = text.strip()
+    if t == "" or t.lower() in ("none", "null"):
+        return None
+    if t.startswith("("):
+        close = t.find(")")
+        if close < 0 or t[close + 1 :] != OVERLAP:
+            raise ScheduleError(f"cannot read action {text!r}", where,
+                                "a composite action is written like (0F3;3B1)OVERLAP_F_B")
+        subs: list[Action] = []
+        for part in t[1:close].split(";"):
+            sub = parse_action(part, where)
+            if sub is None:
+                continue
+            if sub.kind not in COMPUTE_KINDS:
+                raise ScheduleError(f"{text!r}: {sub} cannot be part of {OVERLAP}", where,
+                                    "only F, B, I and W actions overlap")
+            subs.append(sub)
+        if not subs:
+            raise ScheduleError(f"{text!r} overlaps no actions", where)
+        return Action(-1, OVERLAP, None, tuple(subs))
+    m = _ACTION.fullmatch(t)
+    if m is None:
+        raise ScheduleError(f"cannot read action {text!r}", where,
+                            "actions look like 2F0, 1B3, 0I1, 0W1, 3SEND_F1, 2RECV_B0, 1UNSHARD,"
+                            " 1RESHARD, 0REDUCE_GRAD or (0F3;3B1)OVERLAP_F_B")
+    stage, kind, mb = int(m.group(1)), m.group(2), m.group(3)
+    if kind in NO_MB_KINDS:
+        if mb:
+            raise ScheduleError(f"{text!r}: {kind} takes no microbatch", where, f"write {stage}{kind}")
+        return Action(stage, kind, None)
+    if not mb:
+        raise ScheduleError(f"{text!r}: {kind} needs a microbatch number", where, f"e.g. {stage}{kind}0")
+    return Action(stage, kind, int(mb))
+
+
+Order = dict[int, list[Action | None]]
+
+
+# --------------------------------------------------------------- reading
+def parse_rows(rows: Sequence[Sequence[Any]] | Mapping[Any, Sequence[Any]], source: str) -> Order:
+    """Action lists from rows of strings (or ``None``): a list (index is the
+    rank) or a mapping from rank to list."""
+    items: list[tuple[int, Sequence[Any]]] = []
+    if isinstance(rows, Mapping):
+        for key, row in rows.items():
+            k = str(key)
+            if not k.isdigit():
+                raise ScheduleError(f"rank key {key!r} must be a non-negative integer", source)
+            items.append((int(k), row))
+    else:
+        items = list(enumerate(rows))
+    out: Order = {}
+    for rank, row in sorted(items, key=lambda kv: kv[0]):
+        if rank in out:
+            raise ScheduleError(f"rank {rank} is given twice", source)
+        if isinstance(row, str | bytes) or not isinstance(row, Sequence):
+            raise ScheduleError(f"rank {rank}: expected a list of action strings, got {row!r}", source)
+        acts: list[Action | None] = []
+        for step, cell in enumerate(row):
+            where = f"{source}: rank {rank}, step {step}"
+            if cell is None:
+                acts.append(None)
+            elif isinstance(cell, str):
+                acts.append(parse_action(cell, where))
+            else:
+                raise ScheduleError(f"an action must be a string or null, got {cell!r}", where)
+        out[rank] = acts
+    if not out:
+        raise ScheduleError("no ranks: the file holds no action lists", source)
+    expected = list(range(len(out)))
+    if sorted(out) != expected:
+        missing = sorted(set(expected) - set(out))
+        raise ScheduleError(f"ranks must be 0..{len(out) - 1}; missing rank {missing[0] if missing else '?'}",
+                            source)
+    return out
+
+
+@dataclass(frozen=True)
+class OrderFile:
+    """What a file holds: the action lists and any settings stored with them."""
+
+    order: Order
+    placement: str | None = None
+    name: str | None = None
+    n_microbatches: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def read_csv_text(text: str, source: str) -> Order:
+    """One row per rank, as ``_dump_csv`` writes it (empty cells are bubbles)."""
+    rows = list(csv.reader(io.StringIO(text)))
+    while rows and not any(c.strip() for c in rows[-1]):
+        rows.pop()  # trailing blank lines
+    return parse_rows(rows, source)
+
+
+def read_json_obj(doc: Any, source: str) -> OrderFile:
+    if isinstance(doc, list):
+        return OrderFile(parse_rows(doc, source))
+    if not isinstance(doc, dict):
+        raise ScheduleError("expected a JSON list of per-rank action lists, or an object", source)
+    if "actions" not in doc:
+        return OrderFile(parse_rows(doc, source))
+    known = ("actions", "placement", "name", "n_microbatches", "format", "info")
+    for key in doc:
+        if key not in known:
+            raise ScheduleError(f"unknown field {key!r}", source, f"fields: {', '.join(known)}")
+    placement = doc.get("placement")
+    if placement is not None and placement not in ("loop", "v"):
+        raise ScheduleError(f"placement must be 'loop' or 'v', got {placement!r}", source)
+    nmb = doc.get("n_microbatches")
+    if nmb is not None and (not isinstance(nmb, int) or isinstance(nmb, bool) or nmb < 1):
+        raise ScheduleError(f"n_microbatches must be a positive integer, got {nmb!r}", source)
+    name = doc.get("name")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ScheduleError(f"name must be a non-empty string, got {name!r}", source)
+    info = doc.get("info", {})
+    return OrderFile(parse_rows(doc["actions"], source), placement, name, nmb,
+                     info if isinstance(info, dict) else {})
+
+
+def read_order_text(text: str, source: str) -> OrderFile:
+    """CSV or JSON, told apart by the first non-blank character."""
+    head = text.lstrip()[:1]
+    if head in ("[", "{"):
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ScheduleError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+                                source) from None
+        return read_json_obj(doc, source)
+    return OrderFile(read_csv_text(text, source))
+
+
+def read_order(path: str | Path) -> OrderFile:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ScheduleError("not a text file (expected CSV or JSON)", str(path)) from None
+    return read_order_text(text, str(path))
+
+
+def format_order(order: Order) -> str:
+    """The CSV text torch's ``_dump_csv`` would write for ``order``."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    for rank in sorted(order):
+        w.writerow(["" if a is None else str(a) for a in order[rank]])
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------- placement
+def loop_placement(n_ranks: int, n_stages: int) -> dict[int, int]:
+    return {s: s % n_ranks for s in range(n_stages)}
+
+
+def v_placement(n_ranks: int, n_stages: int) -> dict[int, int]:
+    """Stages go down the ranks and back up: with 2 stages per rank, rank r
+    holds stages r and 2P-1-r."""
+    out: dict[int, int] = {}
+    for s in range(n_stages):
+        lap, pos = divmod(s, n_ranks)
+        out[s] = pos if lap % 2 == 0 else n_ranks - 1 - pos
+    return out
+
+
+@dataclass(frozen=True)
+class Placement:
+    style: str  # "loop", "v" or "custom" (inferred, neither)
+    stage_to_rank: dict[int, int]
+
+    def rank(self, stage: int) -> int:
+        return self.stage_to_rank[stage]
+
+
+def _leaves(order: Order) -> Iterable[tuple[int, int, Action, Action]]:
+    """(rank, step, leaf action, the list entry it belongs to)."""
+    for rank, acts in order.items():
+        for step, a in enumerate(acts):
+            if a is not None:
+                for leaf in a.leaves:
+                    yield rank, step, leaf, a
+
+
+def order_sizes(order: Order) -> tuple[int, int]:
+    """(number of stages, number of microbatches) the actions mention."""
+    stages = [leaf.stage for _, _, leaf, _ in _leaves(order)]
+    mbs = [leaf.mb for _, _, leaf, _ in _leaves(order) if leaf.mb is not None]
+    if not stages:
+        raise ScheduleError("the action lists are empty")
+    return max(stages) + 1, (max(mbs) + 1 if mbs else 0)
+
+
+def infer_placement(order: Order, style: str = "auto", source: str = "<torch-pp>") -> Placement:
+    """The stage-to-rank map: from ``style`` (checked against the actions)
+    or, for ``auto``, read off the actions (every action is on its stage's rank)."""
+    if style not in PLACEMENTS:
+        raise UsageError(f"unknown placement {style!r}; choose from {', '.join(PLACEMENTS)}")
+    n_ranks = len(order)
+    n_stages, _ = order_sizes(order)
+    seen: dict[int, tuple[int, int, Action]] = {}
+    for rank, step, leaf, entry in _leaves(order):
+        prev = seen.get(leaf.stage)
+        if prev is None:
+            seen[leaf.stage] = (rank, step, entry)
+        elif prev[0] != rank and style == "auto":
+            raise ScheduleError(
+                f"stage {leaf.stage} appears on rank {prev[0]} (step {prev[1]}, {prev[2]}) and on rank"
+                f" {rank} (step {step}, {entry}); a stage lives on one rank",
+                f"{source}: rank {rank}, step {step}")
+    missing = [s for s in range(n_stages) if s not in seen]
+    if missing:
+        raise ScheduleError(f"stage {missing[0]} has no action on any rank (stages 0..{n_stages - 1} are"
+                            " mentioned)", source)
+    if style == "auto":
+        mapping = {s: seen[s][0] for s in range(n_stages)}
+        if n_stages % n_ranks == 0 and mapping == loop_placement(n_ranks, n_stages):
+            return Placement("loop", mapping)
+        if n_stages % n_ranks == 0 and mapping == v_placement(n_ranks, n_stages):
+            return Placement("v", mapping)
+        return Placement("custom", mapping)
+    if n_stages % n_ranks != 0:
+        raise ScheduleError(f"{n_stages} stages cannot be placed {style!r} on {n_ranks} ranks"
+                            " (not a multiple)", source)
+    mapping = loop_placement(n_ranks, n_stages) if style == "loop" else v_placement(n_ranks, n_stages)
+    for rank, step, leaf, entry in _leaves(order):
+        if mapping[leaf.stage] != rank:
+            raise ScheduleError(
+                f"{entry} names stage {leaf.stage}, which placement {style!r} puts on rank"
+                f" {mapping[leaf.stage]}", f"{source}: rank {rank}, step {step}",
+                "pick the other --placement, or leave it out to read the placement off the actions")
+    return Placement(style, mapping)
+
+
+def needs_comms(order: Order, placement: Placement, n_stages: int) -> bool:
+    """True when some compute action hands data to a stage on another rank."""
+    for _, _, leaf, _ in _leaves(order):
+        if leaf.kind == "F" and leaf.stage < n_stages - 1 \
+                and placement.rank(leaf.stage + 1) != placement.rank(leaf.stage):
+            return True
+        if leaf.kind in ("B", "I") and leaf.stage > 0 \
+                and placement.rank(leaf.stage - 1) != placement.rank(leaf.stage):
+            return True
+    return False
+
+
+def is_compute_only(order: Order, placement: Placement | None = None) -> bool:
+    """A compute-only ``pipeline_order``: no communication, no FSDP actions,
+    and some data has to cross ranks (so it cannot run as it is)."""
+    for _, _, leaf, _ in _leaves(order):
+        if leaf.kind in COMM_KINDS or leaf.kind in FSDP_KINDS:
+            return False
+    n_stages, _ = order_sizes(order)
+    pl = placement or infer_placement(order)
+    return needs_comms(order, pl, n_stages)
+
+
+def forward_only(order: Order) -> Order:
+    """What ``eval()`` runs: backward actions (and their sends and recvs)
+    do nothing when the schedule has no backward, so they are dropped.
+    An ``OVERLAP_F_B`` keeps its forward part."""
+    out: Order = {}
+    for rank, acts in order.items():
+        row: list[Action | None] = []
+        for a in acts:
+            if a is None:
+                row.append(None)
+                continue
+            keep = tuple(x for x in a.leaves if x.kind not in BACKWARD_KINDS)
+            if not keep:
+                row.append(None)
+            elif a.kind == OVERLAP:
+                row.append(Action(-1, OVERLAP, None, keep) if len(keep) > 1 else keep[0])
+            else:
+                row.append(a)
+        out[rank] = row
+    return out
+
+
+# --------------------------------------------------------------- lowering
+@dataclass(frozen=True)
+class Imported:
+    """A lowered torch schedule: the syncproof schedule and what it came from.
+    ``notes`` explain, in torch's terms, what the runtime would do with the
+    list (a recv matched with the wrong send, a compute with no recv posted)."""
+
+    schedule: Schedule
+    order: Order
+    placement: Placement
+    n_stages: int
+    n_microbatches: int
+    comm: str
+    notes: tuple[str, ...]
+
+    @property
+    def n_ranks(self) -> int:
+        return len(self.order)
+
+    @property
+    def n_actions(self) -> int:
+        return sum(1 for acts in self.order.values() for a in acts if a is not None)
+
+
+@dataclass
+class _Op:
+    """An op under construction (ids are given once every rank is done)."""
+
+    stream: str
+    kind: Kind
+    name: str
+    peer: int | None = None
+    event: str | None = None
+    reads: tuple[Access, ...] = ()
+    writes: tuple[Access, ...] = ()
+
+
+def _at(entry: Action, rank: int, step: int) -> str:
+    """How notes name an action: ``0SEND_F3 (rank 0, step 9)``."""
+    return f"{entry} (rank {rank}, step {step})"
+
+
+@dataclass
+class _Send:
+    payload: str
+    entry: Action
+    rank: int
+    step: int
+
+    @property
+    def text(self) -> str:
+        return _at(self.entry, self.rank, self.step)
+
+
+@dataclass
+class _Recv:
+    op: _Op
+    region: Region
+    nominal: str
+    entry: Action
+    rank: int
+    step: int
+
+    @property
+    def text(self) -> str:
+        return _at(self.entry, self.rank, self.step)
+
+
+class _RankLowerer:
+    """Builds one rank's ops in issue order."""
+
+    def __init__(self, low: _Lowerer, rank: int) -> None:
+        self.low, self.rank = low, rank
+        self.ops: list[_Op] = []
+        self.pending_recv: dict[tuple[int, str, int], list[str]] = defaultdict(list)
+        self.pending_unshard: dict[int, str] = {}
+        self.compute_version = 0  # ops enqueued on compute so far
+        self.synced: dict[str, int] = {}  # stream -> compute_version it last waited for
+        self.record_version = -1
+        self.record_name = ""
+        self.n_records = 0
+        self.send_streams: list[str] = []
+
+    # -- helpers
+    def _add(self, op: _Op) -> _Op:
+        self.ops.append(op)
+        if op.stream == "compute" and op.kind in (Kind.COMPUTE, Kind.WAIT):
+            self.compute_version += 1
+        return op
+
+    def _sync_from_compute(self, stream: str, name: str) -> None:
+        """ProcessGroupNCCL (and FSDP) make their stream wait for the work
+        already enqueued on the current stream before they enqueue an op."""
+        if self.synced.get(stream, 0) == self.compute_version:
+            return
+        if self.record_version != self.compute_version:
+            self.record_name = f"c{self.n_records}"
+            self.n_records += 1
+            self.ops.append(_Op("compute", Kind.RECORD, name, event=self.record_name))
+            self.record_version = self.compute_version
+        self.ops.append(_Op(stream, Kind.WAIT, name, event=self.record_name))
+        self.synced[stream] = self.compute_version
+
+    def comm_stream(self, peer: int) -> str:
+        return "comm" if self.low.comm == "single" else f"comm{peer}"
+
+    # -- actions
+    def action(self, leaf: Action, entry: Action, step: int) -> None:
+        low = self.low
+        name = f"{leaf} step {step} in {entry}" if entry.kind == OVERLAP else f"{entry} step {step}"
+        s, m, k = leaf.stage, leaf.mb, leaf.kind
+        if k in COMPUTE_KINDS:
+            assert m is not None
+            self._compute(leaf, m, name, step)
+        elif k in COMM_KINDS:
+            assert m is not None
+            self._comm(leaf, entry, s, m, name, step)
+        elif k == "UNSHARD":
+            self._sync_from_compute("fsdp", name)
+            self._add(_Op("fsdp", Kind.COMPUTE, name, writes=(Access(low.region("param", s), f"full({s})"),)))
+            event = f"{leaf}@{step}"
+            self._add(_Op("fsdp", Kind.RECORD, name, event=event))
+            self.pending_unshard[s] = event
+        elif k == "RESHARD":
+            self._add(_Op("compute", Kind.COMPUTE, name,
+                          writes=(Access(low.region("param", s), f"sharded({s})"),)))
+        elif k == "REDUCE_GRAD":
+            self._add(_Op("compute", Kind.COMPUTE, name,
+                          reads=(Access(low.region("wgrad", s, None), f"wgrad({s})"),)))
+        else:  # pragma: no cover - the parser admits nothing else
+            raise ScheduleError(f"unsupported action {entry}", self.where(step))
+
+    def where(self, step: int) -> str:
+        return f"{self.low.source}: rank {self.rank}, step {step}"
+
+    def _comm(self, leaf: Action, entry: Action, s: int, m: int, name: str, step: int) -> None:
+        low, k = self.low, leaf.kind
+        nb = s + 1 if k in ("SEND_F", "RECV_B") else s - 1  # the neighbour stage
+        if nb < 0 or nb >= low.n_stages:
+            raise ScheduleError(f"{entry}: stage {s} has no {'next' if nb > s else 'previous'} stage"
+                                f" to {'send to' if k.startswith('SEND') else 'receive from'}", self.where(step))
+        if k == "SEND_F":
+            region, what = low.region("act", s, m), f"act({s},{m})"
+        elif k == "SEND_B":
+            region, what = low.region("grad", s, m), f"grad({s},{m})"
+        elif k == "RECV_F":
+            region, what = low.region("act", nb, m), f"act({nb},{m})"
+        else:
+            region, what = low.region("grad", nb, m), f"grad({nb},{m})"
+        peer = low.placement.rank(nb)
+        if peer == self.rank:
+            raise ScheduleError(
+                f"{entry}: stages {min(s, nb)} and {max(s, nb)} are both on rank {self.rank}; torch passes"
+                " data between them locally and posts no send or recv", self.where(step), "drop this action")
+        stream = self.comm_stream(peer)
+        self._sync_from_compute(stream, name)
+        if k.startswith("SEND"):
+            self._add(_Op(stream, Kind.SEND, name, peer=peer, reads=(Access(region, what),)))
+            low.sends[(self.rank, peer)].append(_Send(what, entry, self.rank, step))
+            if stream not in self.send_streams:
+                self.send_streams.append(stream)
+            return
+        op = self._add(_Op(stream, Kind.RECV, name, peer=peer, writes=(Access(region, what),)))
+        low.recvs[(peer, self.rank)].append(_Recv(op, region, what, entry, self.rank, step))
+        event = f"{leaf}@{step}"
+        self._add(_Op(stream, Kind.RECORD, name, event=event))
+        key = (s, "F" if k == "RECV_F" else "B", m)
+        if self.pending_recv[key]:
+            low.note(f"{_at(entry, self.rank, step)} posts a second recv for stage {s}, microbatch {m}"
+                     " before the first is consumed (torch's runtime stops here with 'Recv twice')")
+        self.pending_recv[key].append(event)
+
+    def _compute(self, leaf: Action, m: int, name: str, step: int) -> None:
+        low = self.low
+        pl, last, s, k = low.placement, low.n_stages - 1, leaf.stage, leaf.kind
+        reads: list[Access] = []
+        writes: list[Access] = []
+        if k == "F":
+            if s > 0:
+                reads.append(Access(low.region("act", s - 1, m), f"act({s - 1},{m})"))
+                if pl.rank(s - 1) != self.rank:
+                    self._wait_recv((s, "F", m), name, leaf, step, "RECV_F", "Computing ... before receiving input")
+            writes.append(Access(low.region("act", s, m), f"act({s},{m})"))
+        elif k in ("B", "I"):
+            reads.append(Access(low.region("act", s, m), f"act({s},{m})"))
+            if s < last:
+                reads.append(Access(low.region("grad", s + 1, m), f"grad({s + 1},{m})"))
+                if pl.rank(s + 1) != self.rank:
+                    self._wait_recv((s, "B", m), name, leaf, step, "RECV_B",
+                                    "Attempted to run compute ... before receiving input")
+            writes.append(Access(low.region("grad", s, m), f"grad({s},{m})"))
+            if k == "B":
+                writes.append(Access(low.region("wgrad", s, m), f"wgrad({s})"))
+        else:  # W
+            reads.append(Access(low.region("grad", s, m), f"grad({s},{m})"))
+            writes.append(Access(low.region("wgrad", s, m), f"wgrad({s})"))
+        if s in low.fsdp_stages:
+            reads.append(Access(low.region("param", s), f"full({s})"))
+            ev = self.pending_unshard.pop(s, None)
+            if ev is not None:
+                self._add(_Op("compute", Kind.WAIT, name, event=ev))
+        self._add(_Op("compute", Kind.COMPUTE, name, reads=tuple(reads), writes=tuple(writes)))
+
+    def _wait_recv(self, key: tuple[int, str, int], name: str, leaf: Action, step: int, recv: str,
+                   torch_msg: str) -> None:
+        events = self.pending_recv.pop(key, [])
+        if not events:
+            self.low.note(f"{_at(leaf, self.rank, step)} has no {recv} posted before it (torch's runtime"
+                          f" stops here with '{torch_msg}')")
+        for ev in events:
+            self._add(_Op("compute", Kind.WAIT, name, event=ev))
+
+    def finish(self) -> None:
+        """The step waits for every send before it returns."""
+        for stream in self.send_streams:
+            ev = f"end-{stream}"
+            self.ops.append(_Op(stream, Kind.RECORD, "end of step", event=ev))
+            self.ops.append(_Op("compute", Kind.WAIT, "end of step", event=ev))
+        for (s, kind, m), evs in sorted(self.pending_recv.items()):
+            if evs:
+                self.low.note(f"rank {self.rank}: the RECV_{kind} for stage {s}, microbatch {m} is never"
+                              f" consumed by {'an F' if kind == 'F' else 'a B or I'} of stage {s}")
+        for s in sorted(self.pending_unshard):
+            self.low.note(f"rank {self.rank}: UNSHARD of stage {s} is never waited for by a compute on that"
+                          " stage (torch's runtime stops with 'Unused unshard operations')")
+
+
+class _Lowerer:
+    def __init__(self, order: Order, placement: Placement, n_stages: int, n_mb: int, comm: str,
+                 source: str) -> None:
+        self.order, self.placement, self.n_stages, self.n_mb = order, placement, n_stages, max(n_mb, 1)
+        self.comm, self.source = comm, source
+        self.sends: dict[tuple[int, int], list[_Send]] = defaultdict(list)
+        self.recvs: dict[tuple[int, int], list[_Recv]] = defaultdict(list)
+        self.notes: list[str] = []
+        self.fsdp_stages = {leaf.stage for _, _, leaf, _ in _leaves(order) if leaf.kind in FSDP_KINDS}
+        self._regions: dict[tuple[str, int, int | None], Region] = {}
+        self.buffers = (
+            Buffer("act", (("stage", n_stages), ("mb", self.n_mb))),
+            Buffer("grad", (("stage", n_stages), ("mb", self.n_mb))),
+            Buffer("wgrad", (("stage", n_stages), ("mb", self.n_mb))),
+            Buffer("param", (("stage", n_stages),)),
+        )
+
+    def region(self, buffer: str, stage: int, mb: int | None = -1) -> Region:
+        """``buffer[stage=s, mb=m]``; ``mb=None`` is every microbatch, and
+        ``param`` has no microbatch axis."""
+        key = (buffer, stage, mb)
+        reg = self._regions.get(key)
+        if reg is None:
+            box: list[tuple[str, Interval]] = [("stage", Interval(stage, stage + 1))]
+            if buffer != "param":
+                box.append(("mb", Interval(0, self.n_mb) if mb is None else Interval(mb, mb + 1)))
+            reg = self._regions[key] = Region(buffer, tuple(box))
+        return reg
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def ranks(self) -> dict[int, list[_Op]]:
+        out: dict[int, list[_Op]] = {}
+        for rank in sorted(self.order):
+            rl = _RankLowerer(self, rank)
+            for step, entry in enumerate(self.order[rank]):
+                if entry is None:
+                    continue
+                for leaf in entry.leaves:
+                    rl.action(leaf, entry, step)
+            rl.finish()
+            out[rank] = rl.ops
+        self._pair()
+        return out
+
+    def _pair(self) -> None:
+        """Match sends and recvs first in, first out per rank pair, as NCCL
+        does, and let each recv write what its partner actually sends."""
+        for key in sorted(set(self.sends) | set(self.recvs)):
+            src, dst = key
+            ss, rr = self.sends.get(key, []), self.recvs.get(key, [])
+            for snd, rcv in zip(ss, rr, strict=False):
+                if snd.payload != rcv.nominal:
+                    rcv.op.writes = (Access(rcv.region, snd.payload),)
+                    self.note(f"{rcv.text} is matched, in posting order, with {snd.text}: it receives"
+                              f" {snd.payload} where it expects {rcv.nominal}")
+            for snd in ss[len(rr):]:
+                self.note(f"{snd.text} has no matching recv on rank {dst}")
+            for rcv in rr[len(ss):]:
+                self.note(f"{rcv.text} has no matching send on rank {src}")
+
+
+def lower(order: Order, *, placement: str | Placement = "auto", name: str = "torch-pp",
+          comm: str = "per-peer", p2p: str = "rendezvous", eval_mode: bool = False,
+          source: str = "<torch-pp>", description: str = "") -> Imported:
+    """Lower a torch action list (the lowered IR) to a validated syncproof schedule.
+
+    ``eval_mode`` checks what ``eval()`` runs (backward actions are no-ops
+    there).  A compute-only order is refused with a hint: lower it first
+    (:func:`syncproof.importers.torch_bridge.lower_compute_only`)."""
+    if comm not in COMM_MODES:
+        raise UsageError(f"unknown comm stream mode {comm!r}; choose from {', '.join(COMM_MODES)}")
+    if p2p not in P2P_MODES:
+        raise UsageError(f"unknown p2p mode {p2p!r}; choose from {', '.join(P2P_MODES)}")
+    pl = placement if isinstance(placement, Placement) else infer_placement(order, placement, source)
+    n_stages, n_mb = order_sizes(order)
+    if is_compute_only(order, pl):
+        raise ScheduleError(
+            "this is a compute-only order (no SEND/RECV actions, but data crosses ranks): torch lowers it"
+            " before running it", source,
+            "install syncproof[torch] to lower it with torch's own pass, or dump the lowered list with"
+            " schedule._dump_csv(path, 'compute_comms')")
+    work = forward_only(order) if eval_mode else order
+    low = _Lowerer(work, pl, n_stages, n_mb, comm, source)
+    # Hundreds of thousands of small objects and no cycles among them: the
+    # cyclic collector would only rescan them (it more than doubles the time).
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        per_rank = low.ranks()
+        ops: list[Op] = []
+        for rank, items in per_rank.items():
+            for index, o in enumerate(items):
+                ops.append(Op(id=len(ops), rank=rank, index=index, stream=o.stream, kind=o.kind, name=o.name,
+                              peer=o.peer, event=o.event, reads=o.reads, writes=o.writes))
+        mode = "eval (forward only)" if eval_mode else "as listed"
+        sched = Schedule(
+            name=name,
+            ranks=tuple(sorted(order)),
+            groups=(),
+            buffers=low.buffers,
+            ops=tuple(ops),
+            init=(InitValue(Region("param", (("stage", Interval(0, n_stages)),)), "sharded"),),
+            p2p=p2p,
+            description=description or (
+                f"torch.distributed.pipelining actions from {source}, {mode}: {len(order)} ranks, {n_stages}"
+                f" stages ({pl.style} placement), {n_mb} microbatches; p2p on "
+                f"{'one comm stream' if comm == 'single' else 'one stream per peer'}, {p2p}"),
+            source=source,
+        )
+        validate(sched)
+    finally:
+        if gc_was_on:
+            gc.enable()
+    return Imported(sched, order, pl, n_stages, n_mb, comm, tuple(low.notes))
+
+
+def import_file(path: str | Path, *, placement: str = "auto", lower_with_torch: bool = True,
+                **kw: Any) -> Imported:
+    """Read a CSV or JSON action list and lower it (see :func:`lower`).
+
+    A compute-only order is lowered with torch's own passes when torch is
+    installed and ``lower_with_torch`` is true."""
+    f = read_order(path)
+    style = placement if placement != "auto" else (f.placement or "auto")
+    pl = infer_placement(f.order, style, str(path))
+    order = f.order
+    kw.setdefault("name", f.name or Path(path).stem)
+    kw.setdefault("source", str(path))
+    notes: tuple[str, ...] = ()
+    if is_compute_only(order, pl) and lower_with_torch:
+        from .torch_bridge import lower_compute_only
+
+        order = lower_compute_only(order, pl, f.n_microbatches)
+        notes = ("a compute-only order: lowered with torch's own passes (as _PipelineScheduleRuntime does)",)
+    imp = lower(order, placement=pl, **kw)
+    return replace(imp, notes=notes + imp.notes)
