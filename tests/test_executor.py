@@ -93,11 +93,20 @@ def test_init_values() -> None:
 
 def test_full_axis_includes_points_outside_every_interval() -> None:
     b = ScheduleBuilder("full")
-    b.buffer("x", i=4)
+    b.buffer("x", "i")  # unbounded axis
     b.rank(0).compute("w", writes={"x[i=0:4]": "v"})
     b.rank(0).compute("r", reads={"x": "v"})  # same stream: ordered
     # the whole axis also holds points no finite interval names
     assert verdicts(b.build())["dataflow"] is True
+
+
+def test_omitted_axis_with_extent_is_the_declared_range() -> None:
+    b = ScheduleBuilder("extent")
+    b.buffer("x", i=4)
+    b.rank(0).compute("w", writes={"x[i=0:4]": "v"})
+    b.rank(0).compute("r", reads={"x": "v"})
+    # with an extent, "x" is x[i=0:4]: the write covers all of it
+    assert verdicts(b.build())["dataflow"] is False
 
 
 def test_overwrite_while_reading() -> None:

@@ -42,9 +42,10 @@ Properties, checked on every transition of every reachable state:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import product
+from typing import Any
 
 from ..errors import SyncproofError
 from ..ir import Kind, Op, Region, Schedule
@@ -276,17 +277,17 @@ class Model:
     def label(self, op: int) -> str:
         return self.schedule.label(op)
 
-    def can_start(self, status: Status, o: int) -> bool:
+    def can_start(self, status: Sequence[int], o: int) -> bool:
         prev = self.prev_on_stream[o]
         return status[o] == NOT_STARTED and (prev is None or status[prev] == ENDED)
 
-    def can_end(self, status: Status, o: int) -> bool:
+    def can_end(self, status: Sequence[int], o: int) -> bool:
         if status[o] != ACTIVE:
             return False
         deps = self.end_deps[o]
         return deps is not None and all(status[p] >= need for p, need in deps)
 
-    def why_not(self, status: Status, event: str, o: int) -> str:
+    def why_not(self, status: Sequence[int], event: str, o: int) -> str:
         """Why ``event`` of op ``o`` is not enabled in ``status`` (for messages)."""
         if event == "start":
             if status[o] != NOT_STARTED:
@@ -364,7 +365,26 @@ def phase_order(schedule: Schedule, rule: str = "per-rank"
     return before, samplers
 
 
-def build_model(schedule: Schedule, phase_rule: str = "per-rank") -> Model:
+class _LazyPoints:
+    """Per-op points, computed when first asked for (replay of big runs
+    touches only a few ops)."""
+
+    def __init__(self, fn: Callable[[int], list[Any]]) -> None:
+        self.fn = fn
+        self.cache: dict[int, list[Any]] = {}
+
+    def __getitem__(self, o: int) -> list[Any]:
+        got = self.cache.get(o)
+        if got is None:
+            got = self.cache[o] = self.fn(o)
+        return got
+
+
+def build_model(schedule: Schedule, phase_rule: str = "per-rank", light: bool = False) -> Model:
+    """The model of ``schedule``.  ``light`` (for replay) builds only what a
+    single run needs: stream order, matching and enabling, with each op's
+    points computed on demand; no all-pairs tables (conflicts, clobbers,
+    phase rules, metadata rules), which replay asks for op by op."""
     ops = schedule.ops
     n = len(ops)
     matching = compute_matching(schedule)
@@ -389,6 +409,24 @@ def build_model(schedule: Schedule, phase_rule: str = "per-rank") -> Model:
                 end_deps.append(tuple((p, ACTIVE) for p in matching.instance[op.id] if p != op.id))
         else:
             end_deps.append(())
+
+    if light:
+        def reads_of(o: int) -> list[Any]:
+            op = ops[o]
+            return [(pt, acc.value) for acc in op.reads
+                    for pt in region_points(schedule, universes, op.rank, acc.region)]
+
+        def writes_of(o: int) -> list[Any]:
+            op = ops[o]
+            return [(pt, acc.value) for acc in op.writes if acc.value is not None
+                    for pt in region_points(schedule, universes, op.rank, acc.region)]
+
+        return Model(
+            schedule=schedule, matching=matching, universes=universes, prev_on_stream=prev_on_stream,
+            end_deps=end_deps, read_pts=_LazyPoints(reads_of), write_pts=_LazyPoints(writes_of),  # type: ignore[arg-type]
+            conflicts=[], clobbers=[], phase_before=[], phase_samplers=[], fifo_pred=[], meta=[],
+            slot_of={}, read_expect=[], write_slots=[], init_mem=(),
+        )
 
     read_pts: list[list[tuple[Point, str | None]]] = []
     write_pts: list[list[tuple[Point, str]]] = []
@@ -462,12 +500,10 @@ def quiesce(model: Model, status: Status) -> Status:
     while changed:
         changed = False
         for o in range(model.n):
-            cur = tuple(st)
-            if model.can_start(cur, o):
+            if model.can_start(st, o):
                 st[o] = ACTIVE
                 changed = True
-            cur = tuple(st)
-            if model.can_end(cur, o):
+            if model.can_end(st, o):
                 st[o] = ENDED
                 changed = True
     return tuple(st)
