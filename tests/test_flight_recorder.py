@@ -1,0 +1,435 @@
+"""Flight Recorder import and culprit analysis, on dumps of real gloo runs
+(tests/fixtures/fr/, made by scripts/gen_fr_fixtures.py with an injected
+fault and its ground truth) and on small hand-made NCCL-style dumps.  No
+torch needed."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncproof.cli import main
+from syncproof.errors import ScheduleError
+from syncproof.importers.culprit import Analysis, analyse, job_to_schedule
+from syncproof.importers.flight_recorder import load_flight_recorder, parse_dump, read_dump, safe_loads
+
+FIXTURES = Path(__file__).parent / "fixtures" / "fr"
+SCENARIOS = sorted(p.parent.name for p in FIXTURES.glob("*/truth.json"))
+UNDECIDABLE = {"tp2_first_skip"}  # no history at all: the data cannot tell
+
+
+def truth(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / name / "truth.json").read_text())
+
+
+def analysis(name: str, fmt: str = "pickle", profiler: bool = True) -> Analysis:
+    d = FIXTURES / name
+    job = load_flight_recorder([d / fmt], [d / "profiler"] if profiler else [])
+    return analyse(job)
+
+
+def test_fixtures_present() -> None:
+    assert {"clean", "skip_collective", "swap", "size_mismatch", "skipped_send"} <= set(SCENARIOS)
+    for name in SCENARIOS:
+        d = FIXTURES / name
+        assert (d / "pickle").is_dir() and (d / "json").is_dir() and (d / "profiler").is_dir()
+
+
+# ---------------------------------------------------------------- the ground truth
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_dumps_and_profiler_name_the_culprit(name: str) -> None:
+    t = truth(name)["culprit"]
+    a = analysis(name)
+    if t is None:
+        assert a.verdict == "clean" and a.exit_code == 0, a.text()
+        return
+    assert a.verdict == "fault" and a.exit_code == 1
+    if name in UNDECIDABLE:
+        assert not a.decided and t["rank"] in a.candidates, a.text()
+        return
+    assert a.decided, a.text()
+    assert [(c.rank, c.op) for c in a.culprits] == [(t["rank"], t["op"])], a.text()
+    assert a.culprits[0].label == t["label"]
+    if "peer" in t:
+        assert a.culprits[0].peer == t["peer"]
+    else:
+        assert a.culprits[0].group == t["group"]
+
+
+@pytest.mark.parametrize("fmt", ["pickle", "json"])
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_dumps_alone_never_blame_the_wrong_rank(name: str, fmt: str) -> None:
+    """Without the profiler, gloo dumps show no send/recv: the analysis may not
+    decide, but the culprit is always among the candidates, and a decided
+    verdict is right."""
+    t = truth(name)["culprit"]
+    a = analysis(name, fmt, profiler=False)
+    if t is None:
+        assert a.verdict == "clean", a.text()
+        return
+    assert a.verdict == "fault", a.text()
+    if a.decided:
+        assert [(c.rank, c.op) for c in a.culprits] == [(t["rank"], t["op"])], a.text()
+    else:
+        assert t["rank"] in a.candidates, a.text()
+        assert a.candidates, a.text()
+
+
+def test_dumps_alone_decide_what_they_can() -> None:
+    # a wrong dtype, a wrong size and a swap are visible in the collectives themselves
+    for name in ("dtype_mismatch", "size_mismatch", "swap"):
+        a = analysis(name, profiler=False)
+        assert a.decided, (name, a.text())
+    # gloo records no send/recv: a skipped send cannot be pinned on a rank
+    a = analysis("skipped_send", profiler=False)
+    assert not a.decided
+    assert any("send/recv" in r for r in a.reasoning)
+
+
+def test_reasoning_names_program_and_waits() -> None:
+    a = analysis("skip_collective")
+    text = a.text()
+    assert "departs from the program" in text
+    assert "cycle" in text
+    assert a.blocked[0].startswith("16 collectives") and "waits for rank 1" in a.blocked[0]
+
+
+def test_missing_rank_is_reported_not_fatal() -> None:
+    d = FIXTURES / "size_mismatch"
+    job = load_flight_recorder([d / "pickle"], [d / "profiler"])
+    assert job.missing == (2,)
+    assert any("rank 2" in w for w in job.warnings)
+    a = analyse(job)
+    assert "no dump" in a.blocked[2] or "no data" in a.blocked[2]
+
+
+def test_truncated_ring_buffer() -> None:
+    d = FIXTURES / "skip_collective_small_buffer"
+    dumps = {r: parse_dump(d / "pickle" / f"rank_{r}", r) for r in range(4)}
+    assert not any(x.complete_from_start for x in dumps.values())
+    a = analysis("skip_collective_small_buffer", profiler=False)
+    assert any("ring buffers start" in r for r in a.reasoning)
+
+
+def test_gloo_membership_inferred_or_from_profiler() -> None:
+    d = FIXTURES / "skip_collective"
+    alone = load_flight_recorder([d / "pickle"])
+    assert {g.name: (g.members, g.how) for g in alone.groups.values()} == {
+        "tp0": ((0, 1), "inferred"), "tp1": ((2, 3), "inferred")}
+    both = load_flight_recorder([d / "pickle"], [d / "profiler"])
+    assert both.groups["1"].how == "profiler" and both.groups["0"].members == (0, 1, 2, 3)
+
+
+def test_profiler_on_another_clock(tmp_path: Path) -> None:
+    """Traces whose clock does not match the dumps' are paired by order from the end."""
+    d = FIXTURES / "skip_collective"
+    for src in (d / "profiler").iterdir():
+        doc = json.loads(src.read_text())
+        doc["baseTimeNanoseconds"] += 3_600 * 10**9
+        (tmp_path / src.name).write_text(json.dumps(doc))
+    job = load_flight_recorder([d / "pickle"], [tmp_path])
+    assert any("share no clock" in w for w in job.warnings)
+    a = analyse(job)
+    assert a.decided and [(c.rank, c.op, c.label) for c in a.culprits] == [(1, "all_reduce", "decode2/L1/mlp")]
+
+
+def test_world_reveals_a_missing_last_rank(tmp_path: Path) -> None:
+    d = FIXTURES / "clean" / "json"
+    for r in range(3):
+        (tmp_path / f"rank_{r}.json").write_bytes((d / f"rank_{r}.json").read_bytes())
+    assert load_flight_recorder([tmp_path]).missing == ()
+    job = load_flight_recorder([tmp_path], world=4)
+    assert job.missing == (3,)
+    assert analyse(job).verdict == "fault"
+
+
+def test_pickle_and_json_agree() -> None:
+    d = FIXTURES / "skip_collective"
+    a = load_flight_recorder([d / "pickle"])
+    b = load_flight_recorder([d / "json"])
+    for r in a.ranks:
+        sig_a = [(o.kind, o.group, o.seq, o.in_sizes, o.dtype, o.state) for o in a.ranks[r].ops]
+        sig_b = [(o.kind, o.group, o.seq, o.in_sizes, o.dtype, o.state) for o in b.ranks[r].ops]
+        assert sig_a == sig_b
+
+
+# ---------------------------------------------------------------- the schedule
+def test_schedule_of_clean_run_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = FIXTURES / "clean"
+    out = tmp_path / "clean.json"
+    code = main(["import", "flight-recorder", str(d / "pickle"), "--profiler", str(d / "profiler"), "--check",
+                 "-o", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "verdict: clean" in text and "matching  proved" in text
+    from syncproof.ir import load
+
+    s = load(out)
+    assert {g for g, _m in s.groups} == {"tp0", "tp1", "default_pg"} or {g for g, _m in s.groups} >= {"tp0", "tp1"}
+    assert sum(1 for op in s.ops if op.kind.is_p2p) == 32
+
+
+def test_check_finds_the_hang(capsys: pytest.CaptureFixture[str]) -> None:
+    d = FIXTURES / "skip_collective"
+    code = main(["import", "flight-recorder", str(d / "pickle"), "--profiler", str(d / "profiler"), "--check",
+                 "--format", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 1
+    verdicts = {r["property"]: r["verdict"] for r in doc["check"]["results"]}
+    assert verdicts["matching"] == "violated"
+
+
+def test_cli_json_culprits(capsys: pytest.CaptureFixture[str]) -> None:
+    d = FIXTURES / "skip_collective"
+    code = main(["import", "flight-recorder", str(d / "pickle"), "--profiler", str(d / "profiler"),
+                 "--format", "json", "--list"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert doc["decided"] is True
+    assert doc["culprits"] == [{"rank": 1, "op": "all_reduce", "label": "decode2/L1/mlp", "what": "skipped",
+                                "group": "tp0", "seq": 16}]
+    assert set(doc["ranks"]) == {"0", "1", "2", "3"}
+    assert doc["ranks"]["0"][0]["label"] == "prefill/L0/attn"
+
+
+def test_cli_undecided_lists_candidates(capsys: pytest.CaptureFixture[str]) -> None:
+    d = FIXTURES / "tp2_first_skip"
+    code = main(["import", "fr", str(d / "json"), "--profiler", str(d / "profiler"), "--format", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 1 and doc["decided"] is False and doc["culprits"] == []
+    assert sorted(doc["candidates"]) == [0, 1]
+
+
+def test_cli_clean_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["import", "flight-recorder", str(FIXTURES / "clean" / "json")]) == 0
+    assert "verdict: clean" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- bad input
+def _dump(entries: list[dict[str, Any]] | None = None, **top: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"version": "2.10", "pg_config": {}, "pg_status": {},
+                           "entries": entries if entries is not None else [_entry()]}
+    doc.update(top)
+    return doc
+
+
+def _entry(**kw: Any) -> dict[str, Any]:
+    e: dict[str, Any] = {
+        "record_id": 0, "pg_id": 0, "process_group": ("0", "default_pg"), "collective_seq_id": 1,
+        "p2p_seq_id": 0, "op_id": 1, "profiling_name": "nccl:all_reduce", "time_created_ns": 1,
+        "input_sizes": [[4]], "input_dtypes": ["Float"], "output_sizes": [[4]], "output_dtypes": ["Float"],
+        "state": "completed", "time_discovered_started_ns": None, "time_discovered_completed_ns": None,
+        "retired": True, "timeout_ms": 600000, "is_p2p": False, "frames": [],
+    }
+    e.update(kw)
+    return e
+
+
+def _write(d: Path, name: str, doc: Any, fmt: str = "pickle") -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / name
+    p.write_bytes(pickle.dumps(doc, protocol=2) if fmt == "pickle" else json.dumps(doc).encode())
+    return p
+
+
+def _cli_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    return err
+
+
+class Evil:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (print, ("pwned",))
+
+
+@pytest.mark.parametrize("content, expect", [
+    (b"hello, I am not a dump", "neither a Flight Recorder pickle nor JSON"),
+    (b"", "empty"),
+    (b"{\"version\": \"2.10\", \"entries\": [", "not valid JSON"),
+    (b"\x80\x02}q\x00(X\x07\x00\x00\x00versionq", "truncated pickle"),
+    (pickle.dumps([1, 2, 3], protocol=2), "holds a list"),
+    (pickle.dumps(Evil(), protocol=2), "refuses to load __builtin__.print"),
+])
+def test_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, expect: str) -> None:
+    (tmp_path / "rank_0").write_bytes(content)
+    err = _cli_error(["import", "flight-recorder", str(tmp_path)], capsys)
+    assert "rank_0" in err and expect in err
+    assert "pwned" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("doc, expect", [
+    ({"entries": []}, "missing key 'version'"),
+    ({"version": "2.10", "foo": 1}, "missing key 'entries'"),
+    ({"version": 2, "entries": []}, "\"version\" must be a string"),
+    ({"version": "2.10", "entries": {}}, "\"entries\" must be a list"),
+    (_dump([_entry(state=3)]), "entry 0 (record_id 0): 'state' must be a string, got 3"),
+    (_dump([_entry(record_id="x")]), "'record_id' must be an integer"),
+    (_dump([{k: v for k, v in _entry().items() if k != "profiling_name"}]), "missing key 'profiling_name'"),
+    (_dump([_entry(input_sizes=[4])]), "'input_sizes' must be a list of shapes"),
+    (_dump([_entry(process_group=("0",))]), "'process_group' must be [name, description]"),
+    (_dump([_entry(profiling_name="allreduce")]), "is not 'backend:op'"),
+    (_dump([_entry(frames=[{"name": "f"}])]), "frame 0 must be"),
+    (_dump(pg_config={"0": {"ranks": "[0, x]"}}), "pg_config['0'].ranks"),
+    (_dump([_entry(collective_seq_id=True)]), "'collective_seq_id' must be an integer, got True"),
+])
+@pytest.mark.parametrize("fmt", ["pickle", "json"])
+def test_bad_dumps(tmp_path: Path, capsys: pytest.CaptureFixture[str], doc: dict[str, Any], expect: str,
+                   fmt: str) -> None:
+    _write(tmp_path, "rank_0", doc, fmt)
+    err = _cli_error(["import", "flight-recorder", str(tmp_path)], capsys)
+    assert "rank_0" in err and expect in err, err
+
+
+def test_empty_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = _cli_error(["import", "flight-recorder", str(tmp_path)], capsys)
+    assert "empty" in err and str(tmp_path) in err
+
+
+def test_no_such_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = _cli_error(["import", "flight-recorder", str(tmp_path / "nope")], capsys)
+    assert "no such file or directory" in err
+
+
+def test_duplicate_rank(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write(tmp_path, "rank_0", _dump())
+    _write(tmp_path, "rank_0.json", _dump(), "json")
+    err = _cli_error(["import", "flight-recorder", str(tmp_path)], capsys)
+    assert "duplicate rank 0" in err
+
+
+def test_no_rank_in_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write(tmp_path, "notes", _dump())
+    err = _cli_error(["import", "flight-recorder", str(tmp_path)], capsys)
+    assert "cannot tell the rank" in err
+
+
+def test_truncated_real_dump(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = FIXTURES / "skip_collective"
+    for fmt, name in (("pickle", "rank_1"), ("json", "rank_1.json")):
+        d = tmp_path / fmt
+        d.mkdir()
+        data = (src / fmt / name).read_bytes()
+        (d / name).write_bytes(data[: len(data) // 2])
+        err = _cli_error(["import", "flight-recorder", str(d)], capsys)
+        assert name in err and ("truncated" in err or "ends early" in err), err
+
+
+def test_safe_loads_refuses_classes() -> None:
+    with pytest.raises(pickle.UnpicklingError, match="refuses"):
+        safe_loads(pickle.dumps(Evil(), protocol=2))
+    assert safe_loads(pickle.dumps({"a": (1, 2.5, None, True, "x", b"y", [1])}, protocol=4)) == \
+        {"a": (1, 2.5, None, True, "x", b"y", [1])}
+
+
+def test_read_dump_reports_format(tmp_path: Path) -> None:
+    p = _write(tmp_path, "rank_0", _dump(), "json")
+    doc, fmt = read_dump(p)
+    assert fmt == "json" and doc["version"] == "2.10"
+    with pytest.raises(ScheduleError, match="no such file"):
+        read_dump(tmp_path / "rank_9")
+
+
+# ---------------------------------------------------------------- NCCL-style dumps (hand-made)
+def _nccl_job(tmp_path: Path, per_rank: dict[int, list[dict[str, Any]]], members: list[int]) -> Analysis:
+    cfg = {"0": {"name": "0", "desc": "default_pg", "ranks": str(members)}}
+    for r, entries in per_rank.items():
+        for i, e in enumerate(entries):
+            e.setdefault("record_id", i)
+            e.setdefault("time_created_ns", 1000 * (i + 1) + r)
+        _write(tmp_path, f"nccl_trace_rank_{r}", _dump(entries, pg_config=cfg))
+    return analyse(load_flight_recorder([tmp_path]))
+
+
+def _ar(seq: int, size: int = 4, state: str = "completed", **kw: Any) -> dict[str, Any]:
+    return _entry(collective_seq_id=seq, input_sizes=[[size]], output_sizes=[[size]], state=state, **kw)
+
+
+def _p2p(kind: str, src: int, dst: int, n: int, state: str = "completed") -> dict[str, Any]:
+    name = f"nccl:send {src}->{dst}" if kind == "send" else f"nccl:recv {dst}<-{src}"
+    return _entry(profiling_name=name, is_p2p=True, p2p_seq_id=n, collective_seq_id=0, state=state)
+
+
+def test_nccl_majority_names_the_odd_rank(tmp_path: Path) -> None:
+    per = {r: [_ar(1), _ar(2), _ar(3, size=8 if r == 2 else 4, state="started")] for r in range(3)}
+    a = _nccl_job(tmp_path, per, [0, 1, 2])
+    assert a.decided and [(c.rank, c.what) for c in a.culprits] == [(2, "wrong size")], a.text()
+
+
+def test_nccl_p2p_skipped_send(tmp_path: Path) -> None:
+    """Each step: all_reduce, then rank 0 sends to rank 1.  In step 3 rank 0
+    skips its send and enters the next all_reduce; rank 1 waits in recv."""
+    per = {
+        0: [_ar(1), _p2p("send", 0, 1, 1), _ar(2), _p2p("send", 0, 1, 2), _ar(3), _ar(4, state="started")],
+        1: [_ar(1), _p2p("recv", 0, 1, 1), _ar(2), _p2p("recv", 0, 1, 2), _ar(3),
+            _p2p("recv", 0, 1, 3, state="started")],
+    }
+    a = _nccl_job(tmp_path, per, [0, 1])
+    assert a.decided, a.text()
+    assert [(c.rank, c.op, c.peer) for c in a.culprits] == [(0, "send", 1)], a.text()
+
+
+def test_nccl_skip_shows_in_source_frames(tmp_path: Path) -> None:
+    """With NCCL a skipped all_reduce does not leave a hole: the rank's next
+    all_reduce pairs with the others' skipped one.  The source frames show it."""
+    attn = [{"name": "attn", "filename": "/srv/model.py", "line": 10},
+            {"name": "step", "filename": "/srv/model.py", "line": 30}]
+    mlp = [{"name": "mlp", "filename": "/srv/model.py", "line": 20},
+           {"name": "step", "filename": "/srv/model.py", "line": 31}]
+    steps = [_ar(1, frames=attn), _ar(2, frames=mlp), _ar(3, frames=attn), _ar(4, frames=mlp)]
+    per = {
+        0: steps + [_ar(5, frames=attn), _ar(6, frames=mlp, state="started")],
+        1: [dict(e) for e in steps] + [_ar(5, frames=mlp)],  # step 3's attn all_reduce skipped
+    }
+    a = _nccl_job(tmp_path, per, [0, 1])
+    assert a.decided, a.text()
+    assert [(c.rank, c.seq) for c in a.culprits] == [(1, 5)], a.text()
+    assert a.culprits[0].what.startswith("skipped or reordered") and a.culprits[0].label == "step:31 > mlp:20"
+
+
+def test_nccl_clean(tmp_path: Path) -> None:
+    per = {r: [_ar(1), _ar(2), _ar(3)] for r in range(2)}
+    a = _nccl_job(tmp_path, per, [0, 1])
+    assert a.verdict == "clean", a.text()
+
+
+def test_all_to_all_uneven_sizes_are_fine(tmp_path: Path) -> None:
+    def a2a(seq: int, i: int, o: int) -> dict[str, Any]:
+        return _entry(profiling_name="nccl:all_to_all", collective_seq_id=seq, input_sizes=[[i]],
+                      output_sizes=[[o]])
+    ok = {0: [a2a(1, 3, 5)], 1: [a2a(1, 5, 3)]}
+    assert _nccl_job(tmp_path / "ok", ok, [0, 1]).verdict == "clean"
+    bad = {0: [a2a(1, 3, 5)], 1: [a2a(1, 5, 4)]}
+    assert _nccl_job(tmp_path / "bad", bad, [0, 1]).verdict == "fault"
+
+
+def test_schedule_from_nccl_dump_has_p2p(tmp_path: Path) -> None:
+    per = {0: [_ar(1), _p2p("send", 0, 1, 1)], 1: [_ar(1), _p2p("recv", 0, 1, 1)]}
+    _nccl_job(tmp_path, per, [0, 1])
+    s = job_to_schedule(load_flight_recorder([tmp_path]))
+    assert [str(op.kind) for op in s.ops] == ["all_reduce", "send", "all_reduce", "recv"]
+
+
+# ---------------------------------------------------------------- no torch, no z3
+def test_importers_do_not_import_torch_or_z3() -> None:
+    code = (
+        "import sys\n"
+        "import syncproof.importers.flight_recorder, syncproof.importers.profiler, syncproof.importers.culprit\n"
+        "import syncproof.commands.import_flight_recorder, syncproof.commands.import_profiler\n"
+        f"from syncproof.importers.flight_recorder import load_flight_recorder\n"
+        f"from syncproof.importers.culprit import analyse\n"
+        f"d = {str(FIXTURES / 'skip_collective')!r}\n"
+        "analyse(load_flight_recorder([d + '/pickle'], [d + '/profiler']))\n"
+        "bad = [m for m in ('torch', 'z3') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
