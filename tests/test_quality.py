@@ -24,7 +24,7 @@ def _tool(name: str) -> str:
 
 
 def test_ruff_clean() -> None:
-    proc = subprocess.run([_tool("ruff"), "check", "formal", "models", "tests", "benchmarks"], cwd=ROOT,
+    proc = subprocess.run([_tool("ruff"), "check", "formal", "models", "tests", "benchmarks", "scripts"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
