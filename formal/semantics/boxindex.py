@@ -1,6 +1,6 @@
 """Find the boxes that overlap a query box without comparing against all.
 
-Items are bucketed along the two axes whose intervals are the most varied;
+Items are bucketed along the (up to three) axes whose intervals are the most varied;
 intervals that are whole-axis or very wide go to a list checked on every
 query.  A query looks at the buckets its interval touches, then tests
 exact overlap.  Typical schedules (one region per layer, per token block,
@@ -38,7 +38,7 @@ class BoxIndex(Generic[T]):
                 spans = sorted(hi - lo for lo, hi in distinct)
                 varied.append((len(distinct), k, max(1, spans[len(spans) // 2])))
         varied.sort(reverse=True)
-        self.axes = [(k, w) for _, k, w in varied[:2]]
+        self.axes = [(k, w) for _, k, w in varied[:3]]
         self._max_k = max((k for k, _ in self.axes), default=0)
         for i, (r, _) in enumerate(self.items):
             keys = self._keys(r, MAX_BUCKETS_PER_ITEM)
@@ -70,8 +70,8 @@ class BoxIndex(Generic[T]):
             ranges.append(tuple(range(lo, hi + 1)))
         if len(ranges) == 1:
             return [(b,) for b in ranges[0]]
-        if len(ranges[0]) == 1 and len(ranges[1]) == 1:
-            return [(ranges[0][0], ranges[1][0])]
+        if all(len(rg) == 1 for rg in ranges):
+            return [tuple(rg[0] for rg in ranges)]
         keys: list[tuple[int, ...]] = [()]
         for rg in ranges:
             keys = [key + (b,) for key in keys for b in rg]
