@@ -197,7 +197,8 @@ def test_size_mismatch_is_a_matching_violation() -> None:
     b.rank(1).recv(0, size=8)
     res = explore(b.build())
     assert res.violated["matching"] is True
-    assert res.unmatched == ()
+    # a size-mismatched transfer never completes, as the engine assumes
+    assert set(res.unmatched) == {0, 1}
 
 
 # ------------------------------------------------------------ collectives

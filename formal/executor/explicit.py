@@ -177,6 +177,8 @@ def compute_matching(schedule: Schedule) -> Matching:
             m.instance[rcv.id] = (snd.id, rcv.id)
             if snd.size is not None and rcv.size is not None and snd.size != rcv.size:
                 m.problems.append(f"{label(snd)} sends size {snd.size} but {label(rcv)} expects {rcv.size}")
+                # a size-mismatched transfer never completes (NCCL hangs or aborts)
+                m.unmatched |= {snd.id, rcv.id}
         for extra in ss[len(rr):] + rr[len(ss):]:
             other = "recv" if extra.kind is Kind.SEND else "send"
             m.unmatched.add(extra.id)
