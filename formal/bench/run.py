@@ -38,6 +38,16 @@ def run_one(n_ops: int, mix: str = "decode", fault: bool = False, engine: str = 
     for name, secs in rep.timings:
         phases.append({"phase": name, "seconds": secs, "peak_mb": None})
     phases[-1]["peak_mb"] = _rss_mb()
+    cexs = [r.counterexample for r in rep.results if r.counterexample is not None]
+    if cexs:  # the picture of the first counterexample's cone, as a user would get it
+        from ..render import picture
+        from ..render.dot import counterexample_dot
+
+        t2 = time.perf_counter()
+        dot = counterexample_dot(s, cexs[0])
+        if picture.backend() is not None:
+            picture.render(dot, "svg")
+        phases.append({"phase": "rendering", "seconds": time.perf_counter() - t2, "peak_mb": _rss_mb()})
     violated = [r.property for r in rep.results if r.verdict is Verdict.VIOLATED]
     unknown = [r.property for r in rep.results if r.verdict is Verdict.UNKNOWN]
     verdict = ("violated: " + ",".join(violated)) if violated else ("unknown: " + ",".join(unknown)) \
