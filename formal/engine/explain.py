@@ -3,13 +3,13 @@ No solver here: only the witness times and the schedule."""
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 
 from ..ir import Schedule
 from ..result import CycleStep, Observation, Run
 from ..semantics.obligations import MetaOb, OrderOb, OverlapOb, ReadOb, SampleOb
 from ..semantics.precedence import Edge, Precedence, end, start
+from .graph import topological_order
 
 NOTHING = "<nothing>"
 
@@ -31,21 +31,10 @@ def partial_run(prec: Precedence, never: Iterable[int] = ()) -> Run:
     """The longest run of a schedule that hangs: events that can happen, in a
     topological order of the precedence graph; the points in ``never`` (and
     everything after them, and every cycle) never happen."""
-    blocked = set(never)
-    indeg = [0] * prec.n_points
-    adj: dict[int, list[int]] = defaultdict(list)
+    succ: list[list[int]] = [[] for _ in range(prec.n_points)]
     for ed in prec.edges:
-        adj[ed.u].append(ed.v)
-        indeg[ed.v] += 1
-    queue = deque(p for p in range(prec.n_points) if indeg[p] == 0 and p not in blocked)
-    order: list[int] = []
-    while queue:
-        p = queue.popleft()
-        order.append(p)
-        for q in adj[p]:
-            indeg[q] -= 1
-            if indeg[q] == 0 and q not in blocked:
-                queue.append(q)
+        succ[ed.u].append(ed.v)
+    order = topological_order(prec.n_points, succ, blocked=set(never))
     when: dict[int, int] = {}
     for p in order:
         if p < 2 * prec.n_ops:

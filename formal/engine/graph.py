@@ -163,19 +163,22 @@ class PrecedenceGraph:
         return "proved", []
 
 
-def topological_order(n: int, succ: Sequence[Sequence[int]]) -> list[int]:
+def topological_order(n: int, succ: Sequence[Sequence[int]], blocked: set[int] | None = None) -> list[int]:
+    """Kahn's algorithm.  Points on a cycle, points in ``blocked`` and
+    everything after either are left out."""
+    blocked = blocked or set()
     indeg = [0] * n
     for vs in succ:
         for v in vs:
             indeg[v] += 1
-    queue = deque(p for p in range(n) if indeg[p] == 0)
+    queue = deque(p for p in range(n) if indeg[p] == 0 and p not in blocked)
     order: list[int] = []
     while queue:
         p = queue.popleft()
         order.append(p)
         for q in succ[p]:
             indeg[q] -= 1
-            if indeg[q] == 0:
+            if indeg[q] == 0 and q not in blocked:
                 queue.append(q)
     return order
 

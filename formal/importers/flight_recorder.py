@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ScheduleError, UsageError
+from ..errors import ScheduleError
 from .culprit import (
     DONE,
     CommOp,
@@ -52,6 +52,7 @@ from .culprit import (
     kind_of,
     user_frames,
 )
+from .paths import files_under
 from .profiler import (
     ProfilerTrace,
     assign_groups,
@@ -306,18 +307,7 @@ _RANK_IN_NAME = re.compile(r"(\d+)(?:\.(?:pkl|pickle|json|bin|dump|txt))?$")
 
 def dump_files(paths: Sequence[str | Path]) -> list[tuple[int, Path]]:
     """(rank, file) for every dump under ``paths`` (directories or files)."""
-    files: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            inside = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-            if not inside:
-                raise UsageError(f"{p}: the directory is empty (expected one Flight Recorder dump per rank)")
-            files.extend(inside)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise _fail(p, "no such file or directory")
+    files = files_under(paths, "the directory is empty (expected one Flight Recorder dump per rank)")
     out: list[tuple[int, Path]] = []
     by_rank: dict[int, Path] = {}
     for f in files:

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..errors import ScheduleError, UsageError
 from .culprit import CommOp, Group, Job, RankTrace, dtype_name, kind_of
+from .paths import files_under
 
 # c10d op -> (input arg, output arg, peer/root arg in "Concrete Inputs", tag arg)
 _C10D_ARGS: dict[str, tuple[int | None, int | None, int | None, int | None]] = {
@@ -466,18 +467,7 @@ def _job_name(paths: Sequence[str | Path]) -> str:
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     """Trace files: the files given, and the files inside the directories given."""
-    files: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            inside = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-            if not inside:
-                raise UsageError(f"{p}: the directory has no trace files")
-            files.extend(inside)
-        elif p.exists():
-            files.append(p)
-        else:
-            raise _fail(p, "no such file")
+    files = files_under(paths, "the directory has no trace files")
     if not files:
         raise UsageError("give at least one profiler trace")
     return files
