@@ -33,14 +33,15 @@ def _region(draw: st.DrawFn, buffers: dict[str, int]) -> str:
 
 
 @st.composite
-def _accesses(draw: st.DrawFn, buffers: dict[str, int], *, write: bool, allow_none: bool) -> dict[str, Any]:
+def _accesses(draw: st.DrawFn, buffers: dict[str, int], *, write: bool, allow_none: bool,
+              values: tuple[str, ...] = VALUES) -> dict[str, Any]:
     """Zero or one access (writes within one op must not overlap)."""
     if not draw(st.booleans()):
         return {}
     region = draw(_region(buffers))
     if allow_none and not write and draw(st.integers(0, 4)) == 0:
         return {region: None}
-    return {region: draw(st.sampled_from(VALUES))}
+    return {region: draw(st.sampled_from(values))}
 
 
 @st.composite
@@ -64,7 +65,10 @@ def _meta(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def schedules(draw: st.DrawFn, max_ranks: int = 3, max_ops: int = 8) -> Schedule:
+def schedules(draw: st.DrawFn, max_ranks: int = 3, max_ops: int = 8,
+              values: tuple[str, ...] = VALUES) -> Schedule:
+    """``values``: the pool reads and writes draw from; a pool weighted to one
+    value gives reads with several writers of their expected value."""
     n_ranks = draw(st.integers(2, max(2, max_ranks)))
     ranks = list(range(n_ranks))
     eager = draw(st.integers(0, 3)) == 0
@@ -79,7 +83,7 @@ def schedules(draw: st.DrawFn, max_ranks: int = 3, max_ops: int = 8) -> Schedule
 
     for _ in range(draw(st.integers(0, 2))):
         ranks_sel = None if draw(st.booleans()) else [draw(st.sampled_from(ranks))]
-        b.init(draw(_region(buffers)), draw(st.sampled_from(VALUES)), ranks=ranks_sel)
+        b.init(draw(_region(buffers)), draw(st.sampled_from(values)), ranks=ranks_sel)
 
     budget = max_ops
     events = 0
@@ -91,8 +95,8 @@ def schedules(draw: st.DrawFn, max_ranks: int = 3, max_ops: int = 8) -> Schedule
             r = draw(st.sampled_from(ranks))
             rb[r].compute(
                 f"k{budget}", stream=draw(st.sampled_from(streams[r])),
-                reads=draw(_accesses(buffers, write=False, allow_none=True)) or None,
-                writes=draw(_accesses(buffers, write=True, allow_none=False)) or None,
+                reads=draw(_accesses(buffers, write=False, allow_none=True, values=values)) or None,
+                writes=draw(_accesses(buffers, write=True, allow_none=False, values=values)) or None,
                 **draw(_meta()),
             )
             budget -= 1
@@ -105,12 +109,12 @@ def schedules(draw: st.DrawFn, max_ranks: int = 3, max_ops: int = 8) -> Schedule
             rsize = size if draw(st.integers(0, 9)) else draw(st.sampled_from((None, 4)))
             if which in ("both", "send"):
                 rb[src].send(dst, stream=draw(st.sampled_from(streams[src])), channel=channel, size=size,
-                             reads=draw(_accesses(buffers, write=False, allow_none=True)) or None,
+                             reads=draw(_accesses(buffers, write=False, allow_none=True, values=values)) or None,
                              **draw(_meta()))
                 budget -= 1
             if which in ("both", "recv"):
                 rb[dst].recv(src, stream=draw(st.sampled_from(streams[dst])), channel=channel, size=rsize,
-                             writes=draw(_accesses(buffers, write=True, allow_none=False)) or None,
+                             writes=draw(_accesses(buffers, write=True, allow_none=False, values=values)) or None,
                              **draw(_meta()))
                 budget -= 1
         elif action == "exchange":
@@ -136,8 +140,8 @@ def schedules(draw: st.DrawFn, max_ranks: int = 3, max_ops: int = 8) -> Schedule
                     k = draw(st.sampled_from([c for c in COLLECTIVE_KINDS if c != kind]))
                 extra: dict[str, Any] = {"root": 0} if k == "broadcast" else {}
                 if k != "barrier":  # a barrier moves no data
-                    extra["reads"] = draw(_accesses(buffers, write=False, allow_none=True)) or None
-                    extra["writes"] = draw(_accesses(buffers, write=True, allow_none=False)) or None
+                    extra["reads"] = draw(_accesses(buffers, write=False, allow_none=True, values=values)) or None
+                    extra["writes"] = draw(_accesses(buffers, write=True, allow_none=False, values=values)) or None
                 rb[r].collective(k, "all", stream=draw(st.sampled_from(streams[r])), **extra, **draw(_meta()))
                 budget -= 1
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
 from strategies import schedules
 
 from syncproof.executor import explore, replay
@@ -72,4 +73,42 @@ def test_engine_agrees_with_executor(engine: str, schedule: Schedule) -> None:
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(schedule=schedules())
 def test_engine_agrees_with_executor_many(engine: str, schedule: Schedule) -> None:
+    check_agreement(schedule, engine)
+
+
+@st.composite
+def many_writers(draw: st.DrawFn) -> Schedule:
+    """One rank, several streams, several writes of "a" and "b" to one
+    location, events between streams at random, and reads expecting "a":
+    reads with several writers of their expected value, the case the hybrid
+    decides by searching the writers' options on the graph."""
+    from syncproof.ir import ScheduleBuilder
+
+    b = ScheduleBuilder("writers")
+    b.buffer("x")
+    if draw(st.booleans()):
+        b.init("x", "a")
+    r = b.rank(0)
+    streams = [f"s{i}" for i in range(draw(st.integers(2, 4)))]
+    recorded: list[str] = []
+    for i in range(draw(st.integers(3, 7))):
+        kind = draw(st.sampled_from(("write", "write", "read", "sync")))
+        st_name = draw(st.sampled_from(streams))
+        if kind == "write":
+            r.compute(f"w{i}", writes={"x": draw(st.sampled_from(("a", "a", "b")))}, stream=st_name)
+        elif kind == "read":
+            r.compute(f"r{i}", reads={"x": "a"}, stream=st_name)
+        else:
+            ev = f"e{i}"
+            r.record(ev, stream=st_name)
+            recorded.append(ev)
+            r.wait(ev, stream=draw(st.sampled_from(streams)))
+    r.compute("final_read", reads={"x": "a"}, stream=draw(st.sampled_from(streams)))
+    return b.build()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(schedule=many_writers())
+def test_engines_agree_on_reads_with_several_writers(engine: str, schedule: Schedule) -> None:
     check_agreement(schedule, engine)

@@ -225,18 +225,31 @@ def test_solver_limit_gives_unknown_never_proved() -> None:
     assert all("gave up" in r.reason for r in rep.results if r.property != "matching")
 
 
-def test_hybrid_sends_real_choices_to_z3_and_limits_give_unknown() -> None:
-    """A read with two writers of its expected value has a real choice: the
-    graph leaves it to z3, whose limit then yields unknown, not proved."""
-    b = ScheduleBuilder("two-writers")
+def two_writers(n_good: int = 2) -> Schedule:
+    """A read whose expected value has several writers: a real choice."""
+    b = ScheduleBuilder("writers")
     b.buffer("x")
     r = b.rank(0)
-    r.compute("w1", writes={"x": "v"}, stream="s1")
-    r.compute("w2", writes={"x": "v"}, stream="s2")
-    r.compute("bad", writes={"x": "junk"}, stream="s4")  # before the read on its stream: no tearing
-    r.record("e", stream="s1").wait("e", stream="s4")
-    r.compute("read", reads={"x": "v"}, stream="s4")
-    s = b.build()
+    for i in range(n_good):
+        r.compute(f"w{i}", writes={"x": "v"}, stream=f"s{i}")
+    r.compute("bad", writes={"x": "junk"}, stream="r")  # before the read on its stream: no tearing
+    r.record("e", stream="s0").wait("e", stream="r")
+    r.compute("read", reads={"x": "v"}, stream="r")
+    return b.build()
+
+
+def test_several_writers_of_the_expected_value_decided_on_the_graph() -> None:
+    """The hybrid searches the writers' options on the graph; z3 must agree."""
+    for n in (2, 3):
+        s = two_writers(n)
+        hyb = _check(s, engine="hybrid", properties=["dataflow"]).result("dataflow")
+        ref = _check(s, engine="z3", properties=["dataflow"]).result("dataflow")
+        assert hyb.verdict is ref.verdict is Verdict.VIOLATED
+        assert hyb.counterexample is not None and hyb.counterexample.replayed
+
+
+def test_too_many_choices_go_to_z3_and_limits_give_unknown() -> None:
+    s = two_writers(10)  # 2**10 combinations: more than the graph search takes on
     assert _check(s, engine="hybrid", properties=["dataflow"]).result("dataflow").verdict is Verdict.VIOLATED
     limited = _check(s, engine="hybrid", properties=["dataflow"], rlimit=1).result("dataflow")
     assert limited.verdict is Verdict.UNKNOWN and "gave up" in limited.reason

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from itertools import product
 
 import numpy as np
 
@@ -137,6 +138,47 @@ class PrecedenceGraph:
             return "violated", []
         return self._read(ob)
 
+    def realisable(self, extra: Witness) -> bool:
+        """Can one execution satisfy all the ``extra`` edges (between op
+        events) at once?  Exactly when the small graph on their endpoints,
+        with the extra edges and an edge wherever the schedule already orders
+        two endpoints, has no cycle: a cycle of the whole graph plus the extra
+        edges splits into extra edges and old paths between their endpoints."""
+        nodes = sorted({x for e in extra for x in e})
+        edges = list(extra)
+        for x in nodes:
+            for y in nodes:
+                if x != y and self.reach(x, y):
+                    edges.append((x, y))
+        return not _has_cycle(nodes, edges)
+
+    def _read_choices(self, ob: ReadOb) -> tuple[str, Witness]:
+        """A stale read with several writers of the expected value: the value
+        at the read's start is wrong iff every good write either ends after
+        the read starts or is overwritten by a bad write before it (and, if
+        the cell starts with the expected value, some bad write lands before
+        the read).  Search the combinations of those options for one that a
+        single execution realises; too many combinations go to z3."""
+        sr = start(ob.read)
+        options: list[list[Witness]] = []
+        for g in ob.good:
+            eg = end(g)
+            options.append([[(sr, eg)]] + [[(eg, end(b)), (end(b), sr)] for b in ob.bad])
+        if ob.init_good:
+            if not ob.bad:
+                return "proved", []
+            options.append([[(end(b), sr)] for b in ob.bad])
+        total = 1
+        for opts in options:
+            total *= len(opts)
+        if total > MAX_CHOICES:
+            return "solver", []
+        for combo in product(*options):
+            extra = [edge for part in combo for edge in part]
+            if self.realisable(extra):
+                return "violated", extra
+        return "proved", []
+
     def _read(self, ob: ReadOb) -> tuple[str, Witness]:
         r = self.reach
         sr, er = start(ob.read), end(ob.read)
@@ -145,7 +187,7 @@ class PrecedenceGraph:
             if not r(eb, sr) and not r(er, eb):
                 return "violated", [(sr, eb), (eb, er)]
         if len(ob.good) + (1 if ob.init_good else 0) > 1:
-            return "solver", []
+            return self._read_choices(ob)
         if ob.init_good:  # stale iff some bad write can land before the read
             for b in ob.bad:
                 if not r(sr, end(b)):
@@ -161,6 +203,27 @@ class PrecedenceGraph:
             if not r(eb, g) and not r(sr, eb):
                 return "violated", [(g, eb), (eb, sr)]
         return "proved", []
+
+
+MAX_CHOICES = 512
+
+
+def _has_cycle(nodes: Sequence[int], edges: Sequence[tuple[int, int]]) -> bool:
+    adj: dict[int, list[int]] = {x: [] for x in nodes}
+    for u, v in edges:
+        adj[u].append(v)
+    state: dict[int, int] = {}  # 1 on the stack, 2 done
+
+    def visit(x: int) -> bool:
+        state[x] = 1
+        for y in adj[x]:
+            st = state.get(y, 0)
+            if st == 1 or (st == 0 and visit(y)):
+                return True
+        state[x] = 2
+        return False
+
+    return any(state.get(x, 0) == 0 and visit(x) for x in nodes)
 
 
 def topological_order(n: int, succ: Sequence[Sequence[int]], blocked: set[int] | None = None) -> list[int]:
