@@ -14,7 +14,7 @@ exit codes:
   2  bad input or usage (the message names the file, op and problem)
   3  no counterexample, but some verdict is unknown (a solver limit was hit)
   4  internal error in syncproof (a bug: please report it)
-With several schedules, the exit code is the most severe one: 2, then 1, then 3."""
+With several schedules, the exit code is the most severe one: 4, then 2, then 1, then 3."""
 
 
 def add_solver_options(p: argparse.ArgumentParser) -> None:
