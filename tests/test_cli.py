@@ -10,19 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from example_cases import BROKEN_PROPERTY, EXAMPLES
 
 from syncproof.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
 GOLDEN = Path(__file__).parent / "golden"
-BROKEN = {
-    "tp-allreduce-nowait": "dataflow",
-    "pp-sendrecv-deadlock": "deadlock",
-    "collective-order-mismatch": "matching",
-    "kv-decode-step-early": "dataflow",
-    "sp-prefill-early-attention": "dataflow",
-}
+BROKEN = BROKEN_PROPERTY
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -20,13 +20,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
+from example_cases import BROKEN, checked
 
-from syncproof import Counterexample, Report, Schedule, check_schedule, load
+from syncproof import Counterexample, Schedule, check_schedule
 from syncproof.cli import main
 from syncproof.ir import ScheduleBuilder
 from syncproof.render import picture
@@ -37,14 +37,6 @@ from syncproof.render.text import grid
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden" / "dot"
-BROKEN = ("collective-order-mismatch", "kv-decode-step-early", "pp-sendrecv-deadlock",
-          "sp-prefill-early-attention", "tp-allreduce-nowait")
-
-
-@cache
-def checked(name: str) -> tuple[Schedule, Report]:
-    s = load(ROOT / "examples" / f"{name}.json")
-    return s, check_schedule(s)
 
 
 def cases() -> list[tuple[str, str]]:

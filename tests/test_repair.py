@@ -4,27 +4,18 @@ help, the hint says so instead of claiming a fix."""
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 
 import pytest
+from example_cases import BROKEN, checked
 
-from syncproof import Report, Schedule, Verdict, check_schedule, load
+from syncproof import Verdict, check_schedule
 from syncproof.engine.repair import Hint, hint_for, repair_hint
 from syncproof.ir import ScheduleBuilder
 from syncproof.render.jsonout import report_json
 from syncproof.render.text import report_text
 
 ROOT = Path(__file__).resolve().parent.parent
-BROKEN = ("collective-order-mismatch", "kv-decode-step-early", "pp-sendrecv-deadlock",
-          "sp-prefill-early-attention", "tp-allreduce-nowait")
-
-
-@cache
-def checked(name: str) -> tuple[Schedule, Report]:
-    s = load(ROOT / "examples" / f"{name}.json")
-    return s, check_schedule(s)
-
 
 CASES = [(n, r.property) for n in BROKEN for r in checked(n)[1].results if r.verdict is Verdict.VIOLATED]
 

@@ -52,7 +52,7 @@ from .culprit import (
     kind_of,
     user_frames,
 )
-from .paths import files_under
+from .paths import files_under, read_input
 from .profiler import (
     ProfilerTrace,
     assign_groups,
@@ -93,14 +93,7 @@ def _fail(path: Path | str, msg: str, hint: str = "") -> ScheduleError:
 def read_dump(path: str | Path) -> tuple[dict[str, Any], str]:
     """The dump as a dict, and its format ("pickle" or "json")."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise _fail(p, "no such file") from None
-    except OSError as exc:
-        raise _fail(p, f"cannot read: {exc.strerror or exc}") from None
-    if not data:
-        raise _fail(p, "the file is empty (expected a Flight Recorder dump)")
+    data = read_input(p, "a Flight Recorder dump")
     if data[:1] == b"\x80":
         try:
             doc = safe_loads(data)

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import ScheduleError, UsageError
 from .culprit import CommOp, Group, Job, RankTrace, dtype_name, kind_of
-from .paths import files_under
+from .paths import files_under, read_input
 
 # c10d op -> (input arg, output arg, peer/root arg in "Concrete Inputs", tag arg)
 _C10D_ARGS: dict[str, tuple[int | None, int | None, int | None, int | None]] = {
@@ -79,14 +79,7 @@ def _fail(path: Path | str, msg: str, hint: str = "") -> ScheduleError:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise _fail(path, "no such file") from None
-    except OSError as exc:
-        raise _fail(path, f"cannot read: {exc.strerror or exc}") from None
-    if not data.strip():
-        raise _fail(path, "the file is empty (expected a profiler trace: Chrome trace JSON)")
+    data = read_input(path, "a profiler trace: Chrome trace JSON")
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
