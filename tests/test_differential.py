@@ -112,3 +112,37 @@ def many_writers(draw: st.DrawFn) -> Schedule:
 @given(schedule=many_writers())
 def test_engines_agree_on_reads_with_several_writers(engine: str, schedule: Schedule) -> None:
     check_agreement(schedule, engine)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(schedules())
+def test_bulk_decisions_match_one_by_one(schedule: Schedule) -> None:
+    """The graph's bulk paths (``reach_many``, ``settled``) against its
+    one-query path: same answers, and "settled" only where ``decide`` proves."""
+    import numpy as np
+
+    from syncproof.engine.graph import PrecedenceGraph
+    from syncproof.semantics.matching import match
+    from syncproof.semantics.obligations import (
+        ordering_obligations,
+        phase_obligations,
+        race_obligations,
+        read_obligations,
+    )
+    from syncproof.semantics.precedence import build_precedence
+
+    m = match(schedule)
+    prec = build_precedence(schedule, m)
+    g = PrecedenceGraph(schedule, prec)
+    if not g.acyclic or not schedule.ops:
+        return
+    n = 2 * len(schedule.ops)
+    pairs = [(x, y) for x in range(n) for y in range(n)]
+    xs = np.array([x for x, _ in pairs], dtype=np.int64)
+    ys = np.array([y for _, y in pairs], dtype=np.int64)
+    assert g.reach_many(xs, ys).tolist() == [g.reach(x, y) for x, y in pairs]
+    for obs in (read_obligations(schedule), race_obligations(schedule), phase_obligations(schedule),
+                ordering_obligations(schedule, m)):
+        for ob, done in zip(obs, g.settled(obs).tolist(), strict=True):
+            if done:
+                assert g.decide(ob)[0] == "proved", ob

@@ -81,8 +81,7 @@ def _reference(s: Any, decision: float) -> dict[str, Any]:
     qs = g.queries
     qx = np.fromiter((x for x, _ in qs), dtype=np.int64, count=len(qs))
     qy = np.fromiter((y for _, y in qs), dtype=np.int64, count=len(qs))
-    u = np.fromiter((e.u for e in prec.edges), dtype=np.int64, count=len(prec.edges))
-    v = np.fromiter((e.v for e in prec.edges), dtype=np.int64, count=len(prec.edges))
+    u, v = prec.u, prec.v
     chain, pos = np.array(g.chain, dtype=np.int64), np.array(g.pos, dtype=np.int32)
     best = None
     for _ in range(2):

@@ -30,6 +30,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..bench.run import growth_exponent, run_one
+    from ..bench.targets import judge, table
 
     rows = []
     if args.format == "text":
@@ -46,14 +47,17 @@ def run(args: argparse.Namespace) -> int:
                   f" {row['peak_mb']:>8.0f}  {row['verdict']}", flush=True)
             phases = "  ".join(f"{p['phase']}={p['seconds']:.2f}" for p in row["phases"])
             print(f"{'':>10}{phases}")
-    doc = {"format": 1, "runs": rows, "growth_exponent": growth_exponent(rows)}
+    growth = growth_exponent(rows)
+    targets = judge(rows, growth)
+    doc = {"format": 1, "runs": rows, "growth_exponent": growth, "targets": [t.to_json() for t in targets]}
     if len(rows) == 1:
         doc.update({k: rows[0].get(k) for k in ("ops", "seconds", "peak_mb", "verdict", "ratio_to_reference")})
     if args.format == "json":
         print(json.dumps(doc, indent=2))
     else:
-        if doc["growth_exponent"] is not None:
-            print(f"cost growth exponent (check time ~ ops^k): k = {doc['growth_exponent']}")
+        if growth is not None:
+            print(f"cost growth exponent (check time ~ ops^k): k = {growth}")
+        print(table(targets))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return EXIT_OK

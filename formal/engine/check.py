@@ -28,6 +28,7 @@ from ..semantics.obligations import (
     ordering_obligations,
     phase_obligations,
     race_obligations,
+    rank_classes,
     read_obligations,
     unsampled_steps,
 )
@@ -57,7 +58,10 @@ class Hybrid:
     def find_violations(self, obs: Sequence[AnyOb], limit: int) -> tuple[list[Answer], str]:
         found: list[Answer] = []
         leftover: list[int] = []
+        settled = self.graph.settled(obs).tolist() if self.graph.queries is None else None
         for i, ob in enumerate(obs):
+            if settled is not None and settled[i]:
+                continue
             verdict, witness = self.graph.decide(ob)
             if verdict == "solver":
                 leftover.append(i)
@@ -283,13 +287,17 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
         "phase": "no SP in decode; on every rank each decode step starts after the previous step has"
                  " finished there, and after the previous token is sampled",
     }
+    classes = None
+    if {"dataflow", "race"} & set(rest):
+        classes = rank_classes(s)
+        t = lap("symmetry", t)
     for p in rest:
         if p == "deadlock":
             obs: Sequence[AnyOb] = ordering_obligations(s, m)
         elif p == "dataflow":
-            obs = read_obligations(s)
+            obs = read_obligations(s, classes=classes)
         elif p == "race":
-            obs = race_obligations(s)
+            obs = race_obligations(s, classes=classes)
         else:
             obs = phase_obligations(s)
         t = lap(f"obligations:{p}", t)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from functools import cached_property
 from itertools import product
 
 import numpy as np
@@ -36,60 +37,122 @@ class PrecedenceGraph:
     def __init__(self, s: Schedule, prec: Precedence) -> None:
         self.prec = prec
         n = prec.n_points
-        self.succ: list[list[int]] = [[] for _ in range(n)]
-        self.pred: list[list[int]] = [[] for _ in range(n)]
-        for ed in prec.edges:
-            self.succ[ed.u].append(ed.v)
-            self.pred[ed.v].append(ed.u)
-        self.order = topological_order(n, self.succ)
-        self.acyclic = len(self.order) == n
+        u, v = prec.u, prec.v
         # chains: every (rank, stream) is a totally ordered chain of events
-        self.chain = [-1] * n
-        self.pos = [0] * n
-        chains = 0
-        for ops in s.streams.values():
-            for i, op in enumerate(ops):
-                self.chain[start(op.id)] = chains
-                self.pos[start(op.id)] = 2 * i
-                self.chain[end(op.id)] = chains
-                self.pos[end(op.id)] = 2 * i + 1
-            chains += 1
-        self.n_chains = chains
-        self.vc: list[np.ndarray] = []
+        chain = np.full(n, -1, dtype=np.int64)
+        pos = np.zeros(n, dtype=np.int64)
+        for c, ops in enumerate(s.streams.values()):
+            ids = np.fromiter([op.id for op in ops], dtype=np.int64, count=len(ops))
+            k = 2 * np.arange(len(ids), dtype=np.int64)
+            chain[2 * ids] = c
+            chain[2 * ids + 1] = c
+            pos[2 * ids] = k
+            pos[2 * ids + 1] = k + 1
+        self.chain: list[int] = chain.tolist()
+        self.pos: list[int] = pos.tolist()
+        self._chain_a, self._pos_a = chain, pos
+        self.n_chains = len(s.streams)
         self.queries: list[tuple[int, int]] | None = None  # set to [] to record reach() calls
+        # predecessors in CSR form, each point's edges in edge order
+        pred_ptr = np.concatenate(([0], np.cumsum(np.bincount(v, minlength=n)))).astype(np.int64)
+        pred_src = u[np.argsort(v, kind="stable")]
+        npred = np.diff(pred_ptr)
+        has = npred > 0
+        first = np.where(has, pred_src[np.minimum(pred_ptr[:-1], max(0, len(pred_src) - 1))], 0)
+        # A point whose only predecessor is the previous event of its own chain
+        # *shares* it: it is placed right after it and knows what it knows.
+        shares = (npred == 1) & (chain >= 0) & (chain[first] == chain)
+        # The end of a collective member has two predecessors: its own start,
+        # which precedes the instance's arrival point, and that point.  So it
+        # knows exactly what the arrival point knows and shares its row.
+        second = pred_src[np.minimum(pred_ptr[:-1] + 1, max(0, len(pred_src) - 1))]
+        arrival = prec.instance_base
+        coll_end = (npred == 2) & (first == np.arange(n) - 1) & (second >= arrival) & (chain >= 0)
+        shares |= coll_end
+        merge = has & ~shares
+        rep = np.where(shares, np.where(coll_end, second, first), np.arange(n, dtype=np.int64))
+        while True:  # follow the sharing back to a merge point or a source
+            nxt = rep[rep]
+            if np.array_equal(nxt, rep):
+                break
+            rep = nxt
+        # Kahn's algorithm on merge points alone: a merge point is ready when
+        # the point each predecessor shares with is placed.  The graph is
+        # acyclic iff all merge points get placed (a cycle has a merge point).
+        into = merge[v]
+        cu, cv = rep[u[into]], v[into]
+        c_ptr = np.concatenate(([0], np.cumsum(np.bincount(cu, minlength=n)))).tolist()
+        c_dst = cv[np.argsort(cu, kind="stable")].tolist()
+        indeg = np.bincount(cv, minlength=n).tolist()
+        placed = _kahn_from(np.flatnonzero(~shares & ~has).tolist(), c_ptr, c_dst, indeg)
+        merge_order = np.array(placed, dtype=np.int64)
+        merge_order = merge_order[merge[merge_order]]
+        self.acyclic = len(merge_order) == int(merge.sum())
+        self._pred = (pred_ptr, pred_src)
+        self.rows = np.full((1, max(1, self.n_chains)), -1, dtype=np.int32)
+        self.row_of: list[int] = [0] * n
+        self._row_of_a = np.zeros(n, dtype=np.int64)
         if self.acyclic:
-            self._clocks()
+            self._clocks(pred_ptr, pred_src, merge, rep, merge_order)
 
-    def _clocks(self) -> None:
-        """``vc[p][c]``: the last position on chain c that reaches p; -1 if none.
+    @cached_property
+    def _csr(self) -> tuple[list[int], list[int], list[int]]:
+        """Successors in CSR form and in-degrees, as lists, for full topological sorts."""
+        n, u, v = self.prec.n_points, self.prec.u, self.prec.v
+        ptr = np.concatenate(([0], np.cumsum(np.bincount(u, minlength=n)))).tolist()
+        return ptr, v[np.argsort(u, kind="stable")].tolist(), np.bincount(v, minlength=n).tolist()
 
-        A point whose only predecessor is the previous event on its own chain
-        shares that event's row (no copy): its knowledge of other chains is
-        the same, and its own chain is compared by position in ``reach``.  So
-        rows are made only where a sync edge merges knowledge, and the entry
-        of a row for its own chain may be stale, which ``reach`` never reads;
-        when a row is merged into another, each predecessor's own position is
-        written explicitly."""
-        chain, pos, pred = self.chain, self.pos, self.pred
-        empty = np.full(max(1, self.n_chains), -1, dtype=np.int32)
-        vc: list[np.ndarray] = [empty] * self.prec.n_points
-        for p in self.order:
-            preds = pred[p]
-            c = chain[p]
-            if not preds:
-                continue
-            if len(preds) == 1 and c >= 0 and chain[preds[0]] == c:
-                vc[p] = vc[preds[0]]
-                continue
-            clock = vc[preds[0]].copy()
-            for q in preds[1:]:
-                np.maximum(clock, vc[q], out=clock)
+    @cached_property
+    def order(self) -> list[int]:
+        """A topological order of every point (Kahn's, FIFO); short when cyclic."""
+        ptr, dst, indeg = self._csr
+        return _kahn(self.prec.n_points, ptr, dst, list(indeg))
+
+    @property
+    def succ(self) -> list[list[int]]:
+        """Successor lists (made on request; the engine itself reads the CSR form)."""
+        ptr, dst, _ = self._csr
+        return [dst[ptr[p]:ptr[p + 1]] for p in range(self.prec.n_points)]
+
+    def _clocks(self, pred_ptr: np.ndarray, pred_src: np.ndarray, merge: np.ndarray, rep: np.ndarray,
+                merge_order: np.ndarray) -> None:
+        """``rows[row_of[p]][c]``: the last position on chain c that reaches p; -1 if none.
+
+        A point that shares its chain predecessor shares its row too: its
+        knowledge of other chains is the same, and its own chain is compared
+        by position in ``reach``.  So rows are made only at *merge points*,
+        where a sync edge brings knowledge in, and the entry of a row for its
+        own chain may be stale, which ``reach`` never reads; when rows are
+        merged, each predecessor's own position is written explicitly.  Only
+        merge points are visited in Python, in topological order."""
+        n = self.prec.n_points
+        row_id = np.zeros(n, dtype=np.int64)
+        merge_ids = np.flatnonzero(merge)
+        row_id[merge_ids] = np.arange(1, len(merge_ids) + 1)
+        row_of = row_id[rep]  # sources (no predecessor) keep row 0: nothing reaches them
+        rows = np.full((len(merge_ids) + 1, max(1, self.n_chains)), -1, dtype=np.int32)
+        ptr, src = pred_ptr.tolist(), pred_src.tolist()
+        row_l, chain_l, pos_l = row_of.tolist(), self.chain, self.pos
+        maximum = np.maximum
+        for p in merge_order.tolist():
+            lo, hi = ptr[p], ptr[p + 1]
+            row = rows[row_l[p]]
+            if hi - lo == 2:  # the usual merge: the chain predecessor and one sync edge
+                a, b = src[lo], src[lo + 1]
+                maximum(rows[row_l[a]], rows[row_l[b]], out=row)
+                preds = (a, b)
+            else:
+                preds = src[lo:hi]
+                row[:] = rows[row_l[preds[0]]]
+                for q in preds[1:]:
+                    maximum(row, rows[row_l[q]], out=row)
             for q in preds:
-                cq = chain[q]
-                if cq >= 0 and clock[cq] < pos[q]:
-                    clock[cq] = pos[q]
-            vc[p] = clock
-        self.vc = vc
+                cq = chain_l[q]
+                if cq >= 0 and row[cq] < pos_l[q]:
+                    row[cq] = pos_l[q]
+        self.rows = rows
+        self.row_of = row_l
+        self._row_of_a = row_of
 
     def reach(self, x: int, y: int) -> bool:
         """Does op event ``x`` precede op event ``y`` in every execution?"""
@@ -100,17 +163,58 @@ class PrecedenceGraph:
         cx = self.chain[x]
         if cx == self.chain[y]:
             return self.pos[x] < self.pos[y]
-        return bool(self.vc[y][cx] >= self.pos[x])
+        return bool(self.rows[self.row_of[y], cx] >= self.pos[x])
+
+    def reach_many(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """``reach`` for many pairs of op events at once (not recorded in ``queries``)."""
+        if not self.acyclic:
+            raise ValueError("reachability is defined on an acyclic graph only")
+        cx = self._chain_a[xs]
+        px = self._pos_a[xs]
+        same = cx == self._chain_a[ys]
+        other = self.rows[self._row_of_a[ys], np.maximum(cx, 0)] >= px
+        out: np.ndarray = (xs != ys) & np.where(same, px < self._pos_a[ys], other)
+        return out
+
+    def settled(self, obs: Sequence[AnyOb]) -> np.ndarray:
+        """Which obligations one reachability query each proves, decided in
+        bulk: a read with one writer of its value and nothing else, a race
+        pair, an order between two single ops.  True means proved; False
+        means "ask ``decide``" (which also builds the witness)."""
+        idx: list[int] = []
+        xs: list[int] = []
+        ys: list[int] = []
+        for i, ob in enumerate(obs):
+            t = type(ob)
+            if t is ReadOb:
+                if not ob.bad and len(ob.good) == 1 and ob.init != ob.expected:  # type: ignore[union-attr]
+                    idx.append(i)
+                    xs.append(2 * ob.good[0] + 1)  # type: ignore[union-attr]
+                    ys.append(2 * ob.read)  # type: ignore[union-attr]
+            elif t is OverlapOb:
+                idx += (i, i)
+                xs += (2 * ob.a + 1, 2 * ob.b + 1)  # type: ignore[union-attr]
+                ys += (2 * ob.b, 2 * ob.a)  # type: ignore[union-attr]
+            elif t is OrderOb and len(ob.before) == 1 and len(ob.after) == 1:  # type: ignore[union-attr]
+                idx.append(i)
+                xs.append(2 * ob.before[0] + 1)  # type: ignore[union-attr]
+                ys.append(2 * ob.after[0])  # type: ignore[union-attr]
+        out = np.zeros(len(obs), dtype=bool)
+        if idx:
+            hit = self.reach_many(np.array(xs, dtype=np.int64), np.array(ys, dtype=np.int64))
+            np.logical_or.at(out, np.array(idx, dtype=np.int64), hit)
+        return out
 
     def run_order(self, extra: Witness) -> list[int] | None:
         """A topological order of the graph plus ``extra`` edges (None: cyclic)."""
         n = self.prec.n_points
-        succ = self.succ
-        if extra:
-            succ = [list(x) for x in self.succ]
-            for u, v in extra:
-                succ[u].append(v)
-        order = topological_order(n, succ)
+        ptr, dst, indeg0 = self._csr
+        indeg = list(indeg0)
+        more: dict[int, list[int]] = {}
+        for u, v in extra:
+            more.setdefault(u, []).append(v)
+            indeg[v] += 1
+        order = _kahn(n, ptr, dst, indeg, more)
         return order if len(order) == n else None
 
     # ------------------------------------------------------------ decisions
@@ -224,6 +328,33 @@ def _has_cycle(nodes: Sequence[int], edges: Sequence[tuple[int, int]]) -> bool:
         return False
 
     return any(state.get(x, 0) == 0 and visit(x) for x in nodes)
+
+
+def _kahn(n: int, ptr: list[int], dst: list[int], indeg: list[int],
+          more: dict[int, list[int]] | None = None) -> list[int]:
+    """Kahn's algorithm on the CSR form (``indeg`` is consumed): the same
+    order as :func:`topological_order` on the successor lists (plus the
+    ``more`` edges after each point's own)."""
+    return _kahn_from([p for p in range(n) if indeg[p] == 0], ptr, dst, indeg, more)
+
+
+def _kahn_from(queue: list[int], ptr: list[int], dst: list[int], indeg: list[int],
+               more: dict[int, list[int]] | None = None) -> list[int]:
+    """Kahn's algorithm from the given ready points (``queue`` is extended and returned)."""
+    i = 0
+    while i < len(queue):
+        p = queue[i]
+        i += 1
+        for q in dst[ptr[p]:ptr[p + 1]]:
+            indeg[q] -= 1
+            if indeg[q] == 0:
+                queue.append(q)
+        if more and p in more:
+            for q in more[p]:
+                indeg[q] -= 1
+                if indeg[q] == 0:
+                    queue.append(q)
+    return queue
 
 
 def topological_order(n: int, succ: Sequence[Sequence[int]], blocked: set[int] | None = None) -> list[int]:

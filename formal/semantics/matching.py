@@ -136,22 +136,32 @@ def _collective_problems(s: Schedule, seqs: dict[str, dict[int, list[Op]]]) -> l
     return problems
 
 
+# Enum members looked up once: ``Kind.SEND`` costs a descriptor call per use
+# in Python 3.11, which a million-op loop notices.
+_SEND, _RECV, _RECORD, _WAIT = Kind.SEND, Kind.RECV, Kind.RECORD, Kind.WAIT
+_COLLECTIVES = frozenset(k for k in Kind if k.is_collective)
+
+
 def match(s: Schedule) -> Matching:
     sends: dict[tuple[int, int, str], list[Op]] = defaultdict(list)
     recvs: dict[tuple[int, int, str], list[Op]] = defaultdict(list)
     colls: dict[str, dict[int, list[Op]]] = defaultdict(lambda: defaultdict(list))
     records: dict[tuple[int, str], Op] = {}
+    waits: list[Op] = []
     for op in s.ops:  # ops are in issue order per rank
-        if op.kind is Kind.SEND:
+        kind = op.kind
+        if kind is _SEND:
             assert op.peer is not None
             sends[(op.rank, op.peer, op.channel)].append(op)
-        elif op.kind is Kind.RECV:
+        elif kind is _RECV:
             assert op.peer is not None
             recvs[(op.peer, op.rank, op.channel)].append(op)
-        elif op.kind.is_collective:
+        elif kind is _WAIT:
+            waits.append(op)
+        elif kind in _COLLECTIVES:
             assert op.group is not None
             colls[op.group][op.rank].append(op)
-        elif op.kind is Kind.RECORD:
+        elif kind is _RECORD:
             assert op.event is not None
             records[(op.rank, op.event)] = op
 
@@ -195,14 +205,13 @@ def match(s: Schedule) -> Matching:
 
     events: list[tuple[int, int]] = []
     noop: list[int] = []
-    for op in s.ops:
-        if op.kind is Kind.WAIT:
-            assert op.event is not None
-            rec = records.get((op.rank, op.event))
-            if rec is None:  # validation rejects this; keep the matcher total
-                continue
-            if rec.index < op.index:
-                events.append((rec.id, op.id))
-            else:
-                noop.append(op.id)
+    for op in waits:
+        assert op.event is not None
+        rec = records.get((op.rank, op.event))
+        if rec is None:  # validation rejects this; keep the matcher total
+            continue
+        if rec.index < op.index:
+            events.append((rec.id, op.id))
+        else:
+            noop.append(op.id)
     return Matching(tuple(pairs), tuple(instances), tuple(events), tuple(noop), tuple(problems))

@@ -11,22 +11,28 @@
 * ``MetaOb`` (phase): a rule broken by the schedule's own metadata.
 
 Regions stay boxes: a read is split only where a writer's box cuts it, and
-cells with the same writers are one obligation.
+cells with the same writers are one obligation.  Obligations are named
+tuples (immutable, and several times cheaper to make than dataclasses: a
+million-op schedule has about a million of them).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from typing import Generic, NamedTuple, TypeVar
 
 from ..ir import Access, Kind, Op, Region, Schedule
 from ..ir.region import Interval
 from .boxindex import BoxIndex
 from .matching import Matching
+from .rowindex import Row, RowIndex
+
+T = TypeVar("T")
+Ob = TypeVar("Ob")
 
 
-@dataclass(frozen=True)
-class ReadOb:
+class ReadOb(NamedTuple):
     read: int
     region: Region
     expected: str
@@ -39,23 +45,20 @@ class ReadOb:
         return self.init == self.expected
 
 
-@dataclass(frozen=True)
-class OverlapOb:
+class OverlapOb(NamedTuple):
     a: int
     b: int
     region: Region
 
 
-@dataclass(frozen=True)
-class OrderOb:
+class OrderOb(NamedTuple):
     prop: str
     before: tuple[int, ...]
     after: tuple[int, ...]
     why: str
 
 
-@dataclass(frozen=True)
-class SampleOb:
+class SampleOb(NamedTuple):
     """Every op of ``after`` starts after at least one op of ``samples`` (the
     ops that sample the previous step's token) has ended."""
 
@@ -65,8 +68,7 @@ class SampleOb:
     why: str
 
 
-@dataclass(frozen=True)
-class MetaOb:
+class MetaOb(NamedTuple):
     prop: str
     op: int
     other: int | None
@@ -75,6 +77,9 @@ class MetaOb:
 
 # Ops whose start is only a posting: they wait for something and do no work.
 WAITING_KINDS = frozenset({Kind.RECV, Kind.WAIT, Kind.RECORD})
+# looked up once: ``Kind.SEND`` is a descriptor call per use in Python 3.11
+_SEND, _RECV = Kind.SEND, Kind.RECV
+_COLLECTIVES = frozenset(k for k in Kind if k.is_collective)
 
 Obligation = ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb
 
@@ -112,37 +117,138 @@ def _split(box: tuple[tuple[str, Interval], ...], cutters: list[tuple[int, Regio
     return out
 
 
-def read_obligations(s: Schedule) -> list[ReadOb]:
+# ------------------------------------------------------------- symmetry
+Classes = dict[int, tuple[int, int]]
+
+
+def rank_classes(s: Schedule) -> Classes | None:
+    """For every rank, ``(rep, shift)``: a rank whose own ops are the same
+    (stream, reads and writes, op by op) and start from the same initial
+    values, and what to add to its op ids.  Dataflow and race look at one
+    rank's own ops only, so such ranks have the same obligations up to op
+    ids; SPMD schedules (every rank of a TP group runs the same program) are
+    checked once per class.  None when op ids are not contiguous per rank."""
+    base: dict[int, int] = {}
+    for r in s.ranks:
+        ops = s.by_rank[r]
+        if ops and ops[-1].id - ops[0].id != len(ops) - 1:
+            return None
+        base[r] = ops[0].id if ops else 0
+    reps: dict[tuple[int, tuple[int, ...]], list[int]] = defaultdict(list)
+    out: dict[int, tuple[int, int]] = {}
+    for r in s.ranks:
+        key = (len(s.by_rank[r]), tuple(i for i, init in enumerate(s.init) if init.applies_to(r)))
+        for q in reps[key]:
+            if _same_local(s.by_rank[q], s.by_rank[r]):
+                out[r] = (q, base[r] - base[q])
+                break
+        else:
+            reps[key].append(r)
+            out[r] = (r, 0)
+    return out
+
+
+def _same_local(a: tuple[Op, ...], b: tuple[Op, ...]) -> bool:
+    for x, y in zip(a, b, strict=True):
+        if x.stream != y.stream or x.reads != y.reads or x.writes != y.writes:
+            return False
+    return True
+
+
+def _per_rank_class(s: Schedule, local: Callable[[Schedule, Sequence[Op]], list[Ob]],
+                    shift: Callable[[Ob, int], Ob], symmetry: bool, classes: Classes | None) -> list[Ob]:
+    if classes is None and symmetry and len(s.ranks) > 1:
+        classes = rank_classes(s)
+    if classes is None:
+        return local(s, s.ops)
+    done: dict[int, list[Ob]] = {}
+    out: list[Ob] = []
+    for r in s.ranks:
+        rep, d = classes[r]
+        if rep == r:
+            done[r] = local(s, s.by_rank[r])
+            out += done[r]
+        else:
+            out += [shift(ob, d) for ob in done[rep]]
+    return out
+
+
+def _shift_read(ob: ReadOb, d: int) -> ReadOb:
+    return ReadOb(ob.read + d, ob.region, ob.expected, tuple(w + d for w in ob.good), tuple(w + d for w in ob.bad),
+                  ob.init)
+
+
+def _shift_overlap(ob: OverlapOb, d: int) -> OverlapOb:
+    return OverlapOb(ob.a + d, ob.b + d, ob.region)
+
+
+# ------------------------------------------------------------- dataflow
+def read_obligations(s: Schedule, *, symmetry: bool = True, classes: Classes | None = None) -> list[ReadOb]:
+    """One obligation per cell of every read that expects a value; with
+    ``symmetry``, computed once per class of identical ranks (the same list;
+    ``classes`` from :func:`rank_classes` saves finding them again)."""
+    return _per_rank_class(s, _read_obligations, _shift_read, symmetry, classes)
+
+
+def _read_obligations(s: Schedule, ops: Sequence[Op]) -> list[ReadOb]:
     writes: dict[tuple[int, str], list[tuple[Region, tuple[int, Access]]]] = defaultdict(list)
-    for op in s.ops:
+    for op in ops:
         for acc in op.writes:
             writes[(op.rank, acc.region.buffer)].append((acc.region, (op.id, acc)))
-    index = {key: BoxIndex(items) for key, items in writes.items()}
+    rows = {key: RowIndex(items) for key, items in writes.items()}
+    boxes: dict[tuple[int, str], BoxIndex[tuple[int, Access]]] = {}  # built when a read needs one
     inits: dict[tuple[int, str], list[tuple[int, Region, str]]] = defaultdict(list)
     for i, init in enumerate(s.init):
         for r in s.ranks:
             if init.applies_to(r):
                 inits[(r, init.region.buffer)].append((i, init.region, init.value))
-    position = {op.id: i for ops in s.streams.values() for i, op in enumerate(ops)}
+    ranks = {op.rank for op in ops} if len(ops) < len(s.ops) else set(s.ranks)
+    position = {op.id: i for (r, _), st in s.streams.items() if r in ranks for i, op in enumerate(st)}
     obs: list[ReadOb] = []
-    for op in s.ops:
+    for op in ops:
+        reads = op.reads
+        if not reads:
+            continue
         seen: set[tuple[object, ...]] = set()
-        for acc in op.reads:
+        alone = len(reads) == 1  # one read, one cell: nothing to deduplicate
+        for acc in reads:
             if acc.value is None:
                 continue
             key = (op.rank, acc.region.buffer)
-            idx = index.get(key)
-            ws = [w for _, w in idx.query(acc.region)] if idx is not None else []
-            ws = [(w, a) for w, a in ws if w != op.id]
-            its = [(i, reg, v) for i, reg, v in inits.get(key, []) if reg.overlaps(acc.region)]
-            fast = _disjoint_cells(s, op.id, acc, ws, its, position)
+            here = inits.get(key)
+            its = [(i, reg, v) for i, reg, v in here if reg.overlaps(acc.region)] if here else []
+            ws: list[tuple[int, Access]] | None = None
+            fast: list[ReadOb] | None = None
+            index = rows.get(key)
+            hit = index.lookup(acc.region) if index is not None else None
+            if hit is not None:
+                row, axis, i, j = hit
+                rf = row.extra
+                if rf is None:
+                    rf = row.extra = _RowFacts(s, row, position)
+                fast = _row_cells(op.id, acc, row, axis, i, j, rf, its)
+                if fast is None:
+                    run = sorted(range(i, j), key=row.order.__getitem__)
+                    ws = [row.items[k][1] for k in run if row.items[k][1][0] != op.id]
+            if fast is None:
+                if ws is None:
+                    idx = boxes.get(key)
+                    if idx is None and key in writes:
+                        idx = boxes[key] = BoxIndex(writes[key])
+                    ws = [w for _, w in idx.query(acc.region)] if idx is not None else []
+                    ws = [(w, a) for w, a in ws if w != op.id]
+                fast = _disjoint_cells(s, op.id, acc, ws, its, position)
             if fast is not None:
+                if alone and len(fast) == 1:
+                    obs.append(fast[0])
+                    continue
                 for ob in fast:
                     sig = (ob.expected, ob.good, ob.bad, ob.init)
                     if sig not in seen:
                         seen.add(sig)
                         obs.append(ob)
                 continue
+            assert ws is not None
             cutters = [(k, a.region) for k, (_, a) in enumerate(ws)]
             cutters += [(-1 - k, reg) for k, (_, reg, _) in enumerate(its)]
             for piece, ids in _split(acc.region.box, cutters):
@@ -157,6 +263,85 @@ def read_obligations(s: Schedule) -> list[ReadOb]:
                 assert acc.value is not None
                 obs.append(ReadOb(op.id, Region(acc.region.buffer, piece), acc.value, good, bad, before))
     return obs
+
+
+class _RowFacts:
+    """What the fast path needs of one row of writers, computed once: their
+    op ids and values in row order, and whether they are all on one stream
+    in increasing stream order (then the last of a run is the latest)."""
+
+    __slots__ = ("ids", "values", "in_stream_order")
+
+    def __init__(self, s: Schedule, row: Row[tuple[int, Access]], position: dict[int, int]) -> None:
+        self.ids = [w for _, (w, _) in row.items]
+        self.values = [a.value for _, (_, a) in row.items]
+        streams = {(s.ops[w].rank, s.ops[w].stream) for w in self.ids}
+        pos = [position[w] for w in self.ids]
+        self.in_stream_order = len(streams) == 1 and all(a < b for a, b in zip(pos, pos[1:], strict=False))
+
+
+def _row_cells(read: int, acc: Access, row: Row[tuple[int, Access]], axis: int, i: int, j: int,
+               rf: _RowFacts, its: list[tuple[int, Region, str]]) -> list[ReadOb] | None:
+    """``_disjoint_cells`` for a read whose writers are the run ``i .. j-1`` of
+    one row, without looking at each writer: the run tiles (prefix counts),
+    writes only the expected value (one count), and comes from one stream in
+    stream order, so its last writer is the latest.  Gives the same
+    obligations as ``_disjoint_cells``; None when any condition fails."""
+    v = acc.value
+    assert v is not None
+    f = acc.region.flat
+    lo, hi = f[2 * axis], f[2 * axis + 1]
+    if j - i == 1 and not its:  # the usual read: one writer, which must cover it
+        if rf.ids[i] == read or rf.values[i] != v or row.los[i] > lo or row.his[i] < hi:
+            return None
+        return [ReadOb(read, acc.region, v, (rf.ids[i],), (), None)]
+    if (j <= i and not its) or not row.tiles(i, j):
+        return None
+    if j > i and (rf.values[i:j].count(v) != j - i or (j - i > 1 and not rf.in_stream_order)
+                  or read in rf.ids[i:j]):
+        return None
+    across = 1  # the read's size off the row axis, which every writer of the row shares
+    for m in range(0, len(f), 2):
+        if m != 2 * axis:
+            across *= f[m + 1] - f[m]
+    volume = across * row.covered(i, j, lo, hi)
+    whole = across * (hi - lo)
+    out: list[ReadOb] = []
+    if its:
+        spans: list[tuple[int, int]] = []
+        for _, reg, val in its:
+            inter = reg.intersect(acc.region)
+            if inter is None:
+                return None
+            a, b = inter.flat[2 * axis], inter.flat[2 * axis + 1]
+            i2, j2 = row.span(a, b)
+            if max(i, i2) < min(j, j2):
+                return None  # an initial value under a writer: not one writer per cell
+            spans.append((a, b))
+            volume += _volume(inter)
+            if val != v:
+                out.append(ReadOb(read, inter, v, (), (), val))
+        spans.sort()
+        if any(x[1] > y[0] for x, y in zip(spans, spans[1:], strict=False)):
+            return None
+    if volume != whole:
+        return None  # part of the read is covered by nothing: the general split names it
+    if j > i:
+        inter = _clip(row.items[j - 1][0], acc.region)
+        assert inter is not None
+        out.append(ReadOb(read, inter, v, (rf.ids[j - 1],), (), None))
+    return out
+
+
+def _clip(w: Region, r: Region) -> Region | None:
+    """``w`` intersected with ``r``; ``w`` itself, with no new object, when ``r`` contains it."""
+    fw, fr = w.flat, r.flat
+    if len(fw) == len(fr) and w.buffer == r.buffer:
+        for k in range(0, len(fw), 2):
+            if fw[k] < fr[k] or fw[k + 1] > fr[k + 1]:
+                return w.intersect(r)
+        return w
+    return w.intersect(r)
 
 
 def _volume(r: Region) -> int:
@@ -215,36 +400,68 @@ def _disjoint_cells(s: Schedule, read: int, acc: Access, ws: list[tuple[int, Acc
     return out
 
 
-def race_obligations(s: Schedule) -> list[OverlapOb]:
-    """Conflicting pairs on different streams.  Accesses are indexed per
-    (rank, buffer, stream), and each access looks only into the indexes of
-    the other streams: ops on one stream never overlap (stream order)."""
-    acc: dict[tuple[int, str], dict[str, list[tuple[Region, tuple[Op, bool]]]]] = defaultdict(
+def race_obligations(s: Schedule, *, symmetry: bool = True, classes: Classes | None = None) -> list[OverlapOb]:
+    """Conflicting pairs on different streams, ordered by op ids; with
+    ``symmetry``, computed once per class of identical ranks (as for reads)."""
+    return _per_rank_class(s, _race_obligations, _shift_overlap, symmetry, classes)
+
+
+def _race_obligations(s: Schedule, ops: Sequence[Op]) -> list[OverlapOb]:
+    """Accesses are indexed per (rank, buffer, stream), and each access looks
+    only into the indexes of the other streams: ops on one stream never
+    overlap (stream order)."""
+    acc: dict[tuple[int, str], dict[str, list[tuple[Region, tuple[int, bool]]]]] = defaultdict(
         lambda: defaultdict(list))
-    for op in s.ops:
+    for op in ops:
         for a in op.reads:
-            acc[(op.rank, a.region.buffer)][op.stream].append((a.region, (op, False)))
+            acc[(op.rank, a.region.buffer)][op.stream].append((a.region, (op.id, False)))
         for a in op.writes:
-            acc[(op.rank, a.region.buffer)][op.stream].append((a.region, (op, True)))
+            acc[(op.rank, a.region.buffer)][op.stream].append((a.region, (op.id, True)))
     obs: dict[tuple[int, int], OverlapOb] = {}
     for per_stream in acc.values():
         if len(per_stream) < 2:
             continue
         streams = sorted(per_stream)
-        indexes = {st: BoxIndex(per_stream[st]) for st in streams}
+        indexes = {st: _Overlaps(per_stream[st]) for st in streams[1:]}
         for i, st in enumerate(streams):
             for other in streams[i + 1:]:
+                index = indexes[other]
                 for ra, (oa, wa) in per_stream[st]:
-                    for rb, (ob, wb) in indexes[other].query(ra):
+                    for rb, (ob, wb) in index.query(ra):
                         if not (wa or wb):
                             continue
-                        key = (min(oa.id, ob.id), max(oa.id, ob.id))
+                        key = (oa, ob) if oa < ob else (ob, oa)
                         if key in obs:
                             continue
-                        inter = ra.intersect(rb)
+                        inter = _clip(rb, ra)
                         if inter is not None:
                             obs[key] = OverlapOb(key[0], key[1], inter)
     return [obs[k] for k in sorted(obs)]
+
+
+class _Overlaps(Generic[T]):
+    """Which items overlap a region: by row when the row index can answer,
+    else by the box index (made on first need)."""
+
+    __slots__ = ("items", "rows", "boxes")
+
+    def __init__(self, items: list[tuple[Region, T]]) -> None:
+        self.items = items
+        self.rows = RowIndex(items)
+        self.boxes: BoxIndex[T] | None = None
+
+    def query(self, region: Region) -> list[tuple[Region, T]]:
+        """The items whose region overlaps ``region``, in insertion order."""
+        hit = self.rows.lookup(region)
+        if hit is not None:
+            row, _, i, j = hit
+            order = row.order
+            if all(order[k] < order[k + 1] for k in range(i, j - 1)):
+                return row.items[i:j]
+            return [row.items[k] for k in sorted(range(i, j), key=order.__getitem__)]
+        if self.boxes is None:
+            self.boxes = BoxIndex(self.items)
+        return list(self.boxes.query(region))
 
 
 def phase_obligations(s: Schedule) -> list[OrderOb | SampleOb | MetaOb]:
@@ -284,7 +501,7 @@ def phase_obligations(s: Schedule) -> list[OrderOb | SampleOb | MetaOb]:
             # A send's tail is the transfer draining to its peer: its input is
             # protected by dataflow and race, so it may overlap the next step.
             for o in groups[q][t0]:
-                if s.ops[o].kind is not Kind.SEND:
+                if s.ops[o].kind is not _SEND:
                     per_rank0[s.ops[o].rank].append(o)
             # Only ops that do work must wait for the previous step: a posted
             # recv or a stream wait may start early, they only wait.
@@ -353,11 +570,12 @@ def ordering_obligations(s: Schedule, m: Matching) -> list[OrderOb]:
     obs: list[OrderOb] = []
     seqs: dict[tuple[object, ...], list[Op]] = defaultdict(list)
     for op in s.ops:
-        if op.kind.is_collective:
+        kind = op.kind
+        if kind in _COLLECTIVES:
             seqs[("coll", op.rank, op.group)].append(op)
-        elif op.kind is Kind.SEND:
+        elif kind is _SEND:
             seqs[("send", op.rank, op.peer, op.channel)].append(op)
-        elif op.kind is Kind.RECV:
+        elif kind is _RECV:
             seqs[("recv", op.rank, op.peer, op.channel)].append(op)
     for key, ops in seqs.items():
         for a, b in zip(ops, ops[1:], strict=False):

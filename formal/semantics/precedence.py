@@ -19,7 +19,10 @@ ties broken), and the engine and the executor agree on what a run is.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
+
+import numpy as np
 
 from ..ir import Schedule
 from .matching import Matching
@@ -46,36 +49,98 @@ class Edge(NamedTuple):
     b: int
 
 
-@dataclass(frozen=True)
+WHY = ("op", "stream", "event", "p2p", "coll")
+
+
+@dataclass(frozen=True, eq=False)
 class Precedence:
+    """The edges as parallel columns (numpy int64 arrays; ``why`` indexes
+    :data:`WHY`), in a fixed order: op edges, stream edges, events, p2p, then
+    each collective instance's edges.  ``edges`` gives them as :class:`Edge`
+    tuples, made on first use: the graph engine reads the columns alone."""
+
     n_ops: int
     n_points: int
-    edges: tuple[Edge, ...]
+    u: np.ndarray
+    v: np.ndarray
+    strict: np.ndarray
+    why: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
     instance_point: tuple[int, ...]  # aux point of each matched instance
 
     def op_of(self, point: int) -> int | None:
         return point // 2 if point < 2 * self.n_ops else None
 
+    @cached_property
+    def edges(self) -> tuple[Edge, ...]:
+        why = [WHY[w] for w in self.why.tolist()]
+        return tuple(map(Edge, self.u.tolist(), self.v.tolist(), self.strict.tolist(), why,
+                         self.a.tolist(), self.b.tolist()))
+
+    @property
+    def instance_base(self) -> int:
+        """The first instance point: every point from here on is one."""
+        return 2 * self.n_ops
+
+    @property
+    def n_edges(self) -> int:
+        return len(self.u)
+
+
+def _column(pairs: list[tuple[int, int]] | tuple[tuple[int, int], ...]) -> np.ndarray:
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
 
 def build_precedence(s: Schedule, m: Matching) -> Precedence:
     n = len(s.ops)
-    edges: list[Edge] = [Edge(start(o), end(o), True, "op", o, o) for o in range(n)]
-    for ops in s.streams.values():
-        for a, b in zip(ops, ops[1:], strict=False):
-            edges.append(Edge(end(a.id), start(b.id), True, "stream", a.id, b.id))
-    for rec, wait in m.events:
-        edges.append(Edge(end(rec), end(wait), True, "event", rec, wait))
-    for snd, rcv in m.pairs:
-        edges.append(Edge(start(snd), end(rcv), True, "p2p", snd, rcv))
-        if s.p2p == "rendezvous":
-            edges.append(Edge(start(rcv), end(snd), True, "p2p", rcv, snd))
-    points = 2 * n
-    inst_points = []
-    for inst in m.instances:
-        p = points
-        points += 1
-        inst_points.append(p)
-        for o in inst.ops:
-            edges.append(Edge(start(o), p, False, "coll", o, o))
-            edges.append(Edge(p, end(o), True, "coll", o, o))
-    return Precedence(n, points, tuple(edges), tuple(inst_points))
+    us: list[np.ndarray] = []
+    vs: list[np.ndarray] = []
+    strict: list[np.ndarray] = []
+    why: list[np.ndarray] = []
+    a_s: list[np.ndarray] = []
+    b_s: list[np.ndarray] = []
+
+    def add(u: np.ndarray, v: np.ndarray, is_strict: bool, code: int, a: np.ndarray, b: np.ndarray) -> None:
+        us.append(u)
+        vs.append(v)
+        strict.append(np.full(len(u), is_strict, dtype=bool))
+        why.append(np.full(len(u), code, dtype=np.int8))
+        a_s.append(a)
+        b_s.append(b)
+
+    ops = np.arange(n, dtype=np.int64)
+    add(2 * ops, 2 * ops + 1, True, 0, ops, ops)
+    chains = [np.fromiter([op.id for op in st], dtype=np.int64, count=len(st)) for st in s.streams.values()]
+    ids = np.concatenate(chains) if chains else np.zeros(0, dtype=np.int64)
+    last = np.cumsum([len(c) for c in chains]) - 1 if chains else np.zeros(0, dtype=np.int64)
+    keep = np.ones(len(ids), dtype=bool)
+    keep[last] = False  # the last op of a stream has no successor on it
+    first_ids, next_ids = ids[keep], ids[np.flatnonzero(keep) + 1]
+    add(2 * first_ids + 1, 2 * next_ids, True, 1, first_ids, next_ids)
+    ev = _column(m.events)
+    add(2 * ev[:, 0] + 1, 2 * ev[:, 1] + 1, True, 2, ev[:, 0], ev[:, 1])
+    pr = _column(m.pairs)
+    if s.p2p == "rendezvous":  # start(send) < end(recv) and start(recv) < end(send), pair by pair
+        both = np.stack([pr, pr[:, ::-1]], axis=1).reshape(-1, 2)
+        add(2 * both[:, 0], 2 * both[:, 1] + 1, True, 3, both[:, 0], both[:, 1])
+    else:
+        add(2 * pr[:, 0], 2 * pr[:, 1] + 1, True, 3, pr[:, 0], pr[:, 1])
+    members = [inst.ops for inst in m.instances]
+    inst_points = tuple(range(2 * n, 2 * n + len(members)))
+    if members:
+        mem = np.fromiter([o for ms in members for o in ms], dtype=np.int64)
+        pts = np.repeat(np.array(inst_points, dtype=np.int64), [len(ms) for ms in members])
+        # start(m) <= arrive(I) (not strict), then arrive(I) < end(m), member by member
+        u2 = np.stack([2 * mem, pts], axis=1).reshape(-1)
+        v2 = np.stack([pts, 2 * mem + 1], axis=1).reshape(-1)
+        st2 = np.tile(np.array([False, True]), len(mem))
+        m2 = np.repeat(mem, 2)
+        us.append(u2)
+        vs.append(v2)
+        strict.append(st2)
+        why.append(np.full(len(u2), 4, dtype=np.int8))
+        a_s.append(m2)
+        b_s.append(m2)
+    return Precedence(n, 2 * n + len(members), np.concatenate(us), np.concatenate(vs), np.concatenate(strict),
+                      np.concatenate(why), np.concatenate(a_s), np.concatenate(b_s), inst_points)
