@@ -26,7 +26,7 @@ from itertools import product
 import numpy as np
 
 from ..ir import Schedule
-from ..semantics.obligations import MetaOb, OrderOb, OverlapOb, ReadOb, SampleOb
+from ..semantics.obligations import MetaOb, OrderOb, OverlapOb, PerRank, ReadOb, SampleOb
 from ..semantics.precedence import Edge, Precedence, end, start
 
 AnyOb = ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb
@@ -180,29 +180,27 @@ class PrecedenceGraph:
         """Which obligations one reachability query each proves, decided in
         bulk: a read with one writer of its value and nothing else, a race
         pair, an order between two single ops.  True means proved; False
-        means "ask ``decide``" (which also builds the witness)."""
-        idx: list[int] = []
-        xs: list[int] = []
-        ys: list[int] = []
-        for i, ob in enumerate(obs):
-            t = type(ob)
-            if t is ReadOb:
-                if not ob.bad and len(ob.good) == 1 and ob.init != ob.expected:  # type: ignore[union-attr]
-                    idx.append(i)
-                    xs.append(2 * ob.good[0] + 1)  # type: ignore[union-attr]
-                    ys.append(2 * ob.read)  # type: ignore[union-attr]
-            elif t is OverlapOb:
-                idx += (i, i)
-                xs += (2 * ob.a + 1, 2 * ob.b + 1)  # type: ignore[union-attr]
-                ys += (2 * ob.b, 2 * ob.a)  # type: ignore[union-attr]
-            elif t is OrderOb and len(ob.before) == 1 and len(ob.after) == 1:  # type: ignore[union-attr]
-                idx.append(i)
-                xs.append(2 * ob.before[0] + 1)  # type: ignore[union-attr]
-                ys.append(2 * ob.after[0])  # type: ignore[union-attr]
+        means "ask ``decide``" (which also builds the witness).  Obligations
+        kept per class of identical ranks are decided from the class
+        representative's queries, shifted, without making them."""
+        if isinstance(obs, PerRank):
+            known: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+            idx_l, xs_l, ys_l = [], [], []
+            for (items, d), start in zip(obs.parts, obs.starts, strict=True):
+                q = known.get(id(items))
+                if q is None:
+                    q = known[id(items)] = _queries(items)
+                idx_l.append(q[0] + start)
+                xs_l.append(q[1] + 2 * d)
+                ys_l.append(q[2] + 2 * d)
+            idx = np.concatenate(idx_l) if idx_l else np.zeros(0, dtype=np.int64)
+            xs = np.concatenate(xs_l) if xs_l else idx
+            ys = np.concatenate(ys_l) if ys_l else idx
+        else:
+            idx, xs, ys = _queries(obs)
         out = np.zeros(len(obs), dtype=bool)
-        if idx:
-            hit = self.reach_many(np.array(xs, dtype=np.int64), np.array(ys, dtype=np.int64))
-            np.logical_or.at(out, np.array(idx, dtype=np.int64), hit)
+        if len(idx):
+            np.logical_or.at(out, idx, self.reach_many(xs, ys))
         return out
 
     def run_order(self, extra: Witness) -> list[int] | None:
@@ -328,6 +326,31 @@ def _has_cycle(nodes: Sequence[int], edges: Sequence[tuple[int, int]]) -> bool:
         return False
 
     return any(state.get(x, 0) == 0 and visit(x) for x in nodes)
+
+
+def _queries(obs: Sequence[AnyOb]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the obligations one query each can prove: their index, and the
+    query's two op events (``x`` must precede ``y``); a race pair gives two
+    queries, either of which proves it."""
+    idx: list[int] = []
+    xs: list[int] = []
+    ys: list[int] = []
+    for i, ob in enumerate(obs):
+        t = type(ob)
+        if t is ReadOb:
+            if not ob.bad and len(ob.good) == 1 and ob.init != ob.expected:  # type: ignore[union-attr]
+                idx.append(i)
+                xs.append(2 * ob.good[0] + 1)  # type: ignore[union-attr]
+                ys.append(2 * ob.read)  # type: ignore[union-attr]
+        elif t is OverlapOb:
+            idx += (i, i)
+            xs += (2 * ob.a + 1, 2 * ob.b + 1)  # type: ignore[union-attr]
+            ys += (2 * ob.b, 2 * ob.a)  # type: ignore[union-attr]
+        elif t is OrderOb and len(ob.before) == 1 and len(ob.after) == 1:  # type: ignore[union-attr]
+            idx.append(i)
+            xs.append(2 * ob.before[0] + 1)  # type: ignore[union-attr]
+            ys.append(2 * ob.after[0])  # type: ignore[union-attr]
+    return (np.array(idx, dtype=np.int64), np.array(xs, dtype=np.int64), np.array(ys, dtype=np.int64))
 
 
 def _kahn(n: int, ptr: list[int], dst: list[int], indeg: list[int],

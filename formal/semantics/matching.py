@@ -45,7 +45,8 @@ class Matching:
 
 
 def _sig(op: Op) -> tuple[object, ...]:
-    return (op.kind.value, op.size, op.root, op.dtype)
+    # ``_value_`` is the member's plain attribute: ``.value`` is a descriptor call in Python 3.11
+    return (op.kind._value_, op.size, op.root, op.dtype)
 
 
 def _sig_text(op: Op) -> str:
@@ -81,9 +82,14 @@ def _describe(s: Schedule, rank: int, seq: list[Op], ref: list[Op]) -> tuple[str
     return f"issues {len(sig)} collectives where the others issue {len(rsig)}", None
 
 
-def _collective_problems(s: Schedule, seqs: dict[str, dict[int, list[Op]]]) -> list[Problem]:
+def _collective_problems(s: Schedule, seqs: dict[str, dict[int, list[Op]]],
+                         clean: frozenset[str] = frozenset()) -> list[Problem]:
+    """Mismatched collectives, per group; the groups in ``clean`` are known
+    to match (every member issues the same sequence)."""
     problems = []
     for g, members in s.groups:
+        if g in clean:
+            continue
         per = {m: seqs[g].get(m, []) for m in members}
         lens = {m: len(v) for m, v in per.items()}
         kmax = max(lens.values(), default=0)
@@ -193,6 +199,7 @@ def match(s: Schedule) -> Matching:
                 (src,), tuple(o.id for o in rr[len(ss):]), (extra.id,)))
 
     instances: list[Instance] = []
+    clean: set[str] = set()
     for g, members in s.groups:
         per = colls[g]
         k = 0
@@ -201,7 +208,9 @@ def match(s: Schedule) -> Matching:
                 break
             instances.append(Instance(g, k, tuple(per[m][k].id for m in members)))
             k += 1
-    problems.extend(_collective_problems(s, colls))
+        if all(len(per[m]) == k for m in members):
+            clean.add(g)
+    problems.extend(_collective_problems(s, colls, frozenset(clean)))
 
     events: list[tuple[int, int]] = []
     noop: list[int] = []

@@ -18,9 +18,10 @@ million-op schedule has about a million of them).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from typing import Generic, NamedTuple, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, NamedTuple, TypeVar, overload
 
 from ..ir import Access, Kind, Op, Region, Schedule
 from ..ir.region import Interval
@@ -155,22 +156,69 @@ def _same_local(a: tuple[Op, ...], b: tuple[Op, ...]) -> bool:
     return True
 
 
+class PerRank(Sequence[Ob]):
+    """The obligations of every rank in rank order, kept once per class of
+    identical ranks: ``parts`` holds, per rank, the class representative's
+    list and the op-id shift.  An item is made (shifted) when it is read;
+    the graph engine decides whole parts in bulk from the representative's
+    op ids plus the shift, so most obligations of a large SPMD schedule
+    are never made at all."""
+
+    def __init__(self, parts: list[tuple[list[Ob], int]], shift: Callable[[Ob, int], Ob]) -> None:
+        self.parts = parts
+        self.shift = shift
+        self.starts: list[int] = []
+        n = 0
+        for items, _ in parts:
+            self.starts.append(n)
+            n += len(items)
+        self._len = n
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, i: int) -> Ob: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Ob]: ...
+
+    def __getitem__(self, i: int | slice) -> Ob | list[Ob]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(self._len))]
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            raise IndexError(i)
+        k = bisect_right(self.starts, i) - 1
+        items, d = self.parts[k]
+        ob = items[i - self.starts[k]]
+        return ob if d == 0 else self.shift(ob, d)
+
+    def __iter__(self) -> Iterator[Ob]:
+        for items, d in self.parts:
+            if d == 0:
+                yield from items
+            else:
+                shift = self.shift
+                for ob in items:
+                    yield shift(ob, d)
+
+
 def _per_rank_class(s: Schedule, local: Callable[[Schedule, Sequence[Op]], list[Ob]],
-                    shift: Callable[[Ob, int], Ob], symmetry: bool, classes: Classes | None) -> list[Ob]:
+                    shift: Callable[[Ob, int], Ob], symmetry: bool, classes: Classes | None) -> Sequence[Ob]:
     if classes is None and symmetry and len(s.ranks) > 1:
         classes = rank_classes(s)
     if classes is None:
         return local(s, s.ops)
     done: dict[int, list[Ob]] = {}
-    out: list[Ob] = []
+    parts: list[tuple[list[Ob], int]] = []
     for r in s.ranks:
         rep, d = classes[r]
         if rep == r:
             done[r] = local(s, s.by_rank[r])
-            out += done[r]
-        else:
-            out += [shift(ob, d) for ob in done[rep]]
-    return out
+        parts.append((done[rep], d))
+    return PerRank(parts, shift)
 
 
 def _shift_read(ob: ReadOb, d: int) -> ReadOb:
@@ -183,7 +231,7 @@ def _shift_overlap(ob: OverlapOb, d: int) -> OverlapOb:
 
 
 # ------------------------------------------------------------- dataflow
-def read_obligations(s: Schedule, *, symmetry: bool = True, classes: Classes | None = None) -> list[ReadOb]:
+def read_obligations(s: Schedule, *, symmetry: bool = True, classes: Classes | None = None) -> Sequence[ReadOb]:
     """One obligation per cell of every read that expects a value; with
     ``symmetry``, computed once per class of identical ranks (the same list;
     ``classes`` from :func:`rank_classes` saves finding them again)."""
@@ -400,7 +448,7 @@ def _disjoint_cells(s: Schedule, read: int, acc: Access, ws: list[tuple[int, Acc
     return out
 
 
-def race_obligations(s: Schedule, *, symmetry: bool = True, classes: Classes | None = None) -> list[OverlapOb]:
+def race_obligations(s: Schedule, *, symmetry: bool = True, classes: Classes | None = None) -> Sequence[OverlapOb]:
     """Conflicting pairs on different streams, ordered by op ids; with
     ``symmetry``, computed once per class of identical ranks (as for reads)."""
     return _per_rank_class(s, _race_obligations, _shift_overlap, symmetry, classes)
@@ -464,78 +512,93 @@ class _Overlaps(Generic[T]):
         return list(self.boxes.query(region))
 
 
+class _Step:
+    """What the phase rule needs of one step of one sequence, gathered in one
+    pass over the ops (in id order, which is issue order per rank):
+
+    * ``last``: per (rank, stream), the last op that is not a send.  A
+      send's tail is the transfer draining to its peer: its input is
+      protected by dataflow and race, so it may overlap the next step.  The
+      last op of a stream ends after the others of it.
+    * ``first``: per (rank, stream), the first op that does work.  A posted
+      recv or a stream wait may start early: they only wait.  The first op
+      of a stream starts before the others of it.
+    * ``samples``: the ops that sample the step's token."""
+
+    __slots__ = ("last", "first", "samples")
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[int, str], int] = {}
+        self.first: dict[tuple[int, str], int] = {}
+        self.samples: list[int] = []
+
+
 def phase_obligations(s: Schedule) -> list[OrderOb | SampleOb | MetaOb]:
     obs: list[OrderOb | SampleOb | MetaOb] = []
     by_step_tokens: dict[tuple[object, int], Op] = {}
-    groups: dict[object, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    groups: dict[object, dict[int, _Step]] = defaultdict(dict)
+    star: tuple[object, ...] = ("*",)
+    waiting = WAITING_KINDS
     for op in s.ops:
         m = op.meta
-        if m.phase == "decode" and m.sp is not None:
-            obs.append(MetaOb("phase", op.id, None,
-                              f"{s.label(op)} is sequence-parallel partition {m.sp[0]}/{m.sp[1]} in decode"
-                              f" step {m.step}: a decode step has one new token per sequence, so there is"
-                              " nothing to split; SP is only legal in prefill"))
-        seqs: tuple[object, ...] = m.seqs if m.seqs else ("*",)
-        if m.phase == "decode" and m.step is not None:
-            for q in seqs:
-                groups[q][m.step].append(op.id)
-                if m.tokens is not None:
-                    prev = by_step_tokens.get((q, m.step))
-                    if prev is None:
-                        by_step_tokens[(q, m.step)] = op
-                    elif prev.meta.tokens != m.tokens:
-                        obs.append(MetaOb("phase", op.id, prev.id,
-                                          f"{s.label(op)} and {s.label(prev)} split decode step {m.step}"
-                                          f" of sequence {q} into token partitions: SP inside a decode"
-                                          " step is illegal"))
-        elif m.phase == "prefill":
-            for q in seqs:
-                groups[q][-1].append(op.id)
+        phase = m.phase
+        if phase == "decode":
+            if m.sp is not None:
+                obs.append(MetaOb("phase", op.id, None,
+                                  f"{s.label(op)} is sequence-parallel partition {m.sp[0]}/{m.sp[1]} in decode"
+                                  f" step {m.step}: a decode step has one new token per sequence, so there is"
+                                  " nothing to split; SP is only legal in prefill"))
+            t = m.step
+            if t is None:
+                continue
+        elif phase == "prefill":
+            t = -1
+        else:
+            continue
+        seqs: tuple[object, ...] = m.seqs if m.seqs else star
+        key = (op.rank, op.stream)
+        kind = op.kind
+        for q in seqs:
+            per_q = groups[q]
+            g = per_q.get(t)
+            if g is None:
+                g = per_q[t] = _Step()
+            if kind is not _SEND:
+                g.last[key] = op.id
+            if kind not in waiting and key not in g.first:
+                g.first[key] = op.id
+            if m.sample:
+                g.samples.append(op.id)
+            if phase == "decode" and m.tokens is not None:
+                prev = by_step_tokens.get((q, t))
+                if prev is None:
+                    by_step_tokens[(q, t)] = op
+                elif prev.meta.tokens != m.tokens:
+                    obs.append(MetaOb("phase", op.id, prev.id,
+                                      f"{s.label(op)} and {s.label(prev)} split decode step {t}"
+                                      f" of sequence {q} into token partitions: SP inside a decode"
+                                      " step is illegal"))
     for q in sorted(groups, key=str):
         steps = sorted(groups[q])
         seq = "the batch" if q == "*" else f"sequence {q}"
         for t0, t1 in zip(steps, steps[1:], strict=False):
             name0 = "prefill" if t0 < 0 else f"decode step {t0}"
-            per_rank0: dict[int, list[int]] = defaultdict(list)
-            per_rank1: dict[int, list[int]] = defaultdict(list)
-            # A send's tail is the transfer draining to its peer: its input is
-            # protected by dataflow and race, so it may overlap the next step.
-            for o in groups[q][t0]:
-                if s.ops[o].kind is not _SEND:
-                    per_rank0[s.ops[o].rank].append(o)
-            # Only ops that do work must wait for the previous step: a posted
-            # recv or a stream wait may start early, they only wait.
-            work1 = [o for o in groups[q][t1] if s.ops[o].kind not in WAITING_KINDS]
-            for o in work1:
-                per_rank1[s.ops[o].rank].append(o)
-            for r in sorted(set(per_rank0) & set(per_rank1)):
-                obs.append(OrderOb("phase", _last_per_stream(s, per_rank0[r]), _first_per_stream(s, per_rank1[r]),
+            g0, g1 = groups[q][t0], groups[q][t1]
+            before: dict[int, list[int]] = defaultdict(list)
+            for (r, _), o in g0.last.items():
+                before[r].append(o)
+            after: dict[int, list[int]] = defaultdict(list)
+            for (r, _), o in g1.first.items():
+                after[r].append(o)
+            for r in sorted(set(before) & set(after)):
+                obs.append(OrderOb("phase", tuple(sorted(before[r])), tuple(sorted(after[r])),
                                    f"on rank {r}, decode step {t1} of {seq} overlaps {name0}: steps"
                                    " may overlap across ops within a step, never across steps"))
-            samples = tuple(o for o in groups[q][t0] if s.ops[o].meta.sample)
-            if samples and work1:
-                obs.append(SampleOb("phase", samples, _first_per_stream(s, work1),
+            if g0.samples and g1.first:
+                obs.append(SampleOb("phase", tuple(g0.samples), tuple(sorted(g1.first.values())),
                                     f"decode step {t1} of {seq} starts before {name0} has sampled"
                                     " its token"))
     return obs
-
-
-def _first_per_stream(s: Schedule, ops: list[int]) -> tuple[int, ...]:
-    """The first op of each stream among ``ops``: in every execution it starts
-    before the others of its stream (stream order), so "every op of ``ops``
-    starts after X" holds exactly when it holds for these."""
-    first: dict[tuple[int, str], int] = {}
-    for o in sorted(ops):
-        first.setdefault((s.ops[o].rank, s.ops[o].stream), o)
-    return tuple(sorted(first.values()))
-
-
-def _last_per_stream(s: Schedule, ops: list[int]) -> tuple[int, ...]:
-    """The last op of each stream among ``ops``: it ends after the others."""
-    last: dict[tuple[int, str], int] = {}
-    for o in sorted(ops):
-        last[(s.ops[o].rank, s.ops[o].stream)] = o
-    return tuple(sorted(last.values()))
 
 
 def unsampled_steps(s: Schedule) -> list[str]:
