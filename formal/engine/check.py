@@ -60,6 +60,7 @@ class Hybrid:
     def find_violations(self, obs: Sequence[AnyOb], limit: int) -> tuple[list[Answer], str]:
         found: list[Answer] = []
         leftover: list[int] = []
+        witnesses: dict[int, list[tuple[int, int]]] = {}
         if self.graph.queries is None:  # decide in bulk what one query decides; the rest one by one
             todo: Iterable[int] = np.flatnonzero(~self.graph.settled(obs)).tolist()
         else:  # recording queries (the benchmark): every obligation through decide
@@ -69,20 +70,30 @@ class Hybrid:
             if verdict == "solver":
                 leftover.append(i)
             elif verdict == "violated":
-                order = self.graph.run_order(witness)
-                if order is None:
-                    raise InternalError(f"graph witness for obligation {i} is not realisable")
-                found.append(Answer("sat", index=i, times=times_from_order(self.prec.n_points, order)))
+                # only the first violation becomes a run; the others are named in one line
+                found.append(Answer("sat", index=i))
+                witnesses[i] = witness
                 if len(found) >= limit:
-                    return found, "limit"
+                    return self._with_run(found, witnesses), "limit"
         if not leftover:
-            return found, "unsat"
+            return self._with_run(found, witnesses), "unsat"
         more, final = self.z3().find_violations([obs[i] for i in leftover], limit - len(found))
         for a in more:
             assert a.index is not None
             found.append(Answer("sat", index=leftover[a.index], times=a.times))
         found.sort(key=lambda a: a.index if a.index is not None else -1)
-        return found, final
+        return self._with_run(found, witnesses), final
+
+    def _with_run(self, found: list[Answer], witnesses: dict[int, list[tuple[int, int]]]) -> list[Answer]:
+        """Give the first violation (the one shown as a counterexample) its run."""
+        if found and not found[0].times:
+            i = found[0].index
+            assert i is not None
+            order = self.graph.run_order(witnesses[i])
+            if order is None:
+                raise InternalError(f"graph witness for obligation {i} is not realisable")
+            found[0] = Answer("sat", index=i, times=times_from_order(self.prec.n_points, order))
+        return found
 
 
 NOT_REPLAYED = "replay switched off"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from ..ir import Schedule
 from ..result import CycleStep, Observation, Run
 from ..semantics.obligations import MetaOb, OrderOb, OverlapOb, ReadOb, SampleOb
@@ -20,11 +22,11 @@ def run_from_times(prec: Precedence, times: Sequence[int]) -> Run:
     model are between unrelated events and any tie-break keeps the run
     admissible and the observation the same."""
     n = prec.n_ops
-    pts = sorted(range(2 * n), key=lambda p: (times[p], p))
-    rank = [0] * (2 * n)
-    for i, p in enumerate(pts):
-        rank[p] = i
-    return Run(tuple(rank[start(o)] for o in range(n)), tuple(rank[end(o)] for o in range(n)))
+    t = np.asarray(times[:2 * n], dtype=np.int64)
+    pts = np.lexsort((np.arange(2 * n), t))  # by time, ties by point
+    rank = np.empty(2 * n, dtype=np.int64)
+    rank[pts] = np.arange(2 * n, dtype=np.int64)
+    return Run(tuple(rank[0::2].tolist()), tuple(rank[1::2].tolist()))  # start(o) = 2o, end(o) = 2o + 1
 
 
 def partial_run(prec: Precedence, never: Iterable[int] = ()) -> Run:

@@ -401,10 +401,9 @@ def topological_order(n: int, succ: Sequence[Sequence[int]], blocked: set[int] |
 
 
 def times_from_order(n_points: int, order: Sequence[int]) -> tuple[int, ...]:
-    times = [0] * n_points
-    for i, p in enumerate(order):
-        times[p] = i
-    return tuple(times)
+    times = np.zeros(n_points, dtype=np.int64)
+    times[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int64)
+    return tuple(times.tolist())
 
 
 def shortest_strict_cycle(edges: Sequence[Edge]) -> list[Edge]:

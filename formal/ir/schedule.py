@@ -104,7 +104,18 @@ class Schedule:
         return tuple(self._label(op) for op in self.ops)
 
     def label(self, op: Op | int) -> str:
-        return self.labels[op if isinstance(op, int) else op.id]
+        """The canonical string of one op; made on first request (a message
+        about two ops of a million-op schedule should not label them all)."""
+        i = op if isinstance(op, int) else op.id
+        cache = self._label_cache
+        text = cache.get(i)
+        if text is None:
+            text = cache[i] = self._label(self.ops[i])
+        return text
+
+    @cached_property
+    def _label_cache(self) -> dict[int, str]:
+        return {}
 
     def _label(self, op: Op) -> str:
         k = self.seq_numbers[op.id]
