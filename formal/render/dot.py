@@ -82,24 +82,30 @@ class Syncs:
         return {k: tuple(v) for k, v in out.items()}
 
 
+_SEND, _RECV, _RECORD, _WAIT = Kind.SEND, Kind.RECV, Kind.RECORD, Kind.WAIT
+_COLLECTIVES = frozenset(k for k in Kind if k.is_collective)
+
+
 def find_syncs(s: Schedule) -> Syncs:
     sends: dict[tuple[object, ...], int] = {}
     recvs: dict[tuple[object, ...], int] = {}
     records: dict[tuple[int, str], int] = {}
     waits: list[Op] = []
     colls: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for op in s.ops:
-        n = s.seq_numbers[op.id]
-        if op.kind is Kind.SEND:
-            sends[(op.rank, op.peer, op.channel, n)] = op.id
-        elif op.kind is Kind.RECV:
-            recvs[(op.peer, op.rank, op.channel, n)] = op.id
-        elif op.kind.is_collective and op.group is not None and n is not None:
-            colls[(op.group, n)].append(op.id)
-        elif op.kind is Kind.RECORD and op.event is not None:
-            records[(op.rank, op.event)] = op.id
-        elif op.kind is Kind.WAIT:
+    seq = s.seq_numbers
+    for op in s.ops:  # kinds compared with local names: ``Kind.X`` is a descriptor call per use
+        kind = op.kind
+        if kind is _SEND:
+            sends[(op.rank, op.peer, op.channel, seq[op.id])] = op.id
+        elif kind is _RECV:
+            recvs[(op.peer, op.rank, op.channel, seq[op.id])] = op.id
+        elif kind is _WAIT:
             waits.append(op)
+        elif kind is _RECORD:
+            if op.event is not None:
+                records[(op.rank, op.event)] = op.id
+        elif kind in _COLLECTIVES and op.group is not None and seq[op.id] is not None:
+            colls[(op.group, seq[op.id])].append(op.id)
     p2p = tuple(sorted((snd, recvs[k]) for k, snd in sends.items() if k in recvs))
     events: list[tuple[int, int]] = []
     noop: set[int] = set()
