@@ -146,3 +146,38 @@ def test_bulk_decisions_match_one_by_one(schedule: Schedule) -> None:
         for ob, done in zip(obs, g.settled(obs).tolist(), strict=True):
             if done:
                 assert g.decide(ob)[0] == "proved", ob
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(schedules())
+def test_obligations_per_rank_class_are_the_direct_ones(schedule: Schedule) -> None:
+    """Dataflow and race obligations computed once per class of identical
+    ranks and shifted are exactly those computed rank by rank."""
+    from syncproof.semantics.obligations import race_obligations, read_obligations
+
+    assert list(read_obligations(schedule)) == list(read_obligations(schedule, symmetry=False))
+    assert list(race_obligations(schedule)) == list(race_obligations(schedule, symmetry=False))
+
+
+def test_rank_classes_split_ranks_that_differ_in_one_access() -> None:
+    from syncproof.bench.generators import tp_pp_decode
+    from syncproof.ir import ScheduleBuilder
+    from syncproof.semantics.obligations import rank_classes, read_obligations
+
+    s = tp_pp_decode(tp=4, pp=2, layers=4, steps=3, mbs=2)
+    classes = rank_classes(s)
+    assert classes is not None
+    assert {r: rep for r, (rep, _) in classes.items()} == {0: 0, 1: 0, 2: 0, 3: 0, 4: 4, 5: 4, 6: 4, 7: 4}
+    assert len(read_obligations(s)) == len(read_obligations(s, symmetry=False))
+    # the same program on two ranks, except that rank 1 reads one cell no one writes
+    b = ScheduleBuilder("almost-symmetric")
+    b.buffer("x", "i")
+    for r in (0, 1):
+        rb = b.rank(r)
+        rb.compute("w", writes={"x[i=0]": "a"})
+        rb.compute("r", reads={"x[i=0]" if r == 0 else "x[i=1]": "a"})
+    t = b.build()
+    assert rank_classes(t) == {0: (0, 0), 1: (1, 0)}
+    direct = read_obligations(t, symmetry=False)
+    assert list(read_obligations(t)) == list(direct)
+    assert [ob.good for ob in direct] == [(0,), ()]  # rank 1's read has no writer: not rank 0's shifted
