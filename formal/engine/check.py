@@ -29,6 +29,7 @@ from ..semantics.obligations import (
     SampleOb,
     ordering_obligations,
     phase_obligations,
+    phase_steps,
     race_obligations,
     rank_classes,
     read_obligations,
@@ -243,8 +244,9 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
         f"{s.label(w)} is issued before the record of its event: in CUDA such a wait does nothing,"
         " and syncproof treats it so" for w in m.noop_waits
     )
-    if "phase" in props:
-        warnings += tuple(unsampled_steps(s))
+    phase_pass = phase_steps(s) if "phase" in props else None
+    if phase_pass is not None:
+        warnings += tuple(unsampled_steps(s, phase_pass))
     results: dict[str, PropertyResult] = {}
     results["matching"] = _matching_result(s, m, prec, replay)
     rest = [p for p in props if p != "matching"]
@@ -313,7 +315,7 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
         elif p == "race":
             obs = race_obligations(s, classes=classes)
         else:
-            obs = phase_obligations(s)
+            obs = phase_obligations(s, phase_pass)
         t = lap(f"obligations:{p}", t)
         results[p] = _property(s, p, obs, backend, prec, max_cex, replay, texts[p])
         t = lap(f"decide:{p}", t)

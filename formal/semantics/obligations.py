@@ -533,8 +533,14 @@ class _Step:
         self.samples: list[int] = []
 
 
-def phase_obligations(s: Schedule) -> list[OrderOb | SampleOb | MetaOb]:
-    obs: list[OrderOb | SampleOb | MetaOb] = []
+PhaseSteps = tuple[list[MetaOb], dict[object, dict[int, _Step]]]
+
+
+def phase_steps(s: Schedule) -> PhaseSteps:
+    """One pass over the ops for the phase rule: the metadata rules broken,
+    and per sequence and step what :class:`_Step` keeps.  Shared by
+    :func:`phase_obligations` and :func:`unsampled_steps`."""
+    obs: list[MetaOb] = []
     by_step_tokens: dict[tuple[object, int], Op] = {}
     groups: dict[object, dict[int, _Step]] = defaultdict(dict)
     star: tuple[object, ...] = ("*",)
@@ -578,10 +584,16 @@ def phase_obligations(s: Schedule) -> list[OrderOb | SampleOb | MetaOb]:
                                       f"{s.label(op)} and {s.label(prev)} split decode step {t}"
                                       f" of sequence {q} into token partitions: SP inside a decode"
                                       " step is illegal"))
+    return obs, groups
+
+
+def phase_obligations(s: Schedule, steps: PhaseSteps | None = None) -> list[OrderOb | SampleOb | MetaOb]:
+    meta, groups = steps if steps is not None else phase_steps(s)
+    obs: list[OrderOb | SampleOb | MetaOb] = list(meta)
     for q in sorted(groups, key=str):
-        steps = sorted(groups[q])
+        order = sorted(groups[q])
         seq = "the batch" if q == "*" else f"sequence {q}"
-        for t0, t1 in zip(steps, steps[1:], strict=False):
+        for t0, t1 in zip(order, order[1:], strict=False):
             name0 = "prefill" if t0 < 0 else f"decode step {t0}"
             g0, g1 = groups[q][t0], groups[q][t1]
             before: dict[int, list[int]] = defaultdict(list)
@@ -601,23 +613,15 @@ def phase_obligations(s: Schedule) -> list[OrderOb | SampleOb | MetaOb]:
     return obs
 
 
-def unsampled_steps(s: Schedule) -> list[str]:
+def unsampled_steps(s: Schedule, steps: PhaseSteps | None = None) -> list[str]:
     """Decode steps that follow a step with no op marked ``sample``: the
     token rule cannot be checked for them (said as a warning, not dropped)."""
-    groups: dict[object, dict[int, bool]] = defaultdict(dict)
-    for op in s.ops:
-        m = op.meta
-        t = m.step if m.phase == "decode" else -1 if m.phase == "prefill" else None
-        if t is None or (m.phase == "decode" and m.step is None):
-            continue
-        keys: tuple[object, ...] = m.seqs or ("*",)
-        for q in keys:
-            groups[q][t] = groups[q].get(t, False) or m.sample
+    _, groups = steps if steps is not None else phase_steps(s)
     out = []
     for q in sorted(groups, key=str):
-        steps = sorted(groups[q])
-        for t0, t1 in zip(steps, steps[1:], strict=False):
-            if not groups[q][t0]:
+        order = sorted(groups[q])
+        for t0, t1 in zip(order, order[1:], strict=False):
+            if not groups[q][t0].samples:
                 seq = "the batch" if q == "*" else f"sequence {q}"
                 name0 = "prefill" if t0 < 0 else f"decode step {t0}"
                 out.append(f"{name0} of {seq} has no op marked \"sample\": that decode step {t1} starts"
