@@ -141,6 +141,18 @@ def test_bulk_decisions_match_one_by_one(schedule: Schedule) -> None:
     xs = np.array([x for x, _ in pairs], dtype=np.int64)
     ys = np.array([y for _, y in pairs], dtype=np.int64)
     assert g.reach_many(xs, ys).tolist() == [g.reach(x, y) for x, y in pairs]
+    # and both against plain search over the edges: x precedes y iff a path leads from x to y
+    succ: dict[int, list[int]] = {}
+    for u, v in zip(prec.u.tolist(), prec.v.tolist(), strict=True):
+        succ.setdefault(u, []).append(v)
+    for x in range(n):
+        seen, todo = set(), [x]
+        while todo:
+            for w in succ.get(todo.pop(), ()):
+                if w not in seen:
+                    seen.add(w)
+                    todo.append(w)
+        assert [g.reach(x, y) for y in range(n)] == [y in seen and y != x for y in range(n)], x
     for obs in (read_obligations(schedule), race_obligations(schedule), phase_obligations(schedule),
                 ordering_obligations(schedule, m)):
         for ob, done in zip(obs, g.settled(obs).tolist(), strict=True):

@@ -134,22 +134,30 @@ class PrecedenceGraph:
         ptr, src = pred_ptr.tolist(), pred_src.tolist()
         row_l, chain_l, pos_l = row_of.tolist(), self.chain, self.pos
         maximum = np.maximum
+        flat = rows.reshape(-1)  # scalar access through a 1-D view is cheaper
+        width = rows.shape[1]
         for p in merge_order.tolist():
             lo, hi = ptr[p], ptr[p + 1]
-            row = rows[row_l[p]]
+            rp = row_l[p]
+            row = rows[rp]
             if hi - lo == 2:  # the usual merge: the chain predecessor and one sync edge
-                a, b = src[lo], src[lo + 1]
-                maximum(rows[row_l[a]], rows[row_l[b]], out=row)
-                preds = (a, b)
+                preds = src[lo:hi]
+                maximum(rows[row_l[preds[0]]], rows[row_l[preds[1]]], out=row)
             else:
                 preds = src[lo:hi]
                 row[:] = rows[row_l[preds[0]]]
                 for q in preds[1:]:
                     maximum(row, rows[row_l[q]], out=row)
+            # A predecessor's row may be stale for its own chain: write its
+            # position.  Not for p's own chain, which no query reads from p's
+            # row, and which a later merge fixes from its own predecessor.
+            cp = chain_l[p]
             for q in preds:
                 cq = chain_l[q]
-                if cq >= 0 and row[cq] < pos_l[q]:
-                    row[cq] = pos_l[q]
+                if cq >= 0 and cq != cp:
+                    k = rp * width + cq
+                    if flat[k] < pos_l[q]:
+                        flat[k] = pos_l[q]
         self.rows = rows
         self.row_of = row_l
         self._row_of_a = row_of
