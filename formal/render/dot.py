@@ -104,8 +104,10 @@ def find_syncs(s: Schedule) -> Syncs:
         elif kind is _RECORD:
             if op.event is not None:
                 records[(op.rank, op.event)] = op.id
-        elif kind in _COLLECTIVES and op.group is not None and seq[op.id] is not None:
-            colls[(op.group, seq[op.id])].append(op.id)
+        elif kind in _COLLECTIVES and op.group is not None:
+            k = seq[op.id]
+            if k is not None:
+                colls[(op.group, k)].append(op.id)
     p2p = tuple(sorted((snd, recvs[k]) for k, snd in sends.items() if k in recvs))
     events: list[tuple[int, int]] = []
     noop: set[int] = set()
