@@ -3,6 +3,8 @@ the loader's error messages."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -11,11 +13,28 @@ from typing import Any
 import jsonschema
 import pytest
 
+from syncproof.bench.generators import schedule_of_size
 from syncproof.errors import ScheduleError
-from syncproof.ir import FULL, Interval, Region, ScheduleBuilder, dumps, load, loads, schedule_to_dict
+from syncproof.ir import (
+    FULL,
+    Access,
+    Interval,
+    Kind,
+    Meta,
+    Op,
+    Region,
+    ScheduleBuilder,
+    dumps,
+    fileformat,
+    load,
+    loads,
+    schedule_from_dict,
+    schedule_to_dict,
+)
+from syncproof.ir import validate as validate_module
 from syncproof.ir.fileformat import resolve_region
 from syncproof.ir.region import RegionSyntaxError, parse_region_parts
-from syncproof.ir.schedule import Buffer
+from syncproof.ir.schedule import Buffer, InitValue, Schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
@@ -454,6 +473,188 @@ def test_contradictory_read_expectations_are_rejected(tmp_path: Path) -> None:
     err = _load_error(tmp_path, json.dumps(doc))
     assert "rank 1, op 0" in str(err) and "overlap" in str(err)
 
+
+
+# ------------------------------------------------------------------ the loader's fast path
+# schedule_from_dict decides most ops on a fast path (exact types, caches of
+# checked raw values, validate's per-op checks done on the way) and leaves
+# anything unusual to the reference, fileformat._op and validate's own pass.
+# The reference alone must give the very same schedule, or the same error.
+def _reference_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: str,
+                   groups: Any, ranks: Any) -> tuple[list[Op], None]:
+    ops: list[Op] = []
+    for rank, lst in ranked:
+        for i, d in enumerate(lst):
+            ops.append(fileformat._op(d, rank, i, len(ops), buffers, src))
+    return ops, None
+
+
+def _nothing_is_fine(*args: Any) -> Callable[[int, Op], bool]:
+    """validate's fast check, turned off: every op goes through _check_op."""
+    return lambda pos, op: False
+
+
+def _shape(x: Any) -> Any:
+    """``x`` down to its leaves, with exact types and field order."""
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return (type(x), [(k, _shape(v)) for k, v in vars(x).items() if k in _FIELDS[type(x)]])
+    if isinstance(x, tuple):
+        return (tuple, [_shape(v) for v in x])
+    return (type(x), x)
+
+
+_FIELDS = {c: {f.name for f in dataclasses.fields(c)} for c in (Op, Access, Meta, Region, Interval, Buffer,
+                                                                   InitValue, Schedule)}
+
+
+def _outcome(doc: Any) -> Any:
+    try:
+        s = schedule_from_dict(copy.deepcopy(doc), "d.json")
+    except ScheduleError as e:
+        return ("error", str(e), e.where, e.hint, repr(e.__context__), e.__suppress_context__)
+    return ("ok", _shape(s), s.source)
+
+
+def _same_as_reference(docs: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = [_outcome(d) for d in docs]
+    with monkeypatch.context() as m:
+        m.setattr(fileformat, "_load_ops", _reference_ops)
+        m.setattr(validate_module, "_fine_ops", _nothing_is_fine)
+        slow = [_outcome(d) for d in docs]
+    for i, (a, b) in enumerate(zip(fast, slow, strict=True)):
+        assert a == b, (i, docs[i])
+
+
+def test_fast_path_loads_the_malformed_cases_as_the_reference_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = [_base()]
+    for case in CASES:
+        doc = _base()
+        case[1](doc)
+        docs.append(doc)
+        if "ranks" in doc:  # the same problem after the good ops of the base (with their own events)
+            warm = copy.deepcopy(doc)
+            for rk, ops in _base()["ranks"].items():
+                for op in ops:
+                    if "event" in op:
+                        op["event"] = "warm_" + op["event"]
+                warm["ranks"][rk] = ops + warm["ranks"][rk]
+            docs.append(warm)
+    _same_as_reference(docs, monkeypatch)
+
+
+def test_fast_path_builds_what_the_reference_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = [json.loads(p.read_text(encoding="utf-8")) for p in EXAMPLES]
+    for mix in ("decode", "prefill"):
+        docs.append(schedule_to_dict(schedule_of_size(1000, mix)))
+    docs.append(schedule_to_dict(schedule_of_size(1000, fault=True)))
+    _same_as_reference(docs, monkeypatch)
+
+
+def test_validate_fast_check_agrees_with_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate on schedules made without the loader (as importers do): its
+    fast check of each op, and its reference _check_op alone, agree."""
+    scheds = [loads(json.dumps(_base())), schedule_of_size(200)]
+    changes: list[dict[str, Any]] = [
+        {"peer": 0}, {"peer": 1}, {"peer": 9}, {"peer": None}, {"group": None}, {"group": "solo"}, {"group": "no"},
+        {"root": None}, {"root": 7}, {"event": ""}, {"event": None}, {"size": -1}, {"stream": ""}, {"id": -1},
+        {"kind": Kind.SEND}, {"kind": Kind.RECORD}, {"kind": Kind.BROADCAST}, {"kind": "send"}, {"rank": 0},
+        {"kind": Kind.BROADCAST, "group": "tp", "root": 7}, {"kind": Kind.BROADCAST, "group": "tp", "root": 1},
+        {"meta": Meta(phase="decoding")}, {"meta": Meta(sp=(2, 2))}, {"meta": Meta(step=-1)},
+        {"writes": (Access(Region("kv", (("layer", Interval(0, 2)), ("token", Interval(0, 9)))), "v"),)},
+        {"reads": (Access(Region("nope"), "v"),)},
+    ]
+    cases = []
+    for s in scheds:
+        for op in s.ops[:40]:
+            for change in changes:
+                ops = list(s.ops)
+                ops[op.id] = changed = dataclasses.replace(op, **change)
+                cases.append(dataclasses.replace(s, ops=tuple(ops)))
+                # and once more at the end, sharing its metadata and accesses
+                again = dataclasses.replace(changed, id=len(ops), event=changed.event and "again")
+                cases.append(dataclasses.replace(s, ops=(*ops, again)))
+
+    def outcomes() -> list[Any]:
+        out: list[Any] = []
+        for s in cases:
+            try:
+                validate_module.validate(s)
+                out.append("ok")
+            except Exception as e:  # some of these break validate itself: it must break the same way
+                out.append((type(e), str(e)))
+        return out
+
+    fast = outcomes()
+    monkeypatch.setattr(validate_module, "_fine_ops", _nothing_is_fine)
+    assert fast == outcomes()
+    assert "ok" in fast and len(set(map(str, fast))) > 20
+
+
+class _Str(str):
+    def __str__(self) -> str:  # what the loader makes of names and labels (not of values)
+        return f"_Str({super().__str__()})"
+
+
+def _variants(v: Any) -> list[Any]:
+    """Values equal to ``v`` (they hit the fast path's caches) of other types,
+    then values that are wrong for most fields."""
+    out: list[Any] = []
+    if type(v) is int:
+        out += [float(v), _Str(v)] + ([bool(v)] if v in (0, 1) else [])
+    elif type(v) is bool:
+        out += [int(v), float(v)]
+    elif type(v) is str:
+        out += [_Str(v)]
+    elif type(v) is list:
+        out += [tuple(v), [float(x) for x in v], [bool(x) for x in v if x in (0, 1)], v[:1]]
+    elif type(v) is dict:
+        k, x = next(iter(v.items()))
+        out += [{_Str(k): x}, {k: None}, {k: ""}, {**v, k + " ": x}, {k: _Str(x) if x is not None else None},
+                {"x": None}]
+    return out + [None, -1, 0, "", "x", "decoding", "9/4", "4:0", [], {}]
+
+
+# a field added to an op that lacks it
+_EXTRA = {"reads": {"x": None}, "writes": {"h[layer=1]": "w"}, "size": 1, "root": 0, "group": "tp", "event": "e",
+          "name": "n", "channel": "c", "dtype": "f", "to": 1, "from": 0, "phase": "prefill", "step": 0, "layer": 1,
+          "mb": 0, "seqs": [0], "tokens": "1:2", "sp": "1/2", "sample": True}
+
+
+def test_fast_path_tells_equal_values_of_other_types_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1 == 1.0 == True and "x" == _Str("x"): a cache of checked raw values
+    must not take one for the other (some are errors, some keep their type);
+    nor must validate's checks made on the way miss one."""
+    base = _base()
+    base["ranks"]["0"][0].update(phase="decode", step=1, layer=0, mb=2, seqs=[0, 1], tokens="0:4", sp="0/2",
+                                 sample=False)
+    base["ranks"]["0"].insert(0, {"op": "compute", "stream": "s", "reads": {"x": None}, "seqs": [1], "tokens": 3})
+    base["ranks"]["1"].append({"op": "send", "stream": "p2p", "to": 0, "channel": 1, "size": 4, "dtype": "bf16",
+                               "reads": {"x": None}})
+    base["ranks"]["0"].append({"op": "recv", "stream": "p2p", "from": 1, "channel": "1",
+                               "writes": {"kv[layer=0]": "v"}})
+    base["ranks"]["0"].append({"op": "broadcast", "stream": "comm", "group": "tp", "root": 1,
+                               "reads": {"kv[layer=0]": "v", "x": None}})
+    base["ranks"]["1"].append({"op": "broadcast", "stream": "comm", "group": "tp", "root": 1,
+                               "writes": {"kv[layer=1]": "b"}})
+    for rk in ("0", "1"):
+        base["ranks"][rk].append({"op": "barrier", "stream": "comm", "group": "tp"})
+    docs = [base]
+    for rk, ops in base["ranks"].items():
+        for i, op in enumerate(ops):
+            twins = [{**op, key: v} for key in op for v in _variants(op[key])]
+            twins += [{**op, key: v} for key, v in _EXTRA.items() if key not in op]
+            for twin in twins:
+                if "event" in twin and twin["event"] == op.get("event"):
+                    twin["event"] = "twin"  # not a second record of the original's event
+                doc = copy.deepcopy(base)
+                doc["ranks"][rk].insert(i + 1, twin)
+                docs.append(doc)
+    assert len(docs) > 500
+    _same_as_reference(docs, monkeypatch)
+    kept = schedule_from_dict({"syncproof": 1, "buffers": {"h": []}, "ranks": {"0": [
+        {"op": "compute", "stream": "s", "writes": {"h": "v"}},
+        {"op": "compute", "stream": "s", "writes": {"h": _Str("v")}}]}})
+    assert [type(op.writes[0].value) for op in kept.ops] == [str, _Str]
 
 
 # ------------------------------------------------------------------ docs

@@ -15,12 +15,21 @@ from __future__ import annotations
 from typing import Any
 
 from ..ir import Schedule, ScheduleBuilder
+from ..ir.fileformat import gc_paused
 
 MIXES = ("decode", "prefill")
 
 
 def tp_pp_decode(tp: int = 2, pp: int = 2, layers: int = 4, steps: int = 4, prompt: int = 16,
                  mbs: int = 1, fault: bool = False, prefill: bool = False) -> Schedule:
+    # the document is millions of small acyclic objects: the cyclic collector
+    # would only walk it again and again as it grows
+    with gc_paused():
+        return _tp_pp_decode(tp, pp, layers, steps, prompt, mbs, fault, prefill)
+
+
+def _tp_pp_decode(tp: int, pp: int, layers: int, steps: int, prompt: int, mbs: int, fault: bool,
+                  prefill: bool) -> Schedule:
     kind = "prefill" if prefill else "decode"
     b = ScheduleBuilder(f"synthetic-{kind}-tp{tp}-pp{pp}-L{layers}-t{steps}-mb{mbs}")
     per_stage = max(1, layers // pp)
@@ -33,55 +42,63 @@ def tp_pp_decode(tp: int = 2, pp: int = 2, layers: int = 4, steps: int = 4, prom
     b.init("tok[step=0]", "tok0")
     fault_at = (steps // 2, mbs // 2, per_stage // 2)
     for s in range(pp):
+        first = s * per_stage
+        last = first + per_stage
+        group = f"tp{s}"
+        # The regions, values, events and metadata of the stage's ops, the same
+        # on each of its TP ranks: made once, shared by the ranks' documents.
+        rows = []
+        for t in range(steps):
+            for mb in range(mbs):
+                m: dict[str, Any] = {"phase": kind, "mb": mb, "seqs": [mb]}
+                if not prefill:
+                    m["step"] = t
+                toks = (t * prompt, (t + 1) * prompt) if prefill else (prompt + t, prompt + t + 1)
+                per_layer = []
+                for k in range(per_stage):
+                    L = first + k
+                    per_layer.append((
+                        k, dict(m, layer=L), f"x[mb={mb}, step={t}, layer={L}]", f"x{t}.{L}",
+                        f"x[mb={mb}, step={t}, layer={L + 1}]", f"x{t}.{L + 1}",
+                        f"a[mb={mb}, step={t}, layer={L}]", f"p{t}.{L}",
+                        f"kv[mb={mb}, layer={L}, token={toks[0]}:{toks[1]}]",
+                        f"kv[mb={mb}, layer={L}, token=0:{toks[1]}]",
+                        f"p{t}.{mb}.{L}", f"r{t}.{mb}.{L}",
+                    ))
+                rows.append((
+                    t, mb, m, f"tok[mb={mb}, step={t}]", f"tok{t}", f"tok{t}.{mb}",
+                    f"x[mb={mb}, step={t}, layer={first}]", f"x{t}.{first}",
+                    f"x[mb={mb}, step={t}, layer={last}]", f"x{t}.{last}",
+                    f"tok[mb={mb}, step={t + 1}]", f"tok{t + 1}", f"smp{t}.{mb}", per_layer,
+                ))
         for i in range(tp):
             r = b.rank(s * tp + i)
-            first = s * per_stage
-            last = first + per_stage
-            for t in range(steps):
-                for mb in range(mbs):
-                    m: dict[str, Any] = {"phase": kind, "mb": mb, "seqs": [mb]}
-                    if not prefill:
-                        m["step"] = t
-                    toks = (t * prompt, (t + 1) * prompt) if prefill else (prompt + t, prompt + t + 1)
-                    x0 = f"x[mb={mb}, step={t}, layer={first}]"
-                    if s == 0:
-                        if t > 0 and pp > 1:  # the token comes back on its own stream, as engines do
-                            r.recv((pp - 1) * tp + i, writes={f"tok[mb={mb}, step={t}]": f"tok{t}"},
-                                   channel="tok", stream="p2p", **m)
-                            r.record(f"tok{t}.{mb}", stream="p2p", **m)
-                            r.wait(f"tok{t}.{mb}", stream="compute", **m)
-                        r.compute("embed", reads={f"tok[mb={mb}, step={t}]": f"tok{t}"},
-                                  writes={x0: f"x{t}.{first}"}, **m)
-                    else:
-                        r.recv((s - 1) * tp + i, writes={x0: f"x{t}.{first}"}, channel="act",
-                               stream="compute", **m)
-                    for k in range(per_stage):
-                        L = first + k
-                        lm = dict(m, layer=L)
-                        xin, xout = f"x[mb={mb}, step={t}, layer={L}]", f"x[mb={mb}, step={t}, layer={L + 1}]"
-                        a = f"a[mb={mb}, step={t}, layer={L}]"
-                        r.compute("qkv", reads={xin: f"x{t}.{L}"},
-                                  writes={f"kv[mb={mb}, layer={L}, token={toks[0]}:{toks[1]}]": "kv"}, **lm)
-                        r.compute("attn", reads={f"kv[mb={mb}, layer={L}, token=0:{toks[1]}]": "kv",
-                                                 xin: f"x{t}.{L}"}, writes={a: f"p{t}.{L}"}, **lm)
-                        r.record(f"p{t}.{mb}.{L}", stream="compute", **lm)
-                        if not (fault and s == 0 and i == 0 and (t, mb, k) == fault_at):
-                            r.wait(f"p{t}.{mb}.{L}", stream="comm", **lm)
-                        r.all_reduce(f"tp{s}", stream="comm", reads={a: f"p{t}.{L}"}, writes={xout: f"x{t}.{L + 1}"},
-                                     **lm)
-                        r.record(f"r{t}.{mb}.{L}", stream="comm", **lm)
-                        r.wait(f"r{t}.{mb}.{L}", stream="compute", **lm)
-                    xo = f"x[mb={mb}, step={t}, layer={last}]"
-                    if s < pp - 1:
-                        r.send((s + 1) * tp + i, reads={xo: f"x{t}.{last}"}, channel="act", stream="compute", **m)
-                    else:
-                        r.compute("sample", reads={xo: f"x{t}.{last}"},
-                                  writes={f"tok[mb={mb}, step={t + 1}]": f"tok{t + 1}"}, sample=True, **m)
-                        if t + 1 < steps and pp > 1:
-                            r.record(f"smp{t}.{mb}", stream="compute", **m)
-                            r.wait(f"smp{t}.{mb}", stream="p2p", **m)
-                            r.send(i, reads={f"tok[mb={mb}, step={t + 1}]": f"tok{t + 1}"}, channel="tok",
-                                   stream="p2p", **m)
+            for t, mb, m, tok, tok_v, tok_ev, x0, x0_v, xo, xo_v, tok_next, tok_next_v, smp_ev, per_layer in rows:
+                if s == 0:
+                    if t > 0 and pp > 1:  # the token comes back on its own stream, as engines do
+                        r.recv((pp - 1) * tp + i, writes={tok: tok_v}, channel="tok", stream="p2p", **m)
+                        r.record(tok_ev, stream="p2p", **m)
+                        r.wait(tok_ev, stream="compute", **m)
+                    r.compute("embed", reads={tok: tok_v}, writes={x0: x0_v}, **m)
+                else:
+                    r.recv((s - 1) * tp + i, writes={x0: x0_v}, channel="act", stream="compute", **m)
+                for k, lm, xin, xin_v, xout, xout_v, a, a_v, kv_new, kv_all, p_ev, r_ev in per_layer:
+                    r.compute("qkv", reads={xin: xin_v}, writes={kv_new: "kv"}, **lm)
+                    r.compute("attn", reads={kv_all: "kv", xin: xin_v}, writes={a: a_v}, **lm)
+                    r.record(p_ev, stream="compute", **lm)
+                    if not (fault and s == 0 and i == 0 and (t, mb, k) == fault_at):
+                        r.wait(p_ev, stream="comm", **lm)
+                    r.all_reduce(group, stream="comm", reads={a: a_v}, writes={xout: xout_v}, **lm)
+                    r.record(r_ev, stream="comm", **lm)
+                    r.wait(r_ev, stream="compute", **lm)
+                if s < pp - 1:
+                    r.send((s + 1) * tp + i, reads={xo: xo_v}, channel="act", stream="compute", **m)
+                else:
+                    r.compute("sample", reads={xo: xo_v}, writes={tok_next: tok_next_v}, sample=True, **m)
+                    if t + 1 < steps and pp > 1:
+                        r.record(smp_ev, stream="compute", **m)
+                        r.wait(smp_ev, stream="p2p", **m)
+                        r.send(i, reads={tok_next: tok_next_v}, channel="tok", stream="p2p", **m)
     return b.build()
 
 

@@ -21,6 +21,7 @@ from .fileformat import FORMAT_VERSION, schedule_from_dict
 from .schedule import Schedule
 
 Accesses = dict[str, str | None] | None
+_UNSET: Any = {}  # only compared with: an empty accesses map is the same as none
 
 
 class RankBuilder:
@@ -32,14 +33,34 @@ class RankBuilder:
 
     def _add(self, kind: str, stream: str, fields: dict[str, Any], meta: dict[str, Any]) -> RankBuilder:
         d: dict[str, Any] = {"op": kind, "stream": stream}
-        d.update({k: v for k, v in fields.items() if v is not None and v != {}})
-        d.update({k: v for k, v in meta.items() if v is not None})
+        for k, v in fields.items():  # the fields left unset are None, or {} for accesses
+            if v is not None and v != _UNSET:
+                d[k] = v
+        return self._put(d, meta)
+
+    def _put(self, d: dict[str, Any], meta: dict[str, Any]) -> RankBuilder:
+        """Append op ``d`` (its set fields) with the metadata not None."""
+        for v in meta.values():
+            if v is None:  # rare: drop the metadata set to None
+                d.update({k: v for k, v in meta.items() if v is not None})
+                break
+        else:
+            d.update(meta)
         self._ops.append(d)
         return self
 
+    # The methods below are _add unrolled (the builder makes every op of the
+    # benchmark's schedules): a field is set when it is not None and not {}.
     def compute(self, name: str, *, stream: str = "compute", reads: Accesses = None,
                 writes: Accesses = None, **meta: Any) -> RankBuilder:
-        return self._add("compute", stream, {"name": name, "reads": reads, "writes": writes}, meta)
+        d: dict[str, Any] = {"op": "compute", "stream": stream}
+        if name is not None and name != _UNSET:
+            d["name"] = name
+        if reads is not None and reads != _UNSET:
+            d["reads"] = reads
+        if writes is not None and writes != _UNSET:
+            d["writes"] = writes
+        return self._put(d, meta)
 
     def send(self, to: int, *, stream: str = "comm", channel: str | None = None,
              reads: Accesses = None, size: int | None = None, name: str | None = None,
@@ -56,9 +77,22 @@ class RankBuilder:
     def collective(self, kind: str, group: str, *, stream: str = "comm", reads: Accesses = None,
                    writes: Accesses = None, size: int | None = None, root: int | None = None,
                    dtype: str | None = None, name: str | None = None, **meta: Any) -> RankBuilder:
-        return self._add(kind, stream, {"group": group, "reads": reads, "writes": writes,
-                                        "size": size, "root": root, "dtype": dtype,
-                                        "name": name}, meta)
+        d: dict[str, Any] = {"op": kind, "stream": stream}
+        if group is not None and group != _UNSET:
+            d["group"] = group
+        if reads is not None and reads != _UNSET:
+            d["reads"] = reads
+        if writes is not None and writes != _UNSET:
+            d["writes"] = writes
+        if size is not None and size != _UNSET:
+            d["size"] = size
+        if root is not None and root != _UNSET:
+            d["root"] = root
+        if dtype is not None and dtype != _UNSET:
+            d["dtype"] = dtype
+        if name is not None and name != _UNSET:
+            d["name"] = name
+        return self._put(d, meta)
 
     def all_reduce(self, group: str, **kw: Any) -> RankBuilder:
         return self.collective("all_reduce", group, **kw)
@@ -79,10 +113,16 @@ class RankBuilder:
         return self.collective("barrier", group, **kw)
 
     def record(self, event: str, *, stream: str, **meta: Any) -> RankBuilder:
-        return self._add("record", stream, {"event": event}, meta)
+        d: dict[str, Any] = {"op": "record", "stream": stream}
+        if event is not None and event != _UNSET:
+            d["event"] = event
+        return self._put(d, meta)
 
     def wait(self, event: str, *, stream: str, **meta: Any) -> RankBuilder:
-        return self._add("wait", stream, {"event": event}, meta)
+        d: dict[str, Any] = {"op": "wait", "stream": stream}
+        if event is not None and event != _UNSET:
+            d["event"] = event
+        return self._put(d, meta)
 
 
 class ScheduleBuilder:

@@ -10,14 +10,16 @@ from __future__ import annotations
 import gc
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..errors import ScheduleError
 from .ops import Access, Kind, Meta, Op
-from .region import FULL, Interval, Region, RegionSyntaxError, parse_region_parts
+from .region import FULL, Interval, Region, RegionSyntaxError, parse_region_parts, shared_interval
 from .schedule import Buffer, InitValue, Schedule
-from .validate import suggest, validate
+from .validate import PreChecked, accesses_are_fine, meta_is_fine, suggest, validate
 
 FORMAT_VERSION = 1
 
@@ -42,11 +44,13 @@ _META_KEYS = frozenset(META_KEYS)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise _DuplicateKey(k)
-        out[k] = v
+    out = dict(pairs)
+    if len(out) != len(pairs):  # rare: find the first key seen twice
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _DuplicateKey(k)
+            seen.add(k)
     return out
 
 
@@ -57,6 +61,12 @@ class _DuplicateKey(ValueError):
 
 
 # ---------------------------------------------------------------- helpers
+# The loader makes millions of frozen dataclass objects; it fills their fields
+# directly (object.__new__, then the instance dict, in field order), as the
+# generated __init__ would one frozen __setattr__ at a time.
+_op_new = object.__new__
+
+
 def _want(cond: bool, msg: str, where: str, hint: str = "") -> None:
     if not cond:
         raise ScheduleError(msg, where, hint)
@@ -110,7 +120,11 @@ def _resolve_region(text: str, buffers: dict[str, Buffer], where: str) -> Region
                 suggest(axis, buf.axis_names) if buf.axes else f"declare it: \"{name}\": [\"{axis}\"]",
             )
     # an axis left out covers the whole axis: 0:extent when the extent is declared
-    return Region(name, tuple((a, given.get(a, FULL if ext is None else Interval(0, ext))) for a, ext in buf.axes))
+    region = _op_new(Region)  # Region(name, box), without the frozen __setattr__ per field
+    f = region.__dict__
+    f["buffer"] = name
+    f["box"] = tuple((a, given.get(a, FULL if ext is None else shared_interval(0, ext))) for a, ext in buf.axes)
+    return region
 
 
 def _accesses(v: Any, what: str, buffers: dict[str, Buffer], where: str, writes: bool) -> tuple[Access, ...]:
@@ -247,6 +261,266 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
     )
 
 
+# ---------------------------------------------------------------- the fast path
+# ``_op`` above is the reference: it checks an op field by field and names
+# the field in every message.  Building those messages eagerly and checking
+# one field per call dominated the load time of large schedules, so
+# ``_load_ops`` first tries a fast path on each op: the same checks, in line,
+# on exact types only (``type(v) is int``: never a bool or an int subclass),
+# with the op's metadata and access lists looked up in caches of raw values
+# already checked.  Whenever anything is unusual (a missing or mistyped
+# field, a value not seen before that fails its check, any exception at all)
+# the fast path declines and ``_op`` handles the op: it raises the exact
+# error, or builds the op.  So the fast path only ever decides the easy case
+# "this op is fine", and builds the very objects ``_op`` would.
+#
+# The fast path also runs validate's per-op checks (validate._check_op) on
+# the op it built; when every op passes them, ``validate`` is told so and
+# skips its own pass over the ops.  Otherwise validate checks every op as
+# usual, after the whole file is read, so errors come in the same order.
+
+
+class _Decline(Exception):
+    """The fast path leaves this op to ``_op``.  (Raised as a new instance each
+    time: re-raising one instance would chain up its tracebacks.)"""
+
+
+class _Missing:
+    __slots__ = ()
+
+
+_MISSING: Any = _Missing()
+_STR_T = frozenset({str})
+_VALUE_T = frozenset({str, type(None)})
+_INT_T = frozenset({int})
+_P2P_PEER = {Kind.SEND: "to", Kind.RECV: "from"}
+_COLL_KINDS = frozenset(k for k in Kind if k.is_collective)
+
+_AccessCache = dict[tuple[tuple[Any, Any], ...], tuple[tuple[Access, ...], bool]]
+
+
+def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: str,
+              groups: tuple[tuple[str, tuple[int, ...]], ...], ranks: list[int]) -> tuple[list[Op], PreChecked | None]:
+    """The ops of every rank, in order; and, when every op passed validate's
+    per-op checks on the way, what validate needs to skip them."""
+    ops: list[Op] = []
+    append = ops.append
+    recorded: dict[tuple[int, str], Op] = {}
+    waits: list[Op] = []
+    checked = True  # every op so far passed validate's per-op checks
+    meta_cache: dict[tuple[Any, ...], tuple[Meta, bool]] = {}
+    reads_cache: _AccessCache = {}
+    writes_cache: _AccessCache = {}
+    group_map, rank_set = dict(groups), set(ranks)
+    kinds, allowed, peer_key, collectives = _KINDS, _ALLOWED, _P2P_PEER, _COLL_KINDS
+    compute, record, wait, broadcast, barrier = Kind.COMPUTE, Kind.RECORD, Kind.WAIT, Kind.BROADCAST, Kind.BARRIER
+    missing = _MISSING
+    str_t, value_t, int_t, op_new = _STR_T, _VALUE_T, _INT_T, _op_new
+
+    reads_one: dict[tuple[str, str | None], tuple[tuple[Access, ...], bool]] = {}
+    writes_one: dict[tuple[str, str | None], tuple[tuple[Access, ...], bool]] = {}
+    one_access: dict[tuple[str, str | None], Access] = {}  # (region text, value) -> Access
+
+    def one(item: tuple[str, str | None], writes: bool) -> tuple[tuple[Access, ...], bool]:
+        """What _accesses does with a map of one region (of exact types), without
+        its messages; and whether validate passes it.  Raises to decline."""
+        text, value = item
+        if value == "" or (value is None and writes):
+            raise _Decline
+        acc = one_access.get(item)
+        if acc is None:
+            acc = _op_new(Access)
+            f = acc.__dict__
+            f["region"] = resolve_region(text, buffers, "")
+            f["value"] = value
+            one_access[item] = acc
+        return (acc,), accesses_are_fine(buffers, (acc,), writes)
+
+    def accesses(v: dict[Any, Any], cache: _AccessCache, writes: bool) -> tuple[tuple[Access, ...], bool]:
+        """The accesses of a map of several regions and whether validate passes
+        them; raises to decline."""
+        if not (str_t.issuperset(map(type, v)) and value_t.issuperset(map(type, v.values()))):
+            raise _Decline
+        key = tuple(v.items())
+        got = cache.get(key)
+        if got is None:
+            accs = _accesses(v, "writes" if writes else "reads", buffers, "", writes)
+            got = cache[key] = (accs, accesses_are_fine(buffers, accs, writes))
+        return got
+
+    for rank, lst in ranked:
+        for index, d in enumerate(lst):
+            op_id = len(ops)
+            op: Op | None = None
+            try:
+                if type(d) is not dict:
+                    raise _Decline
+                get = d.get
+                kname = get("op")
+                if type(kname) is not str:
+                    raise _Decline
+                kind = kinds[kname]
+                if not allowed[kind].issuperset(d):
+                    raise _Decline
+                stream = get("stream")
+                name = get("name", "")
+                if type(stream) is not str or not stream or type(name) is not str:
+                    raise _Decline
+                fine = True
+                peer = group = event = root = size = dtype = rkey = None
+                channel = "0"
+                if kind is compute:
+                    pass
+                elif kind is record or kind is wait:
+                    event = get("event")
+                    if type(event) is not str or not event:
+                        raise _Decline
+                    if kind is record:
+                        rkey = (rank, event)
+                elif kind in collectives:
+                    group = get("group")
+                    if type(group) is not str or not group:
+                        raise _Decline
+                    members = group_map.get(group)
+                    fine = members is not None and rank in members
+                    if kind is broadcast:
+                        root = get("root", missing)
+                        if type(root) is not int:
+                            raise _Decline
+                        fine = fine and root in members  # type: ignore[operator]
+                    elif kind is barrier and ("reads" in d or "writes" in d):
+                        raise _Decline
+                else:  # send, recv
+                    peer = get(peer_key[kind])
+                    if type(peer) is not int:
+                        raise _Decline
+                    fine = peer in rank_set and peer != rank
+                    channel = get("channel", "0")
+                    if type(channel) is not str:
+                        if type(channel) is not int:
+                            raise _Decline
+                        channel = str(channel)
+                    if not channel:
+                        raise _Decline
+                if kind is not compute and kind is not record and kind is not wait:
+                    size = get("size", missing)
+                    if size is missing:
+                        size = None
+                    elif type(size) is not int:
+                        raise _Decline
+                    elif size < 0:
+                        fine = False
+                    dtype = get("dtype", missing)
+                    if dtype is missing:
+                        dtype = None
+                    elif type(dtype) is not str or not dtype:
+                        raise _Decline
+                # the accesses: looked up by their raw items; most ops have one region per map
+                v = get("reads", missing)
+                if v is missing:
+                    reads: tuple[Access, ...] = ()
+                elif type(v) is not dict:
+                    raise _Decline
+                elif len(v) == 1:
+                    (item,) = v.items()
+                    if type(item[0]) is not str or (type(item[1]) is not str and item[1] is not None):
+                        raise _Decline
+                    got = reads_one.get(item)
+                    if got is None:
+                        got = reads_one[item] = one(item, False)
+                    reads, ok = got
+                    fine = fine and ok
+                elif v:
+                    reads, ok = accesses(v, reads_cache, False)
+                    fine = fine and ok
+                else:
+                    reads = ()
+                v = get("writes", missing)
+                if v is missing:
+                    writes: tuple[Access, ...] = ()
+                elif type(v) is not dict:
+                    raise _Decline
+                elif len(v) == 1:
+                    (item,) = v.items()
+                    if type(item[0]) is not str or type(item[1]) is not str:
+                        raise _Decline
+                    got = writes_one.get(item)
+                    if got is None:
+                        got = writes_one[item] = one(item, True)
+                    writes, ok = got
+                    fine = fine and ok
+                elif v:
+                    writes, ok = accesses(v, writes_cache, True)
+                    fine = fine and ok
+                else:
+                    writes = ()
+                # the metadata: looked up by its raw values, once their types are
+                # known exactly (True == 1 and 1.0 == 1, but they are errors)
+                phase = get("phase")
+                step = get("step", missing)
+                layer = get("layer", missing)
+                mb = get("mb", missing)
+                tokens = get("tokens", missing)
+                sp = get("sp", missing)
+                sample = get("sample", missing)
+                seqs = get("seqs", missing)
+                if not ((phase is None or type(phase) is str) and (step is missing or type(step) is int)
+                        and (layer is missing or type(layer) is int) and (mb is missing or type(mb) is int)
+                        and (tokens is missing or type(tokens) is int or type(tokens) is str)
+                        and (sp is missing or type(sp) is str) and (sample is missing or type(sample) is bool)):
+                    raise _Decline
+                if type(seqs) is list:
+                    if len(seqs) == 1 and type(seqs[0]) is int:
+                        seqs = seqs[0]  # [s] and s give the same Meta
+                    else:
+                        seqs = tuple(seqs)  # hashable; a tuple in the document itself is an error
+                        if not int_t.issuperset(map(type, seqs)):
+                            raise _Decline
+                elif seqs is not missing and type(seqs) is not int:
+                    raise _Decline
+                mkey = (phase, step, layer, mb, tokens, sp, sample, seqs)
+                got_meta = meta_cache.get(mkey)
+                if got_meta is None:
+                    m = _meta(d, "")
+                    got_meta = meta_cache[mkey] = (m, meta_is_fine(m))
+                meta, ok = got_meta
+                fine = fine and ok
+                # what Op(...) does, without the keyword call and the frozen __setattr__ per field
+                op = op_new(Op)
+                f = op.__dict__
+                f["id"] = op_id
+                f["rank"] = rank
+                f["index"] = index
+                f["stream"] = stream
+                f["kind"] = kind
+                f["name"] = name
+                f["peer"] = peer
+                f["channel"] = channel
+                f["group"] = group
+                f["event"] = event
+                f["root"] = root
+                f["size"] = size
+                f["dtype"] = dtype
+                f["reads"] = reads
+                f["writes"] = writes
+                f["meta"] = meta
+                if rkey is not None:  # a record
+                    if rkey in recorded:
+                        fine = False
+                    else:
+                        recorded[rkey] = op
+                elif kind is wait:
+                    waits.append(op)
+                checked = checked and fine
+            except Exception:  # _Decline, or anything unexpected: _op reports it
+                op = None
+            if op is None:  # outside the handler, so that _op's error has no context
+                op = _op(d, rank, index, op_id, buffers, src)
+                checked = False
+            append(op)
+    return ops, ((recorded, waits) if checked else None)
+
+
 def _buffers(v: Any, src: str) -> dict[str, Buffer]:
     _want(isinstance(v, dict), "\"buffers\" must map buffer names to axis lists", src,
           "e.g. \"buffers\": {\"kv\": [\"layer\", \"token\"]} or {\"kv\": {\"layer\": 4, \"token\": 1024}}")
@@ -275,15 +549,25 @@ def _buffers(v: Any, src: str) -> dict[str, Buffer]:
     return out
 
 
-def schedule_from_dict(doc: Any, source: str = "<schedule>") -> Schedule:
-    """Build and validate a schedule from a parsed JSON document."""
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while building millions of
+    small acyclic objects: collections triggered by the allocation count alone
+    then cost more than the work, and grow with the heap (see
+    engine.check.gc_paused).  Reference counting still frees them."""
     was = gc.isenabled()
-    gc.disable()  # millions of small acyclic objects: see engine.check.gc_paused
+    gc.disable()
     try:
-        return _schedule_from_dict(doc, source)
+        yield
     finally:
         if was:
             gc.enable()
+
+
+def schedule_from_dict(doc: Any, source: str = "<schedule>") -> Schedule:
+    """Build and validate a schedule from a parsed JSON document."""
+    with gc_paused():
+        return _schedule_from_dict(doc, source)
 
 
 def _schedule_from_dict(doc: Any, source: str) -> Schedule:
@@ -318,7 +602,6 @@ def _schedule_from_dict(doc: Any, source: str) -> Schedule:
           "e.g. \"ranks\": {\"0\": [...], \"1\": [...]}")
     ranks_raw = doc["ranks"]
     _want(isinstance(ranks_raw, dict), "\"ranks\" must map rank numbers to op lists", src)
-    ops: list[Op] = []
     ranks: list[int] = []
     for rk, lst in ranks_raw.items():
         _want(isinstance(rk, str) and rk.isdigit(), f"rank key {rk!r} must be a non-negative integer", src)
@@ -326,9 +609,7 @@ def _schedule_from_dict(doc: Any, source: str) -> Schedule:
         _want(isinstance(lst, list), f"rank {rank}: ops must be a list", src)
         _want(rank not in ranks, f"rank {rank} is listed twice in \"ranks\" (as {rk!r})", src)
         ranks.append(rank)
-    for rank, lst in sorted(zip(ranks, ranks_raw.values(), strict=True)):
-        for i, d in enumerate(lst):
-            ops.append(_op(d, rank, i, len(ops), buffers, src))
+    ops, prechecked = _load_ops(sorted(zip(ranks, ranks_raw.values(), strict=True)), buffers, src, groups, ranks)
     init: list[InitValue] = []
     init_raw = doc.get("init", {})
     if isinstance(init_raw, dict):
@@ -354,7 +635,7 @@ def _schedule_from_dict(doc: Any, source: str) -> Schedule:
         buffers=tuple(buffers.values()), ops=tuple(ops), init=tuple(init),
         p2p=p2p, description=description, source=source,
     )
-    validate(sched)
+    validate(sched, prechecked)
     return sched
 
 

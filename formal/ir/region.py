@@ -134,6 +134,22 @@ class Region:
 _NAME = r"[A-Za-z_][A-Za-z0-9_.\-]*"
 _REGION_RE = re.compile(rf"^\s*({_NAME})\s*(?:\[(.*)\])?\s*$")
 _BOUND_RE = re.compile(r"^\s*(-?\d+)\s*$")
+_AXIS_RE = re.compile(rf"^{_NAME}$")
+# The canonical form (as written by str(Region)): no spaces but after the
+# commas, ASCII digits, no signs.  parse_region_parts reads it directly.
+_ITEM = rf"{_NAME}=[0-9]+(?::[0-9]+)?"
+_CANONICAL_RE = re.compile(rf"({_NAME})\[({_ITEM}(?:, ?{_ITEM})*)\]")
+_INTERVALS: dict[tuple[int, int], Interval] = {}
+
+
+def shared_interval(lo: int, hi: int) -> Interval:
+    """``Interval(lo, hi)``, one shared object per value (intervals are immutable)."""
+    iv = _INTERVALS.get((lo, hi))
+    if iv is None:
+        if len(_INTERVALS) > 1 << 16:
+            _INTERVALS.clear()
+        iv = _INTERVALS[(lo, hi)] = Interval(lo, hi)
+    return iv
 
 
 class RegionSyntaxError(ValueError):
@@ -181,13 +197,26 @@ def _parse_interval(axis: str, text: str, text_all: str) -> Interval:
 def parse_region_parts(text: str) -> tuple[str, list[tuple[str, Interval]]]:
     """Parse ``buf[a=1, b=0:4]`` into the buffer name and the named intervals,
     in the order written.  Axis names are not checked here."""
+    m = _CANONICAL_RE.fullmatch(text)
+    if m is not None:  # what the general case below gives, read directly
+        parts: list[tuple[str, Interval]] = []
+        for item in m.group(2).split(","):
+            axis, _, rng = item.strip().partition("=")
+            lo_s, sep, hi_s = rng.partition(":")
+            lo = int(lo_s)
+            hi = int(hi_s) if sep else lo + 1
+            if lo >= hi or any(a == axis for a, _ in parts):
+                break  # an error: the general case reports it
+            parts.append((axis, shared_interval(lo, hi)))
+        else:
+            return m.group(1), parts
     m = _REGION_RE.match(text)
     if not m:
         raise RegionSyntaxError(
             f"{text!r} is not a region: write 'buffer' or 'buffer[axis=lo:hi, axis=i, ...]'"
         )
     buffer, inner = m.group(1), m.group(2)
-    parts: list[tuple[str, Interval]] = []
+    parts = []
     if inner is not None and inner.strip():
         for item in inner.split(","):
             if "=" not in item:
@@ -196,7 +225,7 @@ def parse_region_parts(text: str) -> tuple[str, list[tuple[str, Interval]]]:
                 )
             axis, rng = item.split("=", 1)
             axis = axis.strip()
-            if not re.match(rf"^{_NAME}$", axis):
+            if not _AXIS_RE.match(axis):
                 raise RegionSyntaxError(f"{text!r}: {axis!r} is not an axis name")
             if any(a == axis for a, _ in parts):
                 raise RegionSyntaxError(f"{text!r}: axis {axis!r} is given twice")

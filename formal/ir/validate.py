@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from ..errors import ScheduleError
-from .ops import PHASES, Access, Kind, Op
+from .ops import COLLECTIVES, PHASES, Access, Kind, Meta, Op
 from .region import Region
-from .schedule import P2P_MODES, Schedule
+from .schedule import P2P_MODES, Buffer, Schedule
 
 
 def suggest(name: object, choices: Iterable[object]) -> str:
@@ -57,7 +57,12 @@ def check_region(schedule: Schedule, region: Region, where: str) -> None:
 
 def _region_ok(schedule: Schedule, region: Region) -> bool:
     """The cheap test behind check_region: declared buffer and axes, inside extents."""
-    buf = schedule.buffer_map.get(region.buffer)
+    return region_fits(schedule.buffer_map, region)
+
+
+def region_fits(buffer_map: Mapping[str, Buffer], region: Region) -> bool:
+    """``_region_ok`` given the schedule's buffer map."""
+    buf = buffer_map.get(region.buffer)
     if buf is None or len(region.box) != len(buf.axes):
         return False
     for (axis, iv), (name, ext) in zip(region.box, buf.axes, strict=True):
@@ -83,6 +88,169 @@ def _check_accesses(schedule: Schedule, op: Op, accesses: tuple[Access, ...], wh
                     )
 
 
+def meta_is_fine(meta: Meta) -> bool:
+    """True if the metadata checks of ``_check_op`` pass ``meta``."""
+    return not ((meta.phase is not None and meta.phase not in PHASES)
+                or (meta.sp is not None and not (0 <= meta.sp[0] < meta.sp[1]))
+                or (meta.step is not None and meta.step < 0))
+
+
+def accesses_are_fine(buffer_map: Mapping[str, Buffer], accesses: tuple[Access, ...], writes: bool) -> bool:
+    """True if ``_check_accesses`` passes ``accesses`` (the reads, or the writes, of one op)."""
+    if not all(region_fits(buffer_map, a.region) for a in accesses):
+        return False
+    return not (writes and len(accesses) > 1 and any(a.region.overlaps(b.region)
+                                                    for i, a in enumerate(accesses) for b in accesses[i + 1:]))
+
+
+def _fine_ops(schedule: Schedule, ranks: set[int],
+              recorded: dict[tuple[int, str], Op]) -> Callable[[int, Op], bool]:
+    """A predicate: True if ``_check_op`` would pass the op (and then, like it,
+    records the op's event); False if it may not.  It never builds a message.
+    The checks of metadata and access lists are remembered per object: the
+    loader shares those between ops."""
+    group_map, buffer_map = schedule.group_map, schedule.buffer_map
+    # ids of objects already found fine: alive (held by the schedule) throughout
+    good_meta: set[int] = set()
+    good_reads: set[int] = set()
+    good_writes: set[int] = set()
+    send, recv, record, wait, broadcast = Kind.SEND, Kind.RECV, Kind.RECORD, Kind.WAIT, Kind.BROADCAST
+    collectives = COLLECTIVES
+
+    def fine(pos: int, op: Op) -> bool:
+        try:
+            kind = op.kind
+            if type(kind) is not Kind or op.id != pos or not op.stream:
+                return False
+            meta = op.meta
+            if id(meta) not in good_meta:
+                if not meta_is_fine(meta):
+                    return False
+                good_meta.add(id(meta))
+            if kind is send or kind is recv:
+                peer = op.peer
+                if peer is None or peer not in ranks or peer == op.rank:
+                    return False
+                if op.writes if kind is send else op.reads:
+                    return False
+            elif kind in collectives:
+                members = None if op.group is None else group_map.get(op.group)
+                if members is None or op.rank not in members:
+                    return False
+                if kind is broadcast and (op.root is None or op.root not in members):
+                    return False
+            elif op.group is not None:
+                return False
+            key = None
+            if kind is record or kind is wait:
+                if not op.event or op.reads or op.writes:
+                    return False
+                if kind is record:
+                    key = (op.rank, op.event)
+                    if key in recorded:
+                        return False
+            if op.size is not None and op.size < 0:
+                return False
+            reads, writes = op.reads, op.writes
+            if id(reads) not in good_reads:
+                if not accesses_are_fine(buffer_map, reads, False):
+                    return False
+                good_reads.add(id(reads))
+            if id(writes) not in good_writes:
+                if not accesses_are_fine(buffer_map, writes, True):
+                    return False
+                good_writes.add(id(writes))
+        except Exception:  # _check_op meets it again, in its own order
+            return False
+        if key is not None:
+            recorded[key] = op
+        return True
+
+    return fine
+
+
+def _check_op(schedule: Schedule, pos: int, op: Op, ranks: set[int], recorded: dict[tuple[int, str], Op]) -> None:
+    """The checks of one op, in order; raises the first problem."""
+    src = schedule.source
+    where = _OpWhere(src, op)  # formatted only if an error is raised
+    if op.id != pos:
+        raise ScheduleError(f"op id {op.id} should be {pos}", where)
+    if not op.stream:
+        raise ScheduleError("op has no stream", where)
+    meta = op.meta
+    if meta.phase is not None and meta.phase not in PHASES:
+        raise ScheduleError(
+            f"phase {meta.phase!r} is unknown", where, f"use {' or '.join(PHASES)}"
+        )
+    if meta.sp is not None and not (0 <= meta.sp[0] < meta.sp[1]):
+        raise ScheduleError(f"sp partition {meta.sp[0]}/{meta.sp[1]} is out of range", where)
+    if meta.step is not None and meta.step < 0:
+        raise ScheduleError(f"decode step {meta.step} is negative", where)
+    if op.kind.is_p2p:
+        if op.peer is None:
+            raise ScheduleError(f"{op.kind} needs a peer rank", where)
+        if op.peer not in ranks:
+            raise ScheduleError(
+                f"peer rank {op.peer} does not exist", where, suggest(op.peer, ranks)
+            )
+        if op.peer == op.rank:
+            raise ScheduleError(
+                f"{op.kind} to its own rank {op.rank}", where,
+                "a copy on one rank is a compute op",
+            )
+    if op.kind is Kind.SEND and op.writes:
+        raise ScheduleError("a send writes nothing on its own rank", where,
+                            "put the destination region on the matching recv")
+    if op.kind is Kind.RECV and op.reads:
+        raise ScheduleError("a recv reads nothing on its own rank", where,
+                            "put the source region on the matching send")
+    if op.kind.is_collective:
+        if op.group is None:
+            raise ScheduleError(f"{op.kind} needs a group", where)
+        group_members = schedule.group_map.get(op.group)
+        if group_members is None:
+            raise ScheduleError(
+                f"group {op.group!r} is not declared", where,
+                f"declare it in \"groups\"; {suggest(op.group, schedule.group_map)}",
+            )
+        if op.rank not in group_members:
+            raise ScheduleError(
+                f"rank {op.rank} is not a member of group {op.group!r} {list(group_members)}",
+                where,
+            )
+        if op.kind is Kind.BROADCAST:
+            if op.root is None:
+                raise ScheduleError("broadcast needs a root", where,
+                                    f"add \"root\": one of {list(group_members)}")
+            if op.root not in group_members:
+                raise ScheduleError(
+                    f"broadcast root {op.root} is not in group {op.group!r}", where
+                )
+    elif op.group is not None and not op.kind.is_p2p:
+        raise ScheduleError(f"{op.kind} takes no group", where)
+    if op.kind in (Kind.RECORD, Kind.WAIT):
+        if not op.event:
+            raise ScheduleError(f"{op.kind} needs an event name", where)
+        if op.reads or op.writes:
+            raise ScheduleError(f"{op.kind} accesses no memory", where)
+        key = (op.rank, op.event)
+        if op.kind is Kind.RECORD:
+            if key in recorded:
+                first = recorded[key]
+                raise ScheduleError(
+                    f"event {op.event!r} is recorded twice on rank {op.rank}"
+                    f" (first at op {first.index})",
+                    where,
+                    "give each record its own event name, e.g. "
+                    f"{op.event!r} -> '{op.event}_{op.index}'",
+                )
+            recorded[key] = op
+    if op.size is not None and op.size < 0:
+        raise ScheduleError(f"size {op.size} is negative", where)
+    _check_accesses(schedule, op, op.reads, "reads")
+    _check_accesses(schedule, op, op.writes, "writes")
+
+
 class _OpWhere:
     def __init__(self, src: str, op: Op) -> None:
         self.src, self.op = src, op
@@ -91,7 +259,13 @@ class _OpWhere:
         return f"{self.src}: {self.op.where}"
 
 
-def validate(schedule: Schedule) -> None:
+# What the loader hands over when it has already passed every op through the
+# per-op checks (as ``_check_op`` would): the events each rank records (the
+# record ops, in op order) and the wait ops, in op order.
+PreChecked = tuple[dict[tuple[int, str], Op], list[Op]]
+
+
+def validate(schedule: Schedule, _prechecked: PreChecked | None = None) -> None:
     """Raise :class:`ScheduleError` for the first problem found."""
     src = schedule.source
     if schedule.p2p not in P2P_MODES:
@@ -121,86 +295,20 @@ def validate(schedule: Schedule) -> None:
             if r not in ranks:
                 raise ScheduleError(f"init {init.region} names unknown rank {r}", src)
 
-    recorded: dict[tuple[int, str], Op] = {}
-    for pos, op in enumerate(schedule.ops):
-        where = _OpWhere(src, op)  # formatted only if an error is raised
-        if op.id != pos:
-            raise ScheduleError(f"op id {op.id} should be {pos}", where)
-        if not op.stream:
-            raise ScheduleError("op has no stream", where)
-        meta = op.meta
-        if meta.phase is not None and meta.phase not in PHASES:
-            raise ScheduleError(
-                f"phase {meta.phase!r} is unknown", where, f"use {' or '.join(PHASES)}"
-            )
-        if meta.sp is not None and not (0 <= meta.sp[0] < meta.sp[1]):
-            raise ScheduleError(f"sp partition {meta.sp[0]}/{meta.sp[1]} is out of range", where)
-        if meta.step is not None and meta.step < 0:
-            raise ScheduleError(f"decode step {meta.step} is negative", where)
-        if op.kind.is_p2p:
-            if op.peer is None:
-                raise ScheduleError(f"{op.kind} needs a peer rank", where)
-            if op.peer not in ranks:
-                raise ScheduleError(
-                    f"peer rank {op.peer} does not exist", where, suggest(op.peer, ranks)
-                )
-            if op.peer == op.rank:
-                raise ScheduleError(
-                    f"{op.kind} to its own rank {op.rank}", where,
-                    "a copy on one rank is a compute op",
-                )
-        if op.kind is Kind.SEND and op.writes:
-            raise ScheduleError("a send writes nothing on its own rank", where,
-                                "put the destination region on the matching recv")
-        if op.kind is Kind.RECV and op.reads:
-            raise ScheduleError("a recv reads nothing on its own rank", where,
-                                "put the source region on the matching send")
-        if op.kind.is_collective:
-            if op.group is None:
-                raise ScheduleError(f"{op.kind} needs a group", where)
-            group_members = schedule.group_map.get(op.group)
-            if group_members is None:
-                raise ScheduleError(
-                    f"group {op.group!r} is not declared", where,
-                    f"declare it in \"groups\"; {suggest(op.group, schedule.group_map)}",
-                )
-            if op.rank not in group_members:
-                raise ScheduleError(
-                    f"rank {op.rank} is not a member of group {op.group!r} {list(group_members)}",
-                    where,
-                )
-            if op.kind is Kind.BROADCAST:
-                if op.root is None:
-                    raise ScheduleError("broadcast needs a root", where,
-                                        f"add \"root\": one of {list(group_members)}")
-                if op.root not in group_members:
-                    raise ScheduleError(
-                        f"broadcast root {op.root} is not in group {op.group!r}", where
-                    )
-        elif op.group is not None and not op.kind.is_p2p:
-            raise ScheduleError(f"{op.kind} takes no group", where)
-        if op.kind in (Kind.RECORD, Kind.WAIT):
-            if not op.event:
-                raise ScheduleError(f"{op.kind} needs an event name", where)
-            if op.reads or op.writes:
-                raise ScheduleError(f"{op.kind} accesses no memory", where)
-            key = (op.rank, op.event)
-            if op.kind is Kind.RECORD:
-                if key in recorded:
-                    first = recorded[key]
-                    raise ScheduleError(
-                        f"event {op.event!r} is recorded twice on rank {op.rank}"
-                        f" (first at op {first.index})",
-                        where,
-                        "give each record its own event name, e.g. "
-                        f"{op.event!r} -> '{op.event}_{op.index}'",
-                    )
-                recorded[key] = op
-        if op.size is not None and op.size < 0:
-            raise ScheduleError(f"size {op.size} is negative", where)
-        _check_accesses(schedule, op, op.reads, "reads")
-        _check_accesses(schedule, op, op.writes, "writes")
-    for op in schedule.ops:
+    waits: Iterable[Op]
+    if _prechecked is not None:
+        recorded, waits = _prechecked
+    else:
+        recorded, waits = {}, schedule.ops
+        # The common case, an op with nothing wrong, is decided by the predicate
+        # without building anything; any op it does not pass goes through
+        # _check_op, the reference check, which raises the first problem with
+        # its full message (or, if the op is fine after all, records its event).
+        op_is_fine = _fine_ops(schedule, ranks, recorded)
+        for pos, op in enumerate(schedule.ops):
+            if not op_is_fine(pos, op):
+                _check_op(schedule, pos, op, ranks, recorded)
+    for op in waits:
         if op.kind is Kind.WAIT and (op.rank, op.event) not in recorded:
             on_rank = sorted(e for (r, e) in recorded if r == op.rank)
             other = sorted(r for (r, e) in recorded if e == op.event)
