@@ -247,6 +247,7 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
     phase_pass = phase_steps(s) if "phase" in props else None
     if phase_pass is not None:
         warnings += tuple(unsampled_steps(s, phase_pass))
+        t = lap("phase pass", t)
     results: dict[str, PropertyResult] = {}
     results["matching"] = _matching_result(s, m, prec, replay)
     rest = [p for p in props if p != "matching"]
