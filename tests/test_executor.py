@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from syncproof.executor import ExecResult, StateLimitExceeded, explore, replay
+from syncproof.executor import ExecResult, StateLimitExceeded, build_model, explore, replay
+from syncproof.executor.replay import realize
 from syncproof.ir import Schedule, ScheduleBuilder
 from syncproof.result import Counterexample, CycleStep, Observation, Run
 
@@ -395,3 +396,85 @@ def test_replay_meta() -> None:
     assert replay(s, cex("phase", Observation("meta", a=0, b=1), None))[0] is True
     assert replay(s, cex("phase", Observation("meta", a=1), None))[0] is True
     assert replay(s, cex("phase", Observation("meta", a=0), None))[0] is False
+
+
+def test_replay_with_a_prebuilt_model() -> None:
+    s = producer_consumer(sync=False)  # op 0 produce (a), op 1 consume (b)
+    model = build_model(s, light=True)
+    obs = Observation("read", a=1, region="x[i=0:4]", expected="h", seen=("<nothing>",))
+    runs = (Run(start=(3, 1), end=(4, 2)), Run(start=(1, 3), end=(2, 4)), Run(start=(1, 3), end=(4, 2)))
+    for run in runs:
+        for o in (obs, Observation("overlap", a=0, b=1), Observation("order", a=0, b=1)):
+            c = cex("dataflow", o, run)
+            assert replay(s, c, model=model) == replay(s, c)
+    assert replay(s, cex("dataflow", obs, runs[0]), model=model) == (True, "")
+    with pytest.raises(ValueError):
+        replay(producer_consumer(sync=False), cex("dataflow", obs, runs[0]), model=model)
+
+
+def synced() -> tuple[Schedule, Run]:
+    """0 produce (a), 1 record (a), 2 wait (b), 3 consume (b), and a run of it."""
+    return producer_consumer(sync=True), Run(start=(1, 3, 5, 7), end=(2, 4, 6, 8))
+
+
+def test_replay_tampered_runs() -> None:
+    s, run = synced()
+    order = Observation("order", a=0, b=3)  # consume starts before produce ends: never
+    assert replay(s, cex("race", order, run)) == (False, f"{s.label(3)} does not start before {s.label(0)} ends")
+    # swap the times of the wait and the consume
+    swapped = Run(start=(1, 3, 7, 5), end=(2, 4, 8, 6))
+    assert replay(s, cex("race", order, swapped)) == (
+        False, f"the run is not admissible: at time 5, the start of {s.label(3)} is not enabled:"
+               f" the previous op on its stream, {s.label(2)}, has not ended")
+    # the record never ends, so the wait cannot end
+    no_record_end = Run(start=run.start, end=(2, None, 6, 8))
+    ok, why = replay(s, cex("race", order, no_record_end))
+    assert (ok, why) == (False, f"the run is not admissible: at time 6, the end of {s.label(2)} is not enabled:"
+                                f" {s.label(1)} has not ended")
+    # an end without a start, an end before its start, a wrong length
+    ok, why = replay(s, cex("race", order, Run(start=(1, None, 5, 7), end=run.end)))
+    assert why == f"the run is not admissible: {s.label(1)} ends at 4 but never starts"
+    ok, why = replay(s, cex("race", order, Run(start=(1, 3, 5, 9), end=run.end)))
+    assert why == f"the run is not admissible: {s.label(3)} ends at 8 before it starts at 9"
+    ok, why = replay(s, cex("race", order, Run(start=(1, 3, 5), end=(2, 4, 6))))
+    assert why == "the run is not admissible: the run gives times for 3/3 ops but the schedule has 4"
+
+
+def test_replay_orders_events_at_one_time_greedily() -> None:
+    s, _ = synced()
+    model = build_model(s, light=True)
+    # every event at time 0: starts first, each as soon as it is enabled
+    order, why = realize(model, Run(start=(0, 0, 0, 0), end=(0, 0, 0, 0)))
+    assert why == ""
+    assert order == [("start", 0), ("start", 2), ("end", 0), ("start", 1), ("end", 1), ("end", 2),
+                     ("start", 3), ("end", 3)]
+    assert replay(s, cex("race", Observation("order", a=0, b=3), Run((0, 0, 0, 0), (0, 0, 0, 0))))[0] is False
+    # the wait ends at the time its record starts, so before the record ends
+    order, why = realize(model, Run(start=(0, 1, 0, 2), end=(1, 2, 1, 3)))
+    assert order is None
+    assert why == f"at time 1, the end of {s.label(2)} is not enabled: {s.label(1)} has not ended"
+    # without ties, realize gives the events in time order
+    order, why = realize(model, Run(start=(1, 3, 5, 7), end=(2, 4, 6, 8)))
+    assert order == [("start", 0), ("end", 0), ("start", 1), ("end", 1), ("start", 2), ("end", 2),
+                     ("start", 3), ("end", 3)]
+    # two kernels that start and end together overlap
+    b = ScheduleBuilder("race")
+    b.buffer("x", i=4)
+    b.rank(0).compute("k1", stream="a", writes={"x[i=0:2]": "p"})
+    b.rank(0).compute("k2", stream="b", writes={"x[i=1:3]": "q"})
+    race = b.build()
+    assert replay(race, cex("race", Observation("overlap", a=0, b=1), Run((1, 1), (2, 2)))) == (True, "")
+
+
+def test_replay_hang_needs_later_ops() -> None:
+    # rank 0's all-reduce (op 0) can end only once rank 1's (op 1) has started:
+    # a maximal run ends both, whichever op comes first
+    b = ScheduleBuilder("coll")
+    b.group("g", [0, 1])
+    b.rank(0).all_reduce("g")
+    b.rank(1).all_reduce("g")
+    s = b.build()
+    assert replay(s, cex("deadlock", Observation("cycle"), None, (CycleStep(0, 1, "x"),))) == (
+        False, "a complete run exists: every op ends")
+    ok, why = replay(s, cex("deadlock", Observation("hang", blocked=(0,)), Run((1, None), (None, None))))
+    assert not ok and why.startswith("the ops that never end differ from the observation (not blocked: ")

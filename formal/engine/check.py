@@ -100,14 +100,28 @@ class Hybrid:
 NOT_REPLAYED = "replay switched off"
 
 
-def _replay(s: Schedule, cex: Counterexample, enabled: bool) -> Counterexample:
-    """Reproduce the counterexample on the independent executor."""
-    if not enabled:
-        return replace(cex, replay_note=NOT_REPLAYED)
-    from ..executor import replay
+class Replayer:
+    """Replays the counterexamples of one schedule on the independent
+    executor, building the executor's model of the schedule once."""
 
-    ok, note = replay(s, cex)
-    return replace(cex, replayed=ok, replay_note=note)
+    def __init__(self, s: Schedule, enabled: bool) -> None:
+        self.s, self.enabled = s, enabled
+        self._model: object | None = None
+
+    def __call__(self, cex: Counterexample) -> Counterexample:
+        if not self.enabled:
+            return replace(cex, replay_note=NOT_REPLAYED)
+        from ..executor import build_model, replay
+
+        if self._model is None:
+            self._model = build_model(self.s, light=True)
+        ok, note = replay(self.s, cex, model=self._model)  # type: ignore[arg-type]
+        return replace(cex, replayed=ok, replay_note=note)
+
+
+def _replay(s: Schedule, cex: Counterexample, replayer: Replayer) -> Counterexample:
+    """Reproduce the counterexample on the independent executor."""
+    return replayer(cex)
 
 
 def _verdict_from_replay(prop: str, cex: Counterexample, n_obs: int, more: tuple[str, ...],
@@ -120,7 +134,7 @@ def _verdict_from_replay(prop: str, cex: Counterexample, n_obs: int, more: tuple
     return PropertyResult(prop, Verdict.VIOLATED, "", cex, n_obs, more, secs)
 
 
-def _matching_result(s: Schedule, m: Matching, prec: Precedence, replay: bool) -> PropertyResult:
+def _matching_result(s: Schedule, m: Matching, prec: Precedence, replay: Replayer) -> PropertyResult:
     t0 = time.perf_counter()
     if not m.problems:
         return PropertyResult("matching", Verdict.PROVED, "every send has its recv, every collective"
@@ -171,7 +185,7 @@ def _one_line(s: Schedule, ob: ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb)
 
 
 def _property(s: Schedule, prop: str, obs: Sequence[AnyOb],
-              backend: Z3Backend | Hybrid, prec: Precedence, max_cex: int, replay: bool,
+              backend: Z3Backend | Hybrid, prec: Precedence, max_cex: int, replay: Replayer,
               proved_text: str) -> PropertyResult:
     t0 = time.perf_counter()
     found, final = backend.find_violations(obs, max_cex)
@@ -249,7 +263,8 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
         warnings += tuple(unsampled_steps(s, phase_pass))
         t = lap("phase pass", t)
     results: dict[str, PropertyResult] = {}
-    results["matching"] = _matching_result(s, m, prec, replay)
+    replayer = Replayer(s, replay)
+    results["matching"] = _matching_result(s, m, prec, replayer)
     rest = [p for p in props if p != "matching"]
     if results["matching"].verdict is not Verdict.PROVED:
         why = "not checked: the ops do not match (see matching), so no complete execution exists"
@@ -289,7 +304,7 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
         blocked = tuple(o for o in range(len(s.ops)) if run.end[o] is None)
         cex = Counterexample("deadlock", explain.cycle_sentence(s, steps), ops_in_cycle,
                              Observation("cycle", blocked=blocked), run, cycle=steps)
-        cex = _replay(s, cex, replay)
+        cex = _replay(s, cex, replayer)
         results["deadlock"] = _verdict_from_replay("deadlock", cex, 1, (), time.perf_counter() - t)
         for p in rest:
             if p != "deadlock":
@@ -318,7 +333,7 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
         else:
             obs = phase_obligations(s, phase_pass)
         t = lap(f"obligations:{p}", t)
-        results[p] = _property(s, p, obs, backend, prec, max_cex, replay, texts[p])
+        results[p] = _property(s, p, obs, backend, prec, max_cex, replayer, texts[p])
         t = lap(f"decide:{p}", t)
     return _report(s, props, results, t_all, warnings, timings, engine)
 

@@ -2,9 +2,13 @@
 
 It shares no code with ``syncproof.semantics`` or ``syncproof.engine``; it
 reads only the schedule IR and the result types.
+
+A caller that replays several counterexamples of one schedule can build the
+model once, ``model = build_model(schedule, light=True)``, and pass it to
+every ``replay(schedule, cex, model=model)``.
 """
 
-from .explicit import ExecResult, StateLimitExceeded, explore
+from .explicit import ExecResult, Model, StateLimitExceeded, build_model, explore
 from .replay import replay
 
-__all__ = ["ExecResult", "StateLimitExceeded", "explore", "replay"]
+__all__ = ["ExecResult", "Model", "StateLimitExceeded", "build_model", "explore", "replay"]

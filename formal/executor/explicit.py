@@ -42,9 +42,10 @@ Properties, checked on every transition of every reachable state:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import product
+from itertools import compress, product, repeat
+from operator import attrgetter, is_, lt
 from typing import Any
 
 from ..errors import SyncproofError
@@ -66,6 +67,26 @@ Status = tuple[int, ...]
 Mem = tuple[str | None, ...]
 
 
+# Enum members bound once: ``Kind.SEND`` and ``kind.is_collective`` are
+# descriptor calls, which add up over hundreds of thousands of ops.
+_SEND = Kind.SEND
+_RECV = Kind.RECV
+_RECORD = Kind.RECORD
+_WAIT = Kind.WAIT
+_COLLECTIVES = frozenset(k for k in Kind if k.is_collective)
+_P2P = frozenset({_SEND, _RECV})
+_COMM = _COLLECTIVES | _P2P
+
+_kind_of = attrgetter("kind")
+_id_of = attrgetter("id")
+_reads_of = attrgetter("reads")
+_writes_of = attrgetter("writes")
+_index_of = attrgetter("index")
+_rank_event = attrgetter("rank", "event")
+_rank_group = attrgetter("rank", "group")
+_signature = attrgetter("kind", "size", "root", "dtype")
+
+
 class StateLimitExceeded(SyncproofError):
     """The schedule has more reachable states than the executor may visit."""
 
@@ -75,14 +96,20 @@ def _is_full(lo: int) -> bool:
     return lo == FULL_LO
 
 
-def _all_regions(schedule: Schedule) -> Iterable[Region]:
-    for op in schedule.ops:
-        for acc in op.reads:
-            yield acc.region
-        for acc in op.writes:
-            yield acc.region
+def _distinct_regions(schedule: Schedule) -> list[Region]:
+    """Every region the schedule's accesses and init entries use, each object
+    once (schedules share access tuples and regions between ops)."""
+    ops = schedule.ops
+    tuples = list(map(_reads_of, ops))
+    tuples.extend(map(_writes_of, ops))
+    distinct = dict(zip(map(id, tuples), tuples, strict=True))
+    seen: dict[int, Region] = {}
+    for accs in distinct.values():
+        for acc in accs:
+            seen[id(acc.region)] = acc.region
     for init in schedule.init:
-        yield init.region
+        seen[id(init.region)] = init.region
+    return list(seen.values())
 
 
 def axis_universes(schedule: Schedule) -> dict[tuple[str, str], tuple[int, int]]:
@@ -90,13 +117,22 @@ def axis_universes(schedule: Schedule) -> dict[tuple[str, str], tuple[int, int]]
     executor models for that axis."""
     los: dict[tuple[str, str], int] = {}
     his: dict[tuple[str, str], int] = {}
-    for region in _all_regions(schedule):
+    for region in _distinct_regions(schedule):
+        bname = region.buffer
         for axis, iv in region.box:
-            if _is_full(iv.lo):
+            lo = iv.lo
+            if lo == FULL_LO:
                 continue
-            key = (region.buffer, axis)
-            los[key] = min(los.get(key, iv.lo), iv.lo)
-            his[key] = max(his.get(key, iv.hi), iv.hi)
+            key = (bname, axis)
+            cur = los.get(key)
+            if cur is None:
+                los[key] = lo
+                his[key] = iv.hi
+            else:
+                if lo < cur:
+                    los[key] = lo
+                if iv.hi > his[key]:
+                    his[key] = iv.hi
     out: dict[tuple[str, str], tuple[int, int]] = {}
     for buf in schedule.buffers:
         for axis in buf.axis_names:
@@ -118,6 +154,22 @@ def region_points(
             ranges.append(range(ulo, uhi))
         else:
             ranges.append(range(max(iv.lo, ulo), min(iv.hi, uhi)))
+    return [(rank, buf.name, coords) for coords in product(*ranges)]
+
+
+def schedule_region_points(model: Model, rank: int, region: Region) -> list[Point]:
+    """:func:`region_points` of a region of the schedule (an access or init
+    entry).  Every finite interval of one lies inside its axis's universe,
+    which is built from them, so only full axes need the universe."""
+    buf = model.schedule.buffer_map[region.buffer]
+    ranges: list[range] = []
+    for axis in buf.axis_names:
+        iv = region.interval(axis)
+        if iv.lo == FULL_LO:
+            ulo, uhi = model.universes[(buf.name, axis)]
+            ranges.append(range(ulo, uhi))
+        else:
+            ranges.append(range(iv.lo, iv.hi))
     return [(rank, buf.name, coords) for coords in product(*ranges)]
 
 
@@ -153,51 +205,79 @@ class Matching:
 
 
 def compute_matching(schedule: Schedule) -> Matching:
+    return _match(schedule).matching
+
+
+@dataclass
+class _Matched:
+    """:func:`compute_matching`'s result with what building the model reuses."""
+
+    matching: Matching
+    comm: list[int]                    # every send, recv and collective
+    pairs: list[tuple[int, int]]       # matched (send, recv), sizes agreeing or not
+    instances: list[tuple[int, ...]]   # matched collective instances
+
+
+# stands for a missing record: issued after every wait
+_NO_RECORD = Op(id=-1, rank=-1, index=2**62, stream="", kind=_RECORD)
+
+
+def _match(schedule: Schedule) -> _Matched:
     m = Matching()
     label = schedule.label
-    # point to point: FIFO per (src, dst, channel), in issue order.
+    ops = schedule.ops
+    # pick the ops of each kind at C speed: most ops are computes, records and waits
+    kinds = list(map(_kind_of, ops))
+    comm = list(compress(range(len(ops)), map(_COMM.__contains__, kinds)))
+
+    # point to point: FIFO per (src, dst, channel), in issue order (the
+    # schedule lists each rank's ops in its issue order).
     sends: dict[tuple[int, int, str], list[Op]] = defaultdict(list)
     recvs: dict[tuple[int, int, str], list[Op]] = defaultdict(list)
-    records: dict[tuple[int, str], Op] = {}
-    for rank in schedule.ranks:
-        for op in schedule.by_rank[rank]:
-            if op.kind is Kind.SEND:
-                assert op.peer is not None
-                sends[(op.rank, op.peer, op.channel)].append(op)
-            elif op.kind is Kind.RECV:
-                assert op.peer is not None
-                recvs[(op.peer, op.rank, op.channel)].append(op)
-            elif op.kind is Kind.RECORD:
-                assert op.event is not None
-                records[(op.rank, op.event)] = op
+    for op in compress(ops, map(_P2P.__contains__, kinds)):
+        assert op.peer is not None
+        if op.kind is _SEND:
+            sends[(op.rank, op.peer, op.channel)].append(op)
+        else:
+            recvs[(op.peer, op.rank, op.channel)].append(op)
+    instance = m.instance
+    pairs: list[tuple[int, int]] = []
     for key in sorted(set(sends) | set(recvs)):
         ss, rr = sends.get(key, []), recvs.get(key, [])
         for snd, rcv in zip(ss, rr, strict=False):
-            m.instance[snd.id] = (snd.id, rcv.id)
-            m.instance[rcv.id] = (snd.id, rcv.id)
+            pair = (snd.id, rcv.id)
+            instance[snd.id] = pair
+            instance[rcv.id] = pair
+            pairs.append(pair)
             if snd.size is not None and rcv.size is not None and snd.size != rcv.size:
                 m.problems.append(f"{label(snd)} sends size {snd.size} but {label(rcv)} expects {rcv.size}")
                 # a size-mismatched transfer never completes (NCCL hangs or aborts)
                 m.unmatched |= {snd.id, rcv.id}
         for extra in ss[len(rr):] + rr[len(ss):]:
-            other = "recv" if extra.kind is Kind.SEND else "send"
+            other = "recv" if extra.kind is _SEND else "send"
             m.unmatched.add(extra.id)
             m.problems.append(f"{label(extra)} has no matching {other}")
     # collectives: the k-th on a group of every member forms instance k.
+    colls: dict[tuple[int, str | None], list[Op]] = defaultdict(list)
+    coll_ops = list(compress(ops, map(_COLLECTIVES.__contains__, kinds)))
+    for op, rank_group in zip(coll_ops, map(_rank_group, coll_ops), strict=True):
+        colls[rank_group].append(op)
+    instances: list[tuple[int, ...]] = []
     for gname, members in schedule.groups:
-        per_rank = {
-            r: [op for op in schedule.by_rank[r] if op.kind.is_collective and op.group == gname]
-            for r in members
-        }
-        longest = max((len(v) for v in per_rank.values()), default=0)
-        for k in range(longest):
-            inst = [per_rank[r][k] for r in members if k < len(per_rank[r])]
-            sigs = {(op.kind, op.size, op.root, op.dtype) for op in inst}
-            if len(inst) == len(members) and len(sigs) == 1:
-                ids = tuple(op.id for op in inst)
-                for op in inst:
-                    m.instance[op.id] = ids
-                continue
+        per_rank = {r: colls.get((r, gname), []) for r in members}
+        lists = [per_rank[r] for r in members]
+        longest = max(map(len, lists), default=0)
+        bad = min(map(len, lists), default=0)  # the first instance some member lacks
+        # below ``bad`` every member has its k-th
+        for k, inst in enumerate(zip(*lists, strict=False)):
+            if len(set(map(_signature, inst))) != 1:
+                bad = k
+                break
+            ids = tuple(map(_id_of, inst))
+            instance.update(dict.fromkeys(ids, ids))
+            instances.append(ids)
+        if bad < longest:
+            k = bad
             missing = [r for r in members if k >= len(per_rank[r])]
             why = (f"rank(s) {', '.join(map(str, missing))} never issue it" if missing
                    else "members disagree on kind, size, root or dtype")
@@ -205,15 +285,95 @@ def compute_matching(schedule: Schedule) -> Matching:
             for r in members:
                 for op in per_rank[r][k:]:
                     m.unmatched.add(op.id)
-            break
-    # events: a wait links to its record only if the record was issued before.
-    for op in schedule.ops:
-        if op.kind is Kind.WAIT:
-            assert op.event is not None
-            rec = records.get((op.rank, op.event))
-            if rec is not None and rec.index < op.index:
-                m.record_of[op.id] = rec.id
-    return m
+    # events: a wait links to its record only if the record was issued before;
+    # the record of (rank, event) is the rank's last one.
+    records_l = list(compress(ops, map(is_, kinds, repeat(_RECORD))))
+    records: dict[tuple[int, str | None], Op] = dict(zip(map(_rank_event, records_l), records_l, strict=True))
+    waits = list(compress(ops, map(is_, kinds, repeat(_WAIT))))
+    # (at C speed: a schedule has about as many waits as ops of other kinds)
+    recs = list(map(records.get, map(_rank_event, waits), repeat(_NO_RECORD)))
+    issued_before = map(lt, map(_index_of, recs), map(_index_of, waits))
+    m.record_of.update(compress(zip(map(_id_of, waits), map(_id_of, recs), strict=True), issued_before))
+    return _Matched(m, comm, pairs, instances)
+
+
+@dataclass
+class Enabling:
+    """What each event waits for, in bulk: the model's ``prev_on_stream`` and
+    ``end_deps`` are built from this, and replay checks a whole run against
+    it at once.  Lists of one name pair up index by index."""
+
+    # start(stream_after[i]) needs end(stream_before[i]): consecutive ops of a stream
+    stream_before: list[int]
+    stream_after: list[int]
+    # end(o) never happens: unmatched sends, recvs and collectives
+    never_end: list[int]
+    # end(waits[i]) needs end(records[i]): a wait linked to its record
+    waits: list[int]
+    records: list[int]
+    # end(p2p[i]) needs start(peers[i]): a matched recv, and a matched send
+    # unless p2p is eager
+    p2p: list[int]
+    peers: list[int]
+    # end of a member needs the start of every other member: matched collectives
+    instances: list[tuple[int, ...]]
+
+    def prev_on_stream(self, n: int) -> list[int | None]:
+        prev: list[int | None] = [None] * n
+        for before, after in zip(self.stream_before, self.stream_after, strict=True):
+            prev[after] = before
+        return prev
+
+    def end_deps(self, n: int) -> list[tuple[tuple[int, int], ...] | None]:
+        """For each op, the (op, minimal status) pairs end(o) needs; None: never."""
+        deps: list[tuple[tuple[int, int], ...] | None] = [()] * n
+        for o in self.never_end:
+            deps[o] = None
+        for w, rec in zip(self.waits, self.records, strict=True):
+            deps[w] = ((rec, ENDED),)
+        for o, peer in zip(self.p2p, self.peers, strict=True):
+            deps[o] = ((peer, ACTIVE),)
+        for ids in self.instances:
+            need = [(p, ACTIVE) for p in ids]
+            distinct = len(set(ids)) == len(ids)
+            for i, o in enumerate(ids):
+                deps[o] = (tuple(need[:i] + need[i + 1:]) if distinct
+                           else tuple([(p, ACTIVE) for p in ids if p != o]))
+        return deps
+
+    def waiting(self) -> list[int]:
+        """Every op whose end needs another op's event."""
+        out = self.waits + self.p2p
+        for ids in self.instances:
+            out.extend(ids)
+        return out
+
+
+def _enabling(schedule: Schedule, matched: _Matched) -> Enabling:
+    before: list[int] = []
+    after: list[int] = []
+    for seq in schedule.streams.values():
+        ids = list(map(_id_of, seq))
+        before.extend(ids[:-1])
+        after.extend(ids[1:])
+    matching = matched.matching
+    instance = matching.instance
+    unmatched = matching.unmatched
+    never = [o for o in matched.comm if o in unmatched or o not in instance]
+    p2p: list[int] = []
+    peers: list[int] = []
+    eager = schedule.p2p == "eager"
+    for snd, rcv in matched.pairs:
+        if snd not in unmatched and not eager:
+            p2p.append(snd)
+            peers.append(rcv)
+        if rcv not in unmatched:
+            p2p.append(rcv)
+            peers.append(snd)
+    # (a matched collective is never unmatched: matching stops at a group's
+    # first bad instance)
+    return Enabling(before, after, never, list(matching.record_of), list(matching.record_of.values()),
+                    p2p, peers, matched.instances)
 
 
 # ------------------------------------------------------------------ phases
@@ -253,7 +413,8 @@ class Model:
 
     schedule: Schedule
     matching: Matching
-    universes: dict[tuple[str, str], tuple[int, int]]
+    # axis_universes(schedule); None until first asked for (see ``universes``)
+    known_universes: dict[tuple[str, str], tuple[int, int]] | None
     prev_on_stream: list[int | None]
     # (op, minimal status) pairs that must hold for end(o); None: never.
     end_deps: list[tuple[tuple[int, int], ...] | None]
@@ -271,10 +432,19 @@ class Model:
     read_expect: list[tuple[tuple[int, str], ...]]
     write_slots: list[tuple[tuple[int, str], ...]]
     init_mem: Mem
+    # prev_on_stream and end_deps in bulk
+    enabling: Enabling
 
     @property
     def n(self) -> int:
         return len(self.schedule.ops)
+
+    @property
+    def universes(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """:func:`axis_universes` of the schedule, computed when first needed."""
+        if self.known_universes is None:
+            self.known_universes = axis_universes(self.schedule)
+        return self.known_universes
 
     def label(self, op: int) -> str:
         return self.schedule.label(op)
@@ -385,51 +555,37 @@ class _LazyPoints:
 def build_model(schedule: Schedule, phase_rule: str = "per-rank", light: bool = False) -> Model:
     """The model of ``schedule``.  ``light`` (for replay) builds only what a
     single run needs: stream order, matching and enabling, with each op's
-    points computed on demand; no all-pairs tables (conflicts, clobbers,
-    phase rules, metadata rules), which replay asks for op by op."""
+    points and the axis universes computed on demand; no all-pairs tables
+    (conflicts, clobbers, phase rules, metadata rules), which replay asks for
+    op by op."""
     ops = schedule.ops
     n = len(ops)
-    matching = compute_matching(schedule)
-    universes = axis_universes(schedule)
-
-    prev_on_stream: list[int | None] = [None] * n
-    for seq in schedule.streams.values():
-        for first, then in zip(seq, seq[1:], strict=False):
-            prev_on_stream[then.id] = first.id
-
-    end_deps: list[tuple[tuple[int, int], ...] | None] = []
-    for op in ops:
-        if op.kind is Kind.WAIT:
-            rec = matching.record_of.get(op.id)
-            end_deps.append(((rec, ENDED),) if rec is not None else ())
-        elif op.kind.is_p2p or op.kind.is_collective:
-            if op.id in matching.unmatched or op.id not in matching.instance:
-                end_deps.append(None)
-            elif op.kind is Kind.SEND and schedule.p2p == "eager":
-                end_deps.append(())
-            else:
-                end_deps.append(tuple((p, ACTIVE) for p in matching.instance[op.id] if p != op.id))
-        else:
-            end_deps.append(())
+    matched = _match(schedule)
+    matching = matched.matching
+    enabling = _enabling(schedule, matched)
+    prev_on_stream = enabling.prev_on_stream(n)
+    end_deps = enabling.end_deps(n)
 
     if light:
         def reads_of(o: int) -> list[Any]:
             op = ops[o]
             return [(pt, acc.value) for acc in op.reads
-                    for pt in region_points(schedule, universes, op.rank, acc.region)]
+                    for pt in schedule_region_points(model, op.rank, acc.region)]
 
         def writes_of(o: int) -> list[Any]:
             op = ops[o]
             return [(pt, acc.value) for acc in op.writes if acc.value is not None
-                    for pt in region_points(schedule, universes, op.rank, acc.region)]
+                    for pt in schedule_region_points(model, op.rank, acc.region)]
 
-        return Model(
-            schedule=schedule, matching=matching, universes=universes, prev_on_stream=prev_on_stream,
+        model = Model(
+            schedule=schedule, matching=matching, known_universes=None, prev_on_stream=prev_on_stream,
             end_deps=end_deps, read_pts=_LazyPoints(reads_of), write_pts=_LazyPoints(writes_of),  # type: ignore[arg-type]
             conflicts=[], clobbers=[], phase_before=[], phase_samplers=[], fifo_pred=[], meta=[],
-            slot_of={}, read_expect=[], write_slots=[], init_mem=(),
+            slot_of={}, read_expect=[], write_slots=[], init_mem=(), enabling=enabling,
         )
+        return model
 
+    universes = axis_universes(schedule)
     read_pts: list[list[tuple[Point, str | None]]] = []
     write_pts: list[list[tuple[Point, str]]] = []
     for op in ops:
@@ -485,29 +641,67 @@ def build_model(schedule: Schedule, phase_rule: str = "per-rank", light: bool = 
     init_mem: Mem = tuple(mem0.get(pt) for pt in slots)
 
     return Model(
-        schedule=schedule, matching=matching, universes=universes, prev_on_stream=prev_on_stream,
+        schedule=schedule, matching=matching, known_universes=universes, prev_on_stream=prev_on_stream,
         end_deps=end_deps, read_pts=read_pts, write_pts=write_pts,
         conflicts=[tuple(c) for c in conflicts], clobbers=clobbers, phase_before=phase_before,
         phase_samplers=phase_samplers,
         fifo_pred=fifo_pred, meta=meta_problems(schedule), slot_of=slot_of,
-        read_expect=read_expect, write_slots=write_slots, init_mem=init_mem,
+        read_expect=read_expect, write_slots=write_slots, init_mem=init_mem, enabling=enabling,
     )
 
 
+def followers(model: Model) -> tuple[list[int | None], dict[int, list[int]]]:
+    """For each op, the next op on its stream; and for each op, the ops whose
+    end waits on its status: what an event of the op can enable."""
+    prev = model.prev_on_stream
+    next_on_stream: list[int | None] = [None] * model.n
+    for o, p in enumerate(prev):
+        if p is not None:
+            next_on_stream[p] = o
+    waiters: dict[int, list[int]] = defaultdict(list)
+    deps = model.end_deps
+    for o in model.enabling.waiting():
+        d = deps[o]
+        if d:
+            for p, _ in d:
+                waiters[p].append(o)
+    return next_on_stream, waiters
+
+
 def quiesce(model: Model, status: Status) -> Status:
-    """Fire enabled events until none is left.  Enabling is monotone, so the
-    ops that end are the same whatever order this picks."""
+    """Fire enabled events until none is left.  Enabling is monotone (an
+    event stays enabled until it fires), so the ops that end are the same
+    whatever order this picks; this one re-examines an op only when
+    something its events wait for has changed."""
     st = list(status)
-    changed = True
-    while changed:
-        changed = False
-        for o in range(model.n):
-            if model.can_start(st, o):
-                st[o] = ACTIVE
-                changed = True
-            if model.can_end(st, o):
+    prev = model.prev_on_stream
+    deps = model.end_deps
+    next_on_stream, waiters = followers(model)
+    todo = list(range(model.n - 1, -1, -1))
+    while todo:
+        o = todo.pop()
+        so = st[o]
+        if so == NOT_STARTED:
+            p = prev[o]
+            if p is not None and st[p] != ENDED:
+                continue
+            st[o] = so = ACTIVE
+            if o in waiters:
+                todo.extend(waiters[o])
+        if so == ACTIVE:
+            d = deps[o]
+            if d is None:
+                continue
+            for p, need in d:
+                if st[p] < need:
+                    break
+            else:
                 st[o] = ENDED
-                changed = True
+                nxt = next_on_stream[o]
+                if nxt is not None:
+                    todo.append(nxt)
+                if o in waiters:
+                    todo.extend(waiters[o])
     return tuple(st)
 
 
