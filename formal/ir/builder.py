@@ -78,20 +78,10 @@ class RankBuilder:
                    writes: Accesses = None, size: int | None = None, root: int | None = None,
                    dtype: str | None = None, name: str | None = None, **meta: Any) -> RankBuilder:
         d: dict[str, Any] = {"op": kind, "stream": stream}
-        if group is not None and group != _UNSET:
-            d["group"] = group
-        if reads is not None and reads != _UNSET:
-            d["reads"] = reads
-        if writes is not None and writes != _UNSET:
-            d["writes"] = writes
-        if size is not None and size != _UNSET:
-            d["size"] = size
-        if root is not None and root != _UNSET:
-            d["root"] = root
-        if dtype is not None and dtype != _UNSET:
-            d["dtype"] = dtype
-        if name is not None and name != _UNSET:
-            d["name"] = name
+        for key, v in (("group", group), ("reads", reads), ("writes", writes), ("size", size), ("root", root),
+                       ("dtype", dtype), ("name", name)):
+            if v is not None and v != _UNSET:
+                d[key] = v
         return self._put(d, meta)
 
     def all_reduce(self, group: str, **kw: Any) -> RankBuilder:
