@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..gcpause import gc_paused
 from ..ir import Schedule, ScheduleBuilder
-from ..ir.fileformat import gc_paused
 
 MIXES = ("decode", "prefill")
 

@@ -9,15 +9,14 @@ structural matcher; a limit gives ``unknown`` with the solver's reason.
 
 from __future__ import annotations
 
-import gc
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 import numpy as np
 
 from ..errors import InternalError, UsageError
+from ..gcpause import gc_paused
 from ..ir import Schedule
 from ..result import PROPERTIES, Counterexample, Observation, PropertyResult, Report, Verdict
 from ..semantics.matching import Matching, match
@@ -218,20 +217,6 @@ def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engin
     with gc_paused():
         return _check_schedule(s, properties, engine=engine, timeout=timeout, rlimit=rlimit,
                                memory_mb=memory_mb, max_cex=max_cex, replay=replay)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector: a check allocates millions of
-    small acyclic objects, and collections triggered by the allocation count
-    alone cost 20-50% of the time.  Reference counting still frees them."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, timeout: float | None,

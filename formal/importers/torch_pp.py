@@ -40,7 +40,6 @@ reads its own microbatch's activation.
 from __future__ import annotations
 
 import csv
-import gc
 import io
 import json
 import re
@@ -51,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ScheduleError, UsageError
+from ..gcpause import gc_paused
 from ..ir import Access, Buffer, InitValue, Interval, Kind, Op, Region, Schedule
 from ..ir.validate import validate
 
@@ -696,9 +696,7 @@ def lower(order: Order, *, placement: str | Placement = "auto", name: str = "tor
     low = _Lowerer(work, pl, n_stages, n_mb, comm, source)
     # Hundreds of thousands of small objects and no cycles among them: the
     # cyclic collector would only rescan them (it more than doubles the time).
-    gc_was_on = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         per_rank = low.ranks()
         ops: list[Op] = []
         for rank, items in per_rank.items():
@@ -721,9 +719,6 @@ def lower(order: Order, *, placement: str | Placement = "auto", name: str = "tor
             source=source,
         )
         validate(sched)
-    finally:
-        if gc_was_on:
-            gc.enable()
     return Imported(sched, order, pl, n_stages, n_mb, comm, tuple(low.notes))
 
 

@@ -7,15 +7,13 @@ file, the rank and op index and the field, and is a :class:`ScheduleError`.
 
 from __future__ import annotations
 
-import gc
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..errors import ScheduleError
+from ..gcpause import gc_paused
 from .ops import Access, Kind, Meta, Op
 from .region import FULL, Interval, Region, RegionSyntaxError, parse_region_parts, shared_interval
 from .schedule import Buffer, InitValue, Schedule
@@ -348,6 +346,25 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
             got = cache[key] = (accs, accesses_are_fine(buffers, accs, writes))
         return got
 
+    def access_map(v: Any, one_cache: dict[tuple[str, str | None], tuple[tuple[Access, ...], bool]],
+                   cache: _AccessCache, writes: bool) -> tuple[tuple[Access, ...], bool]:
+        """The accesses of an op's "reads" or "writes" map and whether validate
+        passes them, looked up by their raw items (most maps hold one region);
+        raises to decline."""
+        if v is missing:
+            return (), True
+        if type(v) is not dict:
+            raise _Decline
+        if len(v) == 1:
+            (item,) = v.items()
+            if type(item[0]) is not str or not (type(item[1]) is str or (item[1] is None and not writes)):
+                raise _Decline
+            got = one_cache.get(item)
+            if got is None:
+                got = one_cache[item] = one(item, writes)
+            return got
+        return accesses(v, cache, writes) if v else ((), True)
+
     for rank, lst in ranked:
         for index, d in enumerate(lst):
             op_id = len(ops)
@@ -416,44 +433,9 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
                     elif type(dtype) is not str or not dtype:
                         raise _Decline
                 # the accesses: looked up by their raw items; most ops have one region per map
-                v = get("reads", missing)
-                if v is missing:
-                    reads: tuple[Access, ...] = ()
-                elif type(v) is not dict:
-                    raise _Decline
-                elif len(v) == 1:
-                    (item,) = v.items()
-                    if type(item[0]) is not str or (type(item[1]) is not str and item[1] is not None):
-                        raise _Decline
-                    got = reads_one.get(item)
-                    if got is None:
-                        got = reads_one[item] = one(item, False)
-                    reads, ok = got
-                    fine = fine and ok
-                elif v:
-                    reads, ok = accesses(v, reads_cache, False)
-                    fine = fine and ok
-                else:
-                    reads = ()
-                v = get("writes", missing)
-                if v is missing:
-                    writes: tuple[Access, ...] = ()
-                elif type(v) is not dict:
-                    raise _Decline
-                elif len(v) == 1:
-                    (item,) = v.items()
-                    if type(item[0]) is not str or type(item[1]) is not str:
-                        raise _Decline
-                    got = writes_one.get(item)
-                    if got is None:
-                        got = writes_one[item] = one(item, True)
-                    writes, ok = got
-                    fine = fine and ok
-                elif v:
-                    writes, ok = accesses(v, writes_cache, True)
-                    fine = fine and ok
-                else:
-                    writes = ()
+                reads, ok = access_map(get("reads", missing), reads_one, reads_cache, False)
+                writes, ok2 = access_map(get("writes", missing), writes_one, writes_cache, True)
+                fine = fine and ok and ok2
                 # the metadata: looked up by its raw values, once their types are
                 # known exactly (True == 1 and 1.0 == 1, but they are errors)
                 phase = get("phase")
@@ -547,21 +529,6 @@ def _buffers(v: Any, src: str) -> dict[str, Buffer]:
         else:
             raise ScheduleError("axes must be a list of names or an object of name: extent", where)
     return out
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while building millions of
-    small acyclic objects: collections triggered by the allocation count alone
-    then cost more than the work, and grow with the heap (see
-    engine.check.gc_paused).  Reference counting still frees them."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def schedule_from_dict(doc: Any, source: str = "<schedule>") -> Schedule:
