@@ -1,7 +1,8 @@
-"""The schedule file format, version 1: load and save, losslessly.
+"""The schedule file format, version 2 (version 1 still loads): load and
+save, losslessly.
 
 The format is documented in ``docs/format.md`` and described by the JSON
-Schema ``syncproof/schema/schedule-v1.schema.json``.  Every error names the
+Schema ``syncproof/schema/schedule-v2.schema.json``.  Every error names the
 file, the rank and op index and the field, and is a :class:`ScheduleError`.
 """
 
@@ -16,14 +17,16 @@ from ..errors import ScheduleError
 from ..gcpause import gc_paused
 from .ops import Access, Kind, Meta, Op
 from .region import FULL, Interval, Region, RegionSyntaxError, parse_region_parts, shared_interval
+from .ops import P2P_MODES_OP
 from .schedule import Buffer, InitValue, Schedule
 from .validate import PreChecked, accesses_are_fine, meta_is_fine, suggest, validate
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READS_VERSIONS = (1, 2)
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 
-TOP_KEYS = ("syncproof", "name", "description", "p2p", "groups", "buffers", "init", "ranks")
+TOP_KEYS = ("syncproof", "name", "description", "p2p", "progress", "groups", "buffers", "init", "ranks")
 META_KEYS = ("phase", "step", "layer", "mb", "seqs", "tokens", "sp", "sample")
 _COMMON = ("op", "stream", "name") + META_KEYS
 _KIND_KEYS: dict[Kind, tuple[str, ...]] = {
@@ -36,7 +39,27 @@ _KIND_KEYS: dict[Kind, tuple[str, ...]] = {
 for _k in (Kind.ALL_REDUCE, Kind.ALL_GATHER, Kind.REDUCE_SCATTER, Kind.ALL_TO_ALL, Kind.BARRIER):
     _KIND_KEYS[_k] = ("group", "reads", "writes", "size", "dtype")
 _KIND_KEYS[Kind.BROADCAST] = ("group", "root", "reads", "writes", "size", "dtype")
-_ALLOWED = {k: frozenset(_COMMON + v) for k, v in _KIND_KEYS.items()}
+# What format version 2 adds, per kind (a version-1 file may not use these).
+_V2_KEYS: dict[Kind, tuple[str, ...]] = {
+    Kind.SEND: ("comm", "p2p", "batch"),
+    Kind.RECV: ("comm", "p2p", "batch"),
+    Kind.PUT: ("to", "reads", "writes", "size", "dtype", "signal"),
+    Kind.WAIT_SIGNAL: ("from", "signal"),
+}
+for _k in (Kind.ALL_REDUCE, Kind.BARRIER):
+    _V2_KEYS[_k] = ("comm", "batch", "completion")
+for _k in (Kind.ALL_GATHER, Kind.REDUCE_SCATTER):
+    _V2_KEYS[_k] = ("comm", "batch", "completion", "counts")
+_V2_KEYS[Kind.ALL_TO_ALL] = ("comm", "batch", "completion", "counts", "recv_counts")
+_V2_KEYS[Kind.BROADCAST] = ("comm", "batch", "completion", "p2p")
+for _k in (Kind.REDUCE, Kind.GATHER, Kind.SCATTER):
+    _KIND_KEYS[_k] = ()
+    _V2_KEYS[_k] = ("group", "root", "reads", "writes", "size", "dtype", "comm", "batch", "completion", "p2p")
+_KIND_KEYS[Kind.PUT] = ()
+_KIND_KEYS[Kind.WAIT_SIGNAL] = ()
+_V1_ALLOWED = {k: frozenset(_COMMON + v) for k, v in _KIND_KEYS.items()}
+_ALLOWED = {k: frozenset(_COMMON + v + _V2_KEYS.get(k, ())) for k, v in _KIND_KEYS.items()}
+COMPLETIONS = ("weak",)
 _KINDS = {k.value: k for k in Kind}
 _META_KEYS = frozenset(META_KEYS)
 
@@ -206,7 +229,8 @@ def _meta(d: dict[str, Any], where: str) -> Meta:
     )
 
 
-def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], src: str) -> Op:
+def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], src: str,
+        version: int = FORMAT_VERSION) -> Op:
     where = f"{src}: rank {rank}, op {index}"
     _want(isinstance(d, dict), f"an op must be an object, got {d!r}", where)
     if "op" not in d:
@@ -220,16 +244,21 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
     if not allowed.issuperset(d):
         key = next(k for k in d if k not in allowed)
         raise ScheduleError(f"field {key!r} does not belong on a {kind} op", where,
-                            suggest(key, _COMMON + _KIND_KEYS[kind]))
+                            suggest(key, _COMMON + _KIND_KEYS[kind] + _V2_KEYS.get(kind, ())))
+    if version < 2 and not _V1_ALLOWED[kind].issuperset(d):
+        key = next(k for k in d if k not in _V1_ALLOWED[kind])
+        what = f"a {kind} op" if not _V1_ALLOWED[kind] - frozenset(_COMMON) and kind is not Kind.COMPUTE \
+            else f"field {key!r}"
+        raise ScheduleError(f"{what} needs format version 2", where, "write \"syncproof\": 2 at the top")
     _want("stream" in d, "op has no \"stream\"", where, "e.g. \"stream\": \"compute\"")
     stream = _str(d["stream"], "stream", where)
     where = f"{src}: rank {rank}, op {index} ({kind} on {stream})"
     peer = None
-    if kind is Kind.SEND:
-        _want("to" in d, "a send needs \"to\": the destination rank", where)
+    if kind is Kind.SEND or kind is Kind.PUT:
+        _want("to" in d, f"a {kind} needs \"to\": the destination rank", where)
         peer = _int(d["to"], "to", where)
-    if kind is Kind.RECV:
-        _want("from" in d, "a recv needs \"from\": the source rank", where)
+    if kind is Kind.RECV or kind is Kind.WAIT_SIGNAL:
+        _want("from" in d, f"a {kind} needs \"from\": the source rank", where)
         peer = _int(d["from"], "from", where)
     channel = d.get("channel", "0")
     if isinstance(channel, int) and not isinstance(channel, bool):
@@ -247,6 +276,26 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
         _want("reads" not in d and "writes" not in d, "a barrier moves no data", where,
               "drop \"reads\"/\"writes\", or use all_reduce if data is reduced")
     dtype = _str(d["dtype"], "dtype", where) if "dtype" in d else None
+    if kind.is_rooted:
+        _want("root" in d, f"a {kind} needs \"root\": the rank it is rooted at", where)
+    comm = _str(d["comm"], "comm", where) if "comm" in d else None
+    p2p = None
+    if "p2p" in d:
+        p2p = d["p2p"]
+        _want(isinstance(p2p, str) and p2p in P2P_MODES_OP,
+              f"p2p on an op must be \"eager\" (a message known to fit the transport's buffer) or"
+              f" \"rendezvous\" (one known to block until its receiver posts), got {p2p!r}", where)
+    batch = _str(d["batch"], "batch", where) if "batch" in d else None
+    signal = _str(d["signal"], "signal", where) if "signal" in d else None
+    if kind is Kind.WAIT_SIGNAL:
+        _want(signal is not None, "a wait_signal needs \"signal\": the signal it waits for", where)
+    completion = None
+    if "completion" in d:
+        completion = d["completion"]
+        _want(completion in COMPLETIONS, f"completion must be \"weak\" (a custom collective without an end"
+              f" barrier), got {completion!r}", where)
+    counts = _counts(d["counts"], "counts", where) if "counts" in d else None
+    recv_counts = _counts(d["recv_counts"], "recv_counts", where) if "recv_counts" in d else None
     return Op(
         id=op_id, rank=rank, index=index, stream=stream, kind=kind, name=name,
         peer=peer, channel=channel, group=group, event=event,
@@ -256,7 +305,16 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
         reads=_accesses(d.get("reads", {}), "reads", buffers, where, writes=False),
         writes=_accesses(d.get("writes", {}), "writes", buffers, where, writes=True),
         meta=_meta(d, where),
+        comm=comm, p2p=p2p, batch=batch, signal=signal, counts=counts, recv_counts=recv_counts,
+        completion=completion,
     )
+
+
+def _counts(v: Any, what: str, where: str) -> tuple[int, ...]:
+    _want(isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v),
+          f"{what} must be a list of non-negative integers (one per group member, in member order), got {v!r}",
+          where)
+    return tuple(v)
 
 
 # ---------------------------------------------------------------- the fast path
@@ -298,7 +356,8 @@ _AccessCache = dict[tuple[tuple[Any, Any], ...], tuple[tuple[Access, ...], bool]
 
 
 def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: str,
-              groups: tuple[tuple[str, tuple[int, ...]], ...], ranks: list[int]) -> tuple[list[Op], PreChecked | None]:
+              groups: tuple[tuple[str, tuple[int, ...]], ...], ranks: list[int],
+              version: int = FORMAT_VERSION) -> tuple[list[Op], PreChecked | None]:
     """The ops of every rank, in order; and, when every op passed validate's
     per-op checks on the way, what validate needs to skip them."""
     ops: list[Op] = []
@@ -310,7 +369,8 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
     reads_cache: _AccessCache = {}
     writes_cache: _AccessCache = {}
     group_map, rank_set = dict(groups), set(ranks)
-    kinds, allowed, peer_key, collectives = _KINDS, _ALLOWED, _P2P_PEER, _COLL_KINDS
+    # the fast path takes version-1 fields only: an op with any v2 field goes to _op
+    kinds, allowed, peer_key, collectives = _KINDS, _V1_ALLOWED, _P2P_PEER, _COLL_KINDS
     compute, record, wait, broadcast, barrier = Kind.COMPUTE, Kind.RECORD, Kind.WAIT, Kind.BROADCAST, Kind.BARRIER
     missing = _MISSING
     str_t, value_t, int_t, op_new = _STR_T, _VALUE_T, _INT_T, _op_new
@@ -486,6 +546,8 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
                 f["reads"] = reads
                 f["writes"] = writes
                 f["meta"] = meta
+                f["comm"] = f["p2p"] = f["batch"] = f["signal"] = None
+                f["counts"] = f["recv_counts"] = f["completion"] = None
                 if rkey is not None:  # a record
                     if rkey in recorded:
                         fine = False
@@ -497,7 +559,7 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
             except Exception:  # _Decline, or anything unexpected: _op reports it
                 op = None
             if op is None:  # outside the handler, so that _op's error has no context
-                op = _op(d, rank, index, op_id, buffers, src)
+                op = _op(d, rank, index, op_id, buffers, src, version)
                 checked = False
             append(op)
     return ops, ((recorded, waits) if checked else None)
@@ -546,15 +608,21 @@ def _schedule_from_dict(doc: Any, source: str) -> Schedule:
     _want("syncproof" in doc, "missing \"syncproof\": the format version", src,
           f"add \"syncproof\": {FORMAT_VERSION}")
     version = doc["syncproof"]
-    _want(isinstance(version, int) and not isinstance(version, bool) and version == FORMAT_VERSION,
-          f"format version {doc['syncproof']!r} is not supported (this syncproof reads version {FORMAT_VERSION})",
-          src)
+    _want(isinstance(version, int) and not isinstance(version, bool) and version in READS_VERSIONS,
+          f"format version {doc['syncproof']!r} is not supported (this syncproof reads versions"
+          f" {' and '.join(map(str, READS_VERSIONS))})", src)
     name = doc.get("name", Path(source).stem if source != "<schedule>" else "schedule")
     name = _str(name, "name", src)
     description = doc.get("description", "")
     _want(isinstance(description, str), "description must be a string", src)
-    p2p = doc.get("p2p", "rendezvous")
-    _want(isinstance(p2p, str), "p2p must be \"rendezvous\" or \"eager\"", src)
+    # v1 files without "p2p" are read with the v2 default too: v1's implied
+    # "rendezvous" claimed a blocking send that NCCL does not have (docs/format.md)
+    p2p = doc.get("p2p", "any")
+    _want(isinstance(p2p, str), "p2p must be \"any\", \"rendezvous\" or \"eager\"", src)
+    progress = doc.get("progress", "any")
+    _want(isinstance(progress, str), "progress must be \"any\" or \"concurrent\"", src)
+    _want(version >= 2 or "progress" not in doc, "field 'progress' needs format version 2", src,
+          "write \"syncproof\": 2 at the top")
     groups_raw = doc.get("groups", {})
     _want(isinstance(groups_raw, dict), "\"groups\" must map group names to rank lists", src,
           "e.g. \"groups\": {\"tp\": [0, 1]}")
@@ -576,7 +644,8 @@ def _schedule_from_dict(doc: Any, source: str) -> Schedule:
         _want(isinstance(lst, list), f"rank {rank}: ops must be a list", src)
         _want(rank not in ranks, f"rank {rank} is listed twice in \"ranks\" (as {rk!r})", src)
         ranks.append(rank)
-    ops, prechecked = _load_ops(sorted(zip(ranks, ranks_raw.values(), strict=True)), buffers, src, groups, ranks)
+    ops, prechecked = _load_ops(sorted(zip(ranks, ranks_raw.values(), strict=True)), buffers, src, groups, ranks,
+                                version)
     init: list[InitValue] = []
     init_raw = doc.get("init", {})
     if isinstance(init_raw, dict):
@@ -600,7 +669,7 @@ def _schedule_from_dict(doc: Any, source: str) -> Schedule:
     sched = Schedule(
         name=name, ranks=tuple(sorted(ranks)), groups=groups,
         buffers=tuple(buffers.values()), ops=tuple(ops), init=tuple(init),
-        p2p=p2p, description=description, source=source,
+        p2p=p2p, description=description, source=source, progress=progress,
     )
     validate(sched, prechecked)
     return sched
@@ -657,9 +726,9 @@ def op_to_dict(op: Op) -> dict[str, Any]:
     d: dict[str, Any] = {"op": op.kind.value, "stream": op.stream}
     if op.name:
         d["name"] = op.name
-    if op.kind is Kind.SEND:
+    if op.kind is Kind.SEND or op.kind is Kind.PUT:
         d["to"] = op.peer
-    if op.kind is Kind.RECV:
+    if op.kind is Kind.RECV or op.kind is Kind.WAIT_SIGNAL:
         d["from"] = op.peer
     if op.kind.is_p2p and op.channel != "0":
         d["channel"] = op.channel
@@ -677,6 +746,14 @@ def op_to_dict(op: Op) -> dict[str, Any]:
         d["reads"] = _acc_dict(op.reads)
     if op.writes:
         d["writes"] = _acc_dict(op.writes)
+    for key in ("comm", "p2p", "batch", "signal", "completion"):
+        v = getattr(op, key)
+        if v is not None:
+            d[key] = v
+    if op.counts is not None:
+        d["counts"] = list(op.counts)
+    if op.recv_counts is not None:
+        d["recv_counts"] = list(op.recv_counts)
     m = op.meta
     if m.phase is not None:
         d["phase"] = m.phase
@@ -701,8 +778,10 @@ def schedule_to_dict(s: Schedule) -> dict[str, Any]:
     doc: dict[str, Any] = {"syncproof": FORMAT_VERSION, "name": s.name}
     if s.description:
         doc["description"] = s.description
-    if s.p2p != "rendezvous":
+    if s.p2p != "any":
         doc["p2p"] = s.p2p
+    if s.progress != "any":
+        doc["progress"] = s.progress
     doc["groups"] = {g: list(m) for g, m in s.groups}
     doc["buffers"] = {
         b.name: ({a: e for a, e in b.axes} if any(e is not None for _, e in b.axes) else [a for a, _ in b.axes])

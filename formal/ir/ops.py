@@ -18,8 +18,13 @@ class Kind(StrEnum):
     ALL_TO_ALL = "all_to_all"
     BROADCAST = "broadcast"
     BARRIER = "barrier"
+    REDUCE = "reduce"
+    GATHER = "gather"
+    SCATTER = "scatter"
     RECORD = "record"
     WAIT = "wait"
+    PUT = "put"
+    WAIT_SIGNAL = "wait_signal"
 
     def __str__(self) -> str:
         return self.value
@@ -32,6 +37,16 @@ class Kind(StrEnum):
     def is_p2p(self) -> bool:
         return self in (Kind.SEND, Kind.RECV)
 
+    @property
+    def is_rooted(self) -> bool:
+        """A collective with a root: broadcast, reduce, gather, scatter."""
+        return self in ROOTED
+
+    @property
+    def is_comm(self) -> bool:
+        """An op that runs on a communicator (NCCL): p2p and collectives."""
+        return self in COMM_KINDS
+
 
 COLLECTIVES = frozenset(
     {
@@ -41,8 +56,14 @@ COLLECTIVES = frozenset(
         Kind.ALL_TO_ALL,
         Kind.BROADCAST,
         Kind.BARRIER,
+        Kind.REDUCE,
+        Kind.GATHER,
+        Kind.SCATTER,
     }
 )
+ROOTED = frozenset({Kind.BROADCAST, Kind.REDUCE, Kind.GATHER, Kind.SCATTER})
+COMM_KINDS = COLLECTIVES | {Kind.SEND, Kind.RECV}
+P2P_MODES_OP = ("eager", "rendezvous")
 
 PHASES = ("prefill", "decode")
 
@@ -127,6 +148,31 @@ class Op:
     reads: tuple[Access, ...] = ()
     writes: tuple[Access, ...] = ()
     meta: Meta = field(default_factory=Meta)
+    # ---- format v2 (all optional; None means the default)
+    comm: str | None = None  # the NCCL communicator (default: see ``communicator``)
+    p2p: str | None = None  # per-message override of the schedule's p2p mode: "eager" or "rendezvous"
+    batch: str | None = None  # group call id: parts issued in one ncclGroupStart/End run as one node
+    signal: str | None = None  # put: the signal it sets on the target; wait_signal: the one it waits for
+    counts: tuple[int, ...] | None = None  # per-member counts (all_gather/reduce_scatter) or send sizes (all_to_all)
+    recv_counts: tuple[int, ...] | None = None  # all_to_all: what this member expects from each member
+    completion: str | None = None  # "weak": a custom collective without an end barrier
+
+    @property
+    def communicator(self) -> str | None:
+        """The communicator this op runs on: its ``comm`` if given; for a
+        collective, its group; for a send or recv, one communicator per rank
+        pair (as torch's ProcessGroupNCCL creates for point to point), and a
+        separate one per non-default ``channel``.  None for other ops."""
+        if self.comm is not None:
+            return self.comm
+        kind = self.kind
+        if kind in COLLECTIVES:
+            return self.group
+        if kind is Kind.SEND or kind is Kind.RECV:
+            assert self.peer is not None
+            a, b = (self.rank, self.peer) if self.rank < self.peer else (self.peer, self.rank)
+            return f"p2p:{a}-{b}" if self.channel == "0" else f"p2p:{a}-{b}:{self.channel}"
+        return None
 
     @property
     def where(self) -> str:

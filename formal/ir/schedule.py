@@ -10,7 +10,8 @@ from functools import cached_property
 from .ops import Kind, Op
 from .region import Region
 
-P2P_MODES = ("rendezvous", "eager")
+P2P_MODES = ("any", "rendezvous", "eager")
+PROGRESS_MODES = ("any", "concurrent")
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,9 @@ class Schedule:
     buffers: tuple[Buffer, ...]
     ops: tuple[Op, ...]
     init: tuple[InitValue, ...] = ()
-    p2p: str = "rendezvous"
+    p2p: str = "any"
     description: str = ""
+    progress: str = "any"
     source: str = field(default="<schedule>", compare=False)
 
     # ---- lookups -------------------------------------------------------
@@ -80,7 +82,8 @@ class Schedule:
     def seq_numbers(self) -> tuple[int | None, ...]:
         """For each op: its instance number among the collectives its rank
         issues on its group, or its FIFO number among the sends (receives)
-        on its (src, dst, channel).  ``None`` for other ops."""
+        on its (communicator, src, dst), or among the puts (signal waits) on
+        its (src, dst, signal).  ``None`` for other ops."""
         counters: dict[tuple[object, ...], int] = defaultdict(int)
         out: list[int | None] = []
         for op in self.ops:
@@ -88,9 +91,13 @@ class Schedule:
             if op.kind.is_collective:
                 key = ("coll", op.rank, op.group)
             elif op.kind is Kind.SEND:
-                key = ("send", op.rank, op.peer, op.channel)
+                key = ("send", op.communicator, op.rank, op.peer)
             elif op.kind is Kind.RECV:
-                key = ("recv", op.peer, op.rank, op.channel)
+                key = ("recv", op.communicator, op.peer, op.rank)
+            elif op.kind is Kind.PUT:
+                key = ("put", op.rank, op.peer, op.signal)
+            elif op.kind is Kind.WAIT_SIGNAL:
+                key = ("wsig", op.peer, op.rank, op.signal)
             if key is None:
                 out.append(None)
             else:
@@ -119,7 +126,7 @@ class Schedule:
 
     def _label(self, op: Op) -> str:
         k = self.seq_numbers[op.id]
-        ch = "" if op.channel == "0" else f",{op.channel}"
+        ch = f",{op.comm}" if op.comm is not None else "" if op.channel == "0" else f",{op.channel}"
         if op.kind is Kind.COMPUTE:
             body = op.name or "compute"
         elif op.kind is Kind.SEND:
@@ -128,6 +135,11 @@ class Schedule:
             body = f"recv(<-{op.peer}{ch})#{k}"
         elif op.kind.is_collective:
             body = f"{op.kind}#{k}({op.group})"
+        elif op.kind is Kind.PUT:
+            sig = f",{op.signal}" if op.signal else ""
+            body = f"put(->{op.peer}{sig})#{k}"
+        elif op.kind is Kind.WAIT_SIGNAL:
+            body = f"wait_signal(<-{op.peer},{op.signal})#{k}"
         else:
             body = f"{op.kind}({op.event})"
         if op.name and op.kind is not Kind.COMPUTE:

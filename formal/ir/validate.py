@@ -13,7 +13,18 @@ from collections.abc import Callable, Iterable, Mapping
 from ..errors import ScheduleError
 from .ops import COLLECTIVES, PHASES, Access, Kind, Meta, Op
 from .region import Region
-from .schedule import P2P_MODES, Buffer, Schedule
+from .schedule import P2P_MODES, PROGRESS_MODES, Buffer, Schedule
+
+# The kinds of format version 1; an op of another kind, or with any v2 field
+# set, is always checked by ``_check_op``.
+_V1_KINDS = frozenset({Kind.COMPUTE, Kind.SEND, Kind.RECV, Kind.RECORD, Kind.WAIT, Kind.ALL_REDUCE,
+                       Kind.ALL_GATHER, Kind.REDUCE_SCATTER, Kind.ALL_TO_ALL, Kind.BROADCAST, Kind.BARRIER})
+
+
+def _has_v2(op: Op) -> bool:
+    return (op.kind not in _V1_KINDS or op.comm is not None or op.p2p is not None or op.batch is not None
+            or op.signal is not None or op.counts is not None or op.recv_counts is not None
+            or op.completion is not None)
 
 
 def suggest(name: object, choices: Iterable[object]) -> str:
@@ -120,7 +131,7 @@ def _fine_ops(schedule: Schedule, ranks: set[int],
     def fine(pos: int, op: Op) -> bool:
         try:
             kind = op.kind
-            if type(kind) is not Kind or op.id != pos or not op.stream:
+            if type(kind) is not Kind or op.id != pos or not op.stream or _has_v2(op):
                 return False
             meta = op.meta
             if id(meta) not in good_meta:
@@ -186,7 +197,7 @@ def _check_op(schedule: Schedule, pos: int, op: Op, ranks: set[int], recorded: d
         raise ScheduleError(f"sp partition {meta.sp[0]}/{meta.sp[1]} is out of range", where)
     if meta.step is not None and meta.step < 0:
         raise ScheduleError(f"decode step {meta.step} is negative", where)
-    if op.kind.is_p2p:
+    if op.kind.is_p2p or op.kind is Kind.PUT or op.kind is Kind.WAIT_SIGNAL:
         if op.peer is None:
             raise ScheduleError(f"{op.kind} needs a peer rank", where)
         if op.peer not in ranks:
@@ -198,6 +209,11 @@ def _check_op(schedule: Schedule, pos: int, op: Op, ranks: set[int], recorded: d
                 f"{op.kind} to its own rank {op.rank}", where,
                 "a copy on one rank is a compute op",
             )
+    if op.kind is Kind.WAIT_SIGNAL:
+        if not op.signal:
+            raise ScheduleError("wait_signal needs a signal name", where)
+        if op.reads or op.writes:
+            raise ScheduleError("wait_signal accesses no memory", where)
     if op.kind is Kind.SEND and op.writes:
         raise ScheduleError("a send writes nothing on its own rank", where,
                             "put the destination region on the matching recv")
@@ -218,14 +234,19 @@ def _check_op(schedule: Schedule, pos: int, op: Op, ranks: set[int], recorded: d
                 f"rank {op.rank} is not a member of group {op.group!r} {list(group_members)}",
                 where,
             )
-        if op.kind is Kind.BROADCAST:
+        if op.kind.is_rooted:
             if op.root is None:
-                raise ScheduleError("broadcast needs a root", where,
+                raise ScheduleError(f"{op.kind} needs a root", where,
                                     f"add \"root\": one of {list(group_members)}")
             if op.root not in group_members:
                 raise ScheduleError(
-                    f"broadcast root {op.root} is not in group {op.group!r}", where
+                    f"{op.kind} root {op.root} is not in group {op.group!r}", where
                 )
+        for what, counts in (("counts", op.counts), ("recv_counts", op.recv_counts)):
+            if counts is not None and len(counts) != len(group_members):
+                raise ScheduleError(
+                    f"{what} has {len(counts)} entries but group {op.group!r} has {len(group_members)} members",
+                    where, "give one count per member, in the group's member order")
     elif op.group is not None and not op.kind.is_p2p:
         raise ScheduleError(f"{op.kind} takes no group", where)
     if op.kind in (Kind.RECORD, Kind.WAIT):
@@ -272,6 +293,10 @@ def validate(schedule: Schedule, _prechecked: PreChecked | None = None) -> None:
         raise ScheduleError(
             f"p2p mode {schedule.p2p!r} is unknown", src, f"use one of {', '.join(P2P_MODES)}"
         )
+    if schedule.progress not in PROGRESS_MODES:
+        raise ScheduleError(
+            f"progress mode {schedule.progress!r} is unknown", src, f"use one of {', '.join(PROGRESS_MODES)}"
+        )
     ranks = set(schedule.ranks)
     if len(ranks) != len(schedule.ranks):
         dup_rank = next(r for r, c in Counter(schedule.ranks).items() if c > 1)
@@ -308,6 +333,7 @@ def validate(schedule: Schedule, _prechecked: PreChecked | None = None) -> None:
         for pos, op in enumerate(schedule.ops):
             if not op_is_fine(pos, op):
                 _check_op(schedule, pos, op, ranks, recorded)
+    _check_batches(schedule)
     for op in waits:
         if op.kind is Kind.WAIT and (op.rank, op.event) not in recorded:
             on_rank = sorted(e for (r, e) in recorded if r == op.rank)
@@ -320,3 +346,34 @@ def validate(schedule: Schedule, _prechecked: PreChecked | None = None) -> None:
                 f"wait on event {op.event!r}, which rank {op.rank} never records",
                 f"{src}: {op.where}", hint,
             )
+
+
+def _check_batches(schedule: Schedule) -> None:
+    """A group call (ops sharing a ``batch`` id on a rank) is one run of
+    consecutive communication ops in the rank's issue order, on one stream."""
+    src = schedule.source
+    last: dict[int, Op] = {}  # per rank: the previous op, when it was in a batch
+    done: set[tuple[int, str]] = set()
+    for op in schedule.ops:
+        prev = last.get(op.rank)
+        if op.batch is None:
+            if prev is not None:
+                done.add((op.rank, prev.batch or ""))
+                del last[op.rank]
+            continue
+        where = f"{src}: {op.where}"
+        if not op.kind.is_comm:
+            raise ScheduleError(f"a {op.kind} cannot be part of group call {op.batch!r}", where,
+                                "a group call (ncclGroupStart/End, batch_isend_irecv) holds sends, recvs and"
+                                " collectives only")
+        if prev is not None and prev.batch != op.batch:
+            done.add((op.rank, prev.batch or ""))
+            prev = None
+        if prev is None and (op.rank, op.batch) in done:
+            raise ScheduleError(f"group call {op.batch!r} is not one run of consecutive ops on rank {op.rank}",
+                                where, "issue the parts of a group call one after the other, or give each"
+                                " group call its own batch id")
+        if prev is not None and prev.stream != op.stream:
+            raise ScheduleError(f"group call {op.batch!r} has parts on streams {prev.stream!r} and"
+                                f" {op.stream!r}", where, "launch a group call on one stream")
+        last[op.rank] = op
