@@ -26,9 +26,21 @@ a CSV as schedule._dump_csv(path) writes it, or JSON (a list of per-rank lists,
 pipeline_order is lowered with torch's own passes when torch is installed.
 
 The schedule is checked as torch's _PipelineScheduleRuntime runs it: isend/irecv
-posted in list order on one NCCL stream per peer (or one stream, --comm-streams
-single), matched first in, first out per rank pair; each F/B/I waits for its
-own recv; stages on one rank pass data locally.  See docs/torch-pp.md."""
+posted in list order, each on the two-rank NCCL communicator of its pair and
+that communicator's stream (or one communicator and stream, --comm-streams
+single), matched first in, first out per communicator and direction, with no
+tags; each F/B/I waits for its own recv; stages on one rank pass data locally.
+Each recv declares the activation or gradient its action expects, and the check
+compares it with what its FIFO partner sent.  See docs/torch-pp.md.
+
+p2p modes (--p2p):
+  any         (default) no assumption on message size: deadlock counts the hangs
+              that appear once a message no longer fits NCCL's buffer; dataflow,
+              race and phase assume nothing from a send waiting for its recv, so
+              their proofs hold for every message size
+  rendezvous  every send waits for its recv (all messages large), for every
+              property
+  eager       every send completes on its own (all messages buffered)"""
 
 
 def register(sub: Any) -> None:
@@ -46,12 +58,13 @@ def register(sub: Any) -> None:
     c.add_argument("--eval", action="store_true", dest="eval_mode",
                    help="check what eval() runs: backward actions and their sends/recvs do nothing there")
     c.add_argument("--comm-streams", default="per-peer", choices=["per-peer", "single"],
-                   help="per-peer (default): one NCCL stream per rank pair, as ProcessGroupNCCL uses for"
-                   " single isend/irecv; single: one stream for all p2p (a process group created with"
-                   " device_id shares one communicator)")
-    c.add_argument("--p2p", default="rendezvous", choices=["rendezvous", "eager"],
-                   help="rendezvous (default, the safe verdict): a send may not finish before its recv has"
-                   " started; eager: small sends that NCCL buffers finish on their own")
+                   help="per-peer (default): one NCCL communicator and stream per rank pair, as"
+                   " ProcessGroupNCCL uses for a single isend/irecv; single: one communicator and stream for"
+                   " all p2p (a process group created with device_id reuses its communicator)")
+    c.add_argument("--p2p", default="any", choices=["any", "rendezvous", "eager"],
+                   help="any (default): deadlock includes the hangs that need messages too large to buffer,"
+                   " dataflow/race/phase hold for every message size; rendezvous: every send waits for its"
+                   " recv, for every property; eager: every send completes without its recv")
     add_solver_options(c)
     c.add_argument("--format", default="text", choices=["text", "json"])
     c.add_argument("--no-grid", action="store_true", help="leave the run grid out of text output")
@@ -62,7 +75,7 @@ def _summary(imp: Any) -> str:
     s = imp.schedule
     return (f"{s.name}: {imp.n_ranks} ranks, {imp.n_stages} stages ({imp.placement.style} placement),"
             f" {imp.n_microbatches} microbatches, {imp.n_actions} actions -> {len(s.ops)} ops"
-            f" (p2p {s.p2p}, {'one comm stream' if imp.comm == 'single' else 'one comm stream per peer'})")
+            f" (p2p {s.p2p}, {'one communicator' if imp.comm == 'single' else 'one communicator per peer'})")
 
 
 def _notes_text(notes: tuple[str, ...]) -> list[str]:

@@ -1,5 +1,5 @@
 """Import the action lists of ``torch.distributed.pipelining`` and lower them
-to a syncproof schedule.  This module does not import torch.
+to a syncproof schedule (format v2).  This module does not import torch.
 
 Input: for every pipeline rank, the list of actions in torch's own string
 form (``2F0``, ``3SEND_B1``, ``1UNSHARD``, ``(0F7;7B3)OVERLAP_F_B``; an
@@ -16,14 +16,22 @@ How the runtime is encoded (the full argument is in ``docs/torch-pp.md``):
 
 * each rank runs its list in order on the host; compute (``F``, ``B``,
   ``I``, ``W``, ``REDUCE_GRAD``, ``RESHARD``) goes to the ``compute`` stream;
-* ``SEND_*``/``RECV_*`` are non-blocking ``isend``/``irecv`` (tag 0) on the
-  NCCL stream of the rank pair (``comm<peer>``), or on one ``comm`` stream
-  when the process group shares one communicator (``comm="single"``); before
-  each of them that stream waits for the work already enqueued on
-  ``compute`` (ProcessGroupNCCL's stream sync), modelled as record/wait;
-* sends and recvs between two ranks match first in, first out, across
-  forward and backward (one tag, one channel); a recv receives what its FIFO
-  partner sent, whatever the action names say;
+* ``SEND_*``/``RECV_*`` go through torch's ``_batch_p2p``, which issues an
+  action's ops (all sends or all recvs, to one peer) as plain
+  ``isend``/``irecv`` calls, not as a ``batch_isend_irecv`` group: torch 2.13
+  coalesces only mixed batches.  ProcessGroupNCCL runs a single p2p op on the
+  two-rank communicator of its pair and that communicator's stream, so each
+  op is a send/recv on the stream ``comm<peer>`` with the default
+  per-pair communicator (``p2p:lo-hi``); with ``comm="single"`` (a process
+  group bound to a device at init, whose p2p reuses the group's
+  communicator) every op is on one ``comm`` stream and communicator ``pp``.
+  No tags, no channels: one FIFO per communicator and direction, across
+  forward and backward.  Before each op its stream waits for the work
+  already enqueued on ``compute`` (ProcessGroupNCCL's stream sync),
+  modelled as record/wait;
+* a recv declares the value the program *expects* there (the activation or
+  gradient of the stage and microbatch its action names); the core checks
+  it against what its FIFO partner actually sent (``dataflow``);
 * a compute action waits (record after the recv, wait before the compute)
   for the recv torch pops for it: ``RECV_F`` of its stage and microbatch for
   ``F``, ``RECV_B`` for ``B``/``I``; stages on one rank pass data locally;
@@ -64,7 +72,8 @@ KINDS = COMPUTE_KINDS + COMM_KINDS + NO_MB_KINDS
 
 PLACEMENTS = ("auto", "loop", "v")
 COMM_MODES = ("per-peer", "single")
-P2P_MODES = ("rendezvous", "eager")
+P2P_MODES = ("any", "rendezvous", "eager")
+SINGLE_COMM = "pp"  # the communicator of comm="single"
 
 # Longest names first, so that e.g. "SEND_F" is never read as "S" + ...
 _ACTION = re.compile(r"(\d+)(" + "|".join(sorted(KINDS, key=len, reverse=True)) + r")(\d*)")
@@ -386,8 +395,10 @@ def forward_only(order: Order) -> Order:
 @dataclass(frozen=True)
 class Imported:
     """A lowered torch schedule: the syncproof schedule and what it came from.
-    ``notes`` explain, in torch's terms, what the runtime would do with the
-    list (a recv matched with the wrong send, a compute with no recv posted)."""
+    ``notes`` say, in torch's terms, where torch's runtime itself would stop
+    on the list (a compute with no recv posted, a recv posted twice, an unused
+    unshard).  A recv that gets another send's tensor is not a note: the
+    core finds it (``dataflow``)."""
 
     schedule: Schedule
     order: Order
@@ -417,37 +428,12 @@ class _Op:
     event: str | None = None
     reads: tuple[Access, ...] = ()
     writes: tuple[Access, ...] = ()
+    comm: str | None = None
 
 
 def _at(entry: Action, rank: int, step: int) -> str:
     """How notes name an action: ``0SEND_F3 (rank 0, step 9)``."""
     return f"{entry} (rank {rank}, step {step})"
-
-
-@dataclass
-class _Send:
-    payload: str
-    entry: Action
-    rank: int
-    step: int
-
-    @property
-    def text(self) -> str:
-        return _at(self.entry, self.rank, self.step)
-
-
-@dataclass
-class _Recv:
-    op: _Op
-    region: Region
-    nominal: str
-    entry: Action
-    rank: int
-    step: int
-
-    @property
-    def text(self) -> str:
-        return _at(self.entry, self.rank, self.step)
 
 
 class _RankLowerer:
@@ -487,6 +473,12 @@ class _RankLowerer:
 
     def comm_stream(self, peer: int) -> str:
         return "comm" if self.low.comm == "single" else f"comm{peer}"
+
+    def comm_name(self) -> str | None:
+        """The communicator: None (the default, one per rank pair, as
+        ProcessGroupNCCL creates for a single isend/irecv) or the group's
+        one communicator with ``comm="single"``."""
+        return SINGLE_COMM if self.low.comm == "single" else None
 
     # -- actions
     def action(self, leaf: Action, entry: Action, step: int) -> None:
@@ -538,14 +530,15 @@ class _RankLowerer:
                 " data between them locally and posts no send or recv", self.where(step), "drop this action")
         stream = self.comm_stream(peer)
         self._sync_from_compute(stream, name)
+        comm = self.comm_name()
         if k.startswith("SEND"):
-            self._add(_Op(stream, Kind.SEND, name, peer=peer, reads=(Access(region, what),)))
-            low.sends[(self.rank, peer)].append(_Send(what, entry, self.rank, step))
+            self._add(_Op(stream, Kind.SEND, name, peer=peer, reads=(Access(region, what),), comm=comm))
             if stream not in self.send_streams:
                 self.send_streams.append(stream)
             return
-        op = self._add(_Op(stream, Kind.RECV, name, peer=peer, writes=(Access(region, what),)))
-        low.recvs[(peer, self.rank)].append(_Recv(op, region, what, entry, self.rank, step))
+        # The recv declares what the consuming action expects; the core checks
+        # it against the value its FIFO partner carries.
+        self._add(_Op(stream, Kind.RECV, name, peer=peer, writes=(Access(region, what),), comm=comm))
         event = f"{leaf}@{step}"
         self._add(_Op(stream, Kind.RECORD, name, event=event))
         key = (s, "F" if k == "RECV_F" else "B", m)
@@ -614,8 +607,6 @@ class _Lowerer:
                  source: str) -> None:
         self.order, self.placement, self.n_stages, self.n_mb = order, placement, n_stages, max(n_mb, 1)
         self.comm, self.source = comm, source
-        self.sends: dict[tuple[int, int], list[_Send]] = defaultdict(list)
-        self.recvs: dict[tuple[int, int], list[_Recv]] = defaultdict(list)
         self.notes: list[str] = []
         self.fsdp_stages = {leaf.stage for _, _, leaf, _ in _leaves(order) if leaf.kind in FSDP_KINDS}
         self._regions: dict[tuple[str, int, int | None], Region] = {}
@@ -652,28 +643,10 @@ class _Lowerer:
                     rl.action(leaf, entry, step)
             rl.finish()
             out[rank] = rl.ops
-        self._pair()
         return out
 
-    def _pair(self) -> None:
-        """Match sends and recvs first in, first out per rank pair, as NCCL
-        does, and let each recv write what its partner actually sends."""
-        for key in sorted(set(self.sends) | set(self.recvs)):
-            src, dst = key
-            ss, rr = self.sends.get(key, []), self.recvs.get(key, [])
-            for snd, rcv in zip(ss, rr, strict=False):
-                if snd.payload != rcv.nominal:
-                    rcv.op.writes = (Access(rcv.region, snd.payload),)
-                    self.note(f"{rcv.text} is matched, in posting order, with {snd.text}: it receives"
-                              f" {snd.payload} where it expects {rcv.nominal}")
-            for snd in ss[len(rr):]:
-                self.note(f"{snd.text} has no matching recv on rank {dst}")
-            for rcv in rr[len(ss):]:
-                self.note(f"{rcv.text} has no matching send on rank {src}")
-
-
 def lower(order: Order, *, placement: str | Placement = "auto", name: str = "torch-pp",
-          comm: str = "per-peer", p2p: str = "rendezvous", eval_mode: bool = False,
+          comm: str = "per-peer", p2p: str = "any", eval_mode: bool = False,
           source: str = "<torch-pp>", description: str = "") -> Imported:
     """Lower a torch action list (the lowered IR) to a validated syncproof schedule.
 
@@ -702,7 +675,7 @@ def lower(order: Order, *, placement: str | Placement = "auto", name: str = "tor
         for rank, items in per_rank.items():
             for index, o in enumerate(items):
                 ops.append(Op(id=len(ops), rank=rank, index=index, stream=o.stream, kind=o.kind, name=o.name,
-                              peer=o.peer, event=o.event, reads=o.reads, writes=o.writes))
+                              peer=o.peer, event=o.event, reads=o.reads, writes=o.writes, comm=o.comm))
         mode = "eval (forward only)" if eval_mode else "as listed"
         sched = Schedule(
             name=name,
@@ -715,7 +688,8 @@ def lower(order: Order, *, placement: str | Placement = "auto", name: str = "tor
             description=description or (
                 f"torch.distributed.pipelining actions from {source}, {mode}: {len(order)} ranks, {n_stages}"
                 f" stages ({pl.style} placement), {n_mb} microbatches; p2p on "
-                f"{'one comm stream' if comm == 'single' else 'one stream per peer'}, {p2p}"),
+                f"{'one communicator and stream' if comm == 'single' else 'one communicator and stream per peer'},"
+                f" p2p {p2p}"),
             source=source,
         )
         validate(sched)
