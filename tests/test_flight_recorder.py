@@ -418,6 +418,75 @@ def test_schedule_from_nccl_dump_has_p2p(tmp_path: Path) -> None:
     assert [str(op.kind) for op in s.ops] == ["all_reduce", "send", "all_reduce", "recv"]
 
 
+
+def test_schedule_communicators(tmp_path: Path) -> None:
+    """Format v2: a collective runs on its process group's communicator; a
+    single send/recv on the two-rank communicator ProcessGroupNCCL creates
+    for the pair inside the group; the tag is no channel."""
+    per = {0: [_ar(1), _p2p("send", 0, 1, 1)], 1: [_ar(1), _p2p("recv", 0, 1, 1)]}
+    _nccl_job(tmp_path, per, [0, 1])
+    job = load_flight_recorder([tmp_path])
+    s = job_to_schedule(job)
+    from syncproof.ir.fileformat import schedule_to_dict
+
+    assert schedule_to_dict(s)["syncproof"] == 2
+    comms = [(str(op.kind), op.communicator) for op in s.ops]
+    assert comms == [("all_reduce", "default_pg"), ("send", "default_pg:0-1"), ("all_reduce", "default_pg"),
+                     ("recv", "default_pg:0-1")]
+    assert all(op.channel == "0" and op.batch is None for op in s.ops)
+
+
+def _coalesced(n: int, p2p: bool = True) -> dict[str, Any]:
+    return _entry(profiling_name="nccl:coalesced", is_p2p=p2p, p2p_seq_id=n if p2p else 0,
+                  collective_seq_id=0 if p2p else n, input_sizes=[], output_sizes=[])
+
+
+def test_coalesced_p2p_is_one_group_call(tmp_path: Path) -> None:
+    """batch_isend_irecv: the dump records each send/recv, then a
+    ``coalesced`` entry with the same p2p sequence number.  Both ranks send
+    first and receive second; as one group call (ncclGroupStart/End) that
+    cannot hang, and ProcessGroupNCCL runs a batched p2p on the group's own
+    communicator."""
+    per = {0: [_ar(1), _p2p("send", 0, 1, 1), _p2p("recv", 1, 0, 1), _coalesced(1), _ar(2)],
+           1: [_ar(1), _p2p("send", 1, 0, 1), _p2p("recv", 0, 1, 1), _coalesced(1), _ar(2)]}
+    a = _nccl_job(tmp_path, per, [0, 1])
+    assert a.verdict == "clean", a.text()
+    job = load_flight_recorder([tmp_path])
+    assert [op.batch is not None for op in job.ranks[0].ops] == [False, True, True, False]
+    s = job_to_schedule(job)
+    for r in (0, 1):
+        ops = s.by_rank[r]
+        assert [str(op.kind) for op in ops] == ["all_reduce", "send", "recv", "all_reduce"]
+        assert ops[1].batch is not None and ops[1].batch == ops[2].batch
+        assert ops[0].batch is None and ops[3].batch is None
+        assert ops[1].communicator == ops[2].communicator == "default_pg"
+    from syncproof import check_schedule
+    from syncproof.result import Verdict
+
+    rep = check_schedule(s, properties=("matching", "deadlock"))
+    assert all(r.verdict is Verdict.PROVED for r in rep.results), [(r.property, r.reason) for r in rep.results]
+    # the same sends and recvs issued one by one cross: a hang once the messages are too large to buffer
+    plain = {r: [e for e in es if e["profiling_name"] != "nccl:coalesced"] for r, es in per.items()}
+    _nccl_job(tmp_path / "plain", plain, [0, 1])
+    s2 = job_to_schedule(load_flight_recorder([tmp_path / "plain"]))
+    assert all(op.batch is None for op in s2.ops)
+    assert check_schedule(s2, properties=("matching", "deadlock")).result("deadlock").verdict is Verdict.VIOLATED
+
+
+def test_single_sends_are_not_a_group(tmp_path: Path) -> None:
+    """Two plain sends have their own p2p sequence numbers: a ``coalesced``
+    entry for another number leaves them alone."""
+    per = {0: [_p2p("send", 0, 1, 1), _p2p("send", 0, 1, 2), _p2p("send", 0, 1, 3), _p2p("send", 0, 1, 3),
+               _coalesced(3)],
+           1: [_p2p("recv", 0, 1, 1), _p2p("recv", 0, 1, 2), _p2p("recv", 0, 1, 3), _p2p("recv", 0, 1, 3),
+               _coalesced(3)]}
+    _nccl_job(tmp_path, per, [0, 1])
+    job = load_flight_recorder([tmp_path])
+    assert [op.batch is not None for op in job.ranks[1].ops] == [False, False, True, True]
+    s = job_to_schedule(job)
+    assert [op.communicator for op in s.by_rank[0]] == ["default_pg:0-1"] * 2 + ["default_pg"] * 2
+
+
 # ---------------------------------------------------------------- no torch, no z3
 def test_importers_do_not_import_torch_or_z3() -> None:
     code = (

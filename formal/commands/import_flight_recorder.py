@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
 def add_common_options(c: argparse.ArgumentParser) -> None:
     c.add_argument("--check", action="store_true",
                    help="also build the schedule and check matching and deadlock on it")
-    c.add_argument("-o", "--output", metavar="SCHEDULE.json", help="save the imported schedule (format v1)")
+    c.add_argument("-o", "--output", metavar="SCHEDULE.json", help="save the imported schedule (format v2)")
     c.add_argument("--list", action="store_true", help="list every rank's communication ops")
     c.add_argument("--format", default="text", choices=["text", "json"])
 

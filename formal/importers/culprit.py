@@ -155,6 +155,7 @@ class CommOp:
     time_ns: int | None = None  # when it was issued (ns since the epoch)
     record_id: int | None = None
     source: str = "fr"  # fr | profiler | fr+profiler
+    batch: str | None = None  # coalesced group (ncclGroupStart/End, batch_isend_irecv) it was issued in
 
     @property
     def is_p2p(self) -> bool:
@@ -1077,11 +1078,47 @@ def window_starts(job: Job) -> dict[str, int]:
     return out
 
 
+def _default_group_name(job: Job) -> str:
+    """The name of the default process group (the one send/recv without a
+    ``group`` argument use)."""
+    for g in job.groups.values():
+        if set(g.members) == set(job.world) and g.name == "default_pg":
+            return g.name
+    for g in job.groups.values():
+        if set(g.members) == set(job.world):
+            return g.name
+    return "default_pg"
+
+
+def p2p_comm(job: Job, op: CommOp, backend: str | None) -> str:
+    """The communicator of a send/recv.  ProcessGroupNCCL runs a single p2p op
+    on a two-rank communicator of its own per pair of ranks within the
+    process group (``getKeySendRecv``), and a p2p op inside a coalesced group
+    (``batch_isend_irecv``) on the group's own communicator
+    (``getKeyFromDevice``: "treat it like a collective").  NCCL ignores the
+    tag; gloo matches by tag, so there a non-zero tag is a FIFO of its own."""
+    g = job.groups.get(op.group) if op.group is not None else None
+    pg = g.name if g is not None else _default_group_name(job)
+    if op.batch is not None:
+        return pg
+    assert op.peer is not None
+    lo, hi = sorted((op.rank, op.peer))
+    name = f"{pg}:{lo}-{hi}"
+    if op.tag and (backend or "").startswith("gloo"):
+        name += f":tag{op.tag}"
+    return name
+
+
 def job_to_schedule_dict(job: Job) -> dict[str, Any]:
-    """The job as a syncproof schedule document (format v1): every rank's
+    """The job as a syncproof schedule document (format v2): every rank's
     communication ops in issue order on one host stream, ``comm`` (the calls
-    block the host, as gloo's do).  Collectives before the common window of a
-    group, collectives whose group is unknown, and send/recv the data does not
+    block the host, as gloo's do).  A collective runs on its process group's
+    communicator (its ``group``); a send/recv on the per-pair communicator
+    ProcessGroupNCCL creates inside its process group (``"{pg}:{lo}-{hi}"``),
+    or, when the dump shows it coalesced, on the group's communicator, and
+    ops the dump shows coalesced (a ``coalesced`` entry closing them) form one
+    group call (``batch``).  Collectives before the common window of a group,
+    collectives whose group is unknown, and send/recv the data does not
     record on both sides are left out (the warnings say so)."""
     starts = window_starts(job)
     used_groups: set[str] = set()
@@ -1091,6 +1128,8 @@ def job_to_schedule_dict(job: Job) -> dict[str, Any]:
         rt = job.ranks.get(r)
         if rt is None:
             continue
+        out = ranks[str(r)]
+        batch_of: list[str | None] = []  # the coalesced group of each op in ``out``
         for op in rt.ops:
             d: dict[str, Any] = {"op": op.kind, "stream": "comm"}
             name = op.label
@@ -1122,8 +1161,7 @@ def job_to_schedule_dict(job: Job) -> dict[str, Any]:
                     dropped["sends/recvs whose other side the data does not record"] += 1
                     continue
                 d["to" if op.kind == "send" else "from"] = op.peer
-                if op.tag:
-                    d["channel"] = str(op.tag)
+                d["comm"] = p2p_comm(job, op, rt.backend or job.backend)
                 sizes = op.in_sizes if op.kind == "send" else op.out_sizes
                 if sizes:
                     d["size"] = sum(math.prod(s) for s in sizes)
@@ -1131,18 +1169,35 @@ def job_to_schedule_dict(job: Job) -> dict[str, Any]:
                 d["dtype"] = op.dtype
             if name:
                 d["name"] = name
-            ranks[str(r)].append(d)
+            out.append(d)
+            batch_of.append(op.batch)
+        _mark_batches(out, batch_of, r)
     desc = (f"Imported from {len(job.sources)} file(s) ({job.backend}); ops in issue order on one host stream."
             + ("" if not job.missing else f" No data for rank(s) {', '.join(map(str, job.missing))}."))
     if dropped:
         desc += " Left out: " + "; ".join(f"{n} {what}" for what, n in dropped.items()) + "."
     return {
-        "syncproof": 1,
+        "syncproof": 2,
         "name": job.name,
         "description": desc,
         "groups": {job.groups[k].name: list(job.groups[k].members) for k in sorted(used_groups)},
         "ranks": ranks,
     }
+
+
+def _mark_batches(ops: list[dict[str, Any]], batch_of: list[str | None], rank: int) -> None:
+    """Give the ops of one coalesced group a ``batch`` id when at least two of
+    them are left and they are consecutive (the format's rule for a group
+    call); a group the import split or cut down to one op stays plain ops."""
+    where: dict[str, list[int]] = {}
+    for i, b in enumerate(batch_of):
+        if b is not None:
+            where.setdefault(b, []).append(i)
+    for b, idx in where.items():
+        if len(idx) < 2 or idx[-1] - idx[0] != len(idx) - 1:
+            continue
+        for i in idx:
+            ops[i]["batch"] = f"r{rank}:{b}"
 
 
 def job_to_schedule(job: Job) -> Any:

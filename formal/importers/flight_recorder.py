@@ -223,6 +223,7 @@ def parse_dump(path: str | Path, rank: int) -> Dump:
         pg_config[str(name)] = (str(desc) if isinstance(desc, str) else "", tuple(sorted(ranks)))
 
     ops: list[CommOp] = []
+    coal_key: list[tuple[str, bool, int | None]] = []  # per op: (pg, p2p?, the seq id its coalesced group shares)
     descs: dict[str, str] = {}
     backend: str | None = None
     records_p2p = False
@@ -254,7 +255,11 @@ def parse_dump(path: str | Path, rank: int) -> Dump:
             first_record = e["record_id"]
         opname = opname.strip()
         if opname == "coalesced" or opname.endswith(" coalesced"):
-            continue  # marks the end of a coalesced group; its members are entries of their own
+            # closes a coalesced group (ncclGroupStart/End: batch_isend_irecv, a coalescing manager):
+            # its members are the entries of its group just before it that share its sequence number
+            # (torch's own analyzer, find_coalesced_group, reads them the same way)
+            _close_group(ops, coal_key, pgv[0], e, i)
+            continue
         m = _P2P_NAME.match(opname)
         kind = m.group(1) if m else kind_of(opname)
         if kind is None:
@@ -288,10 +293,35 @@ def parse_dump(path: str | Path, rank: int) -> Dump:
             op.peer = dst if kind == "send" else src  # group-local; mapped to global below
         op.label = frames_label(op.frames) if op.frames else ""
         ops.append(op)
+        is_p2p = kind in ("send", "recv")
+        coal_key.append((pgv[0], is_p2p, e.get("p2p_seq_id") if is_p2p else e["collective_seq_id"]))
     if backend == "nccl" or backend is None:
         records_p2p = records_p2p or backend == "nccl"
     complete = first_record is None or first_record == 0
     return Dump(str(p), rank, fmt, version, backend, pg_config, ops, complete, records_p2p, descs, warnings)
+
+
+def _close_group(ops: list[CommOp], keys: list[tuple[str, bool, int | None]], pg: str, end: dict[str, Any],
+                 index: int) -> None:
+    """Mark the members of the coalesced group that entry ``end`` closes."""
+    want: set[tuple[bool, int | None]] = set()
+    if end.get("is_p2p") is not False:  # True, or an older dump without is_p2p: either kind
+        want.add((True, end.get("p2p_seq_id")))
+    if end.get("is_p2p") is not True:
+        want.add((False, end["collective_seq_id"]))
+    members: list[int] = []
+    for j in range(len(ops) - 1, -1, -1):
+        g, p2p, seq = keys[j]
+        key = (p2p, seq)
+        if g != pg:
+            continue  # another group's entry in between (torch's analyzer skips those too)
+        if key not in want or ops[j].batch is not None:
+            break
+        members.append(j)
+    if len(members) < 2:
+        return
+    for j in members:
+        ops[j].batch = f"{pg}#{index}"
 
 
 # ---------------------------------------------------------------- a directory of dumps
