@@ -1,6 +1,6 @@
 """syncproof vs torch's own simulator on the same lowered pipeline schedules.
 
-    .venv/bin/python benchmarks/torch_pp_bench.py [--sizes 4x8,8x16,...] [--cap 600]
+    .venv/bin/python benchmarks/torch_pp_bench.py [--sizes 4x8,8x16,...] [--cap 600] [--p2p any]
 
 Needs torch (``pip install -e '.[torch]'``).  For each size P x M it builds
 torch's ScheduleInterleaved1F1B with 2 stages per rank (no process group:
@@ -16,7 +16,12 @@ The ratio is syncproof's check time over torch's simulation time (and,
 second, with the import included), in wall-clock seconds and again in CPU
 seconds of the process (steadier when the machine is busy).  Not part of the tests.  Sizes whose
 check would, by the growth seen so far, exceed ``--cap`` seconds are
-skipped and listed as such.
+skipped and listed as such, except the headline size (``--target``, 64 ranks x
+128 microbatches), which always runs: the last line of the output gives its
+check time and its ratio to torch's simulation, measured in the same run.
+The schedules are checked in the default p2p mode (``any``: deadlock counts
+the hangs that need messages too large to buffer; dataflow, race and phase
+hold for every message size); ``--p2p`` picks another.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import warnings
 from typing import Any
 
 DEFAULT_SIZES = "4x8,8x16,16x32,32x64,64x128"
+TARGET = "64x128"
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -45,9 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--schedule", default="Interleaved1F1B", help="torch schedule class (default Interleaved1F1B)")
     ap.add_argument("--engine", default="hybrid", choices=["hybrid", "z3"])
     ap.add_argument("--cap", type=float, default=600.0,
-                    help="skip sizes whose syncproof check is expected to take longer (seconds, default 600)")
+                    help="skip sizes whose syncproof check is expected to take longer (seconds, default 600);"
+                    " the --target size always runs")
+    ap.add_argument("--target", default=TARGET,
+                    help=f"the headline size, never skipped and summed up last (default {TARGET})")
+    ap.add_argument("--p2p", default="any", choices=["any", "rendezvous", "eager"],
+                    help="the schedules' p2p mode (default any, as syncproof import torch-pp checks them)")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
+    target = parse_sizes(args.target)[0]
+    sizes = parse_sizes(args.sizes)
+    if target not in sizes:
+        sizes.append(target)
 
     from syncproof import check_schedule
     from syncproof.importers import torch_bridge as tb
@@ -57,14 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
     prev: tuple[int, float] | None = None  # (actions, check seconds) of the last size run
-    print(f"{args.schedule}, 2 stages per rank; torch {mod.torch.__version__}; engine {args.engine}", flush=True)
-    for p, m in parse_sizes(args.sizes):
+    print(f"{args.schedule}, 2 stages per rank; torch {mod.torch.__version__}; engine {args.engine};"
+          f" p2p {args.p2p}", flush=True)
+    for p, m in sizes:
         t0 = time.perf_counter()
         sched = tb.build_schedule(args.schedule, p, m)
         order, pl, n_mb, _ = tb.schedule_actions(sched)
         build = time.perf_counter() - t0
         n_actions = sum(1 for acts in order.values() for a in acts if a is not None)
-        if prev is not None:
+        if prev is not None and (p, m) != target:
             estimate = prev[1] * (n_actions / prev[0]) ** 1.2
             if estimate > args.cap:
                 skipped.append(f"{p}x{m}: expected ~{estimate:.0f} s for the check, above --cap {args.cap:.0f} s")
@@ -79,13 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         del sim_input
         gc.collect()
         t0, c0 = time.perf_counter(), time.process_time()
-        imp = tp.lower(order, placement=pl, name=f"{args.schedule}-{p}x{m}")
+        imp = tp.lower(order, placement=pl, name=f"{args.schedule}-{p}x{m}", p2p=args.p2p)
         t_import, c_import = time.perf_counter() - t0, time.process_time() - c0
         t0, c0 = time.perf_counter(), time.process_time()
         rep = check_schedule(imp.schedule, engine=args.engine, max_cex=1)
         t_check, c_check = time.perf_counter() - t0, time.process_time() - c0
         verdict = "proved" if rep.exit_code == 0 else {1: "VIOLATED", 3: "unknown"}.get(rep.exit_code, "?")
-        rows.append({"size": f"{p}x{m}", "actions": n_actions, "ops": len(imp.schedule.ops), "build": build,
+        rows.append({"size": f"{p}x{m}", "target": (p, m) == target, "actions": n_actions,
+                     "ops": len(imp.schedule.ops), "build": build,
                      "sim": t_sim, "import": t_import, "check": t_check, "verdict": verdict,
                      "cpu_sim": c_sim, "cpu_import": c_import, "cpu_check": c_check,
                      "timings": rep.timings})
@@ -118,9 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     for s in skipped:
         print(f"skipped {s}")
     if rows:
-        big = rows[-1]
+        big = next((r for r in rows if r["target"]), rows[-1])
         parts = ", ".join(f"{k} {v:.2f}" for k, v in big["timings"])
         print(f"\nwhere the check time goes at {big['size']}: {parts}")
+        ratio = big["check"] / big["sim"] if big["sim"] > 0 else float("inf")
+        print(f"{big['size']} ({big['actions']} actions, {big['ops']} ops, p2p {args.p2p}): syncproof check"
+              f" {big['check']:.2f} s, torch _simulate_comms_compute {big['sim']:.2f} s, ratio {ratio:.2f}"
+              f" (import {big['import']:.2f} s more); {big['verdict']}")
     return 0 if all(r["verdict"] == "proved" for r in rows) else 1
 
 
