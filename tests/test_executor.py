@@ -224,16 +224,24 @@ def test_collectives_on_two_groups_in_opposite_order_deadlock() -> None:
     assert v["deadlock"] is True
 
 
-def test_one_group_on_two_streams_can_run_out_of_order() -> None:
+def test_one_group_on_two_streams_is_serialized_by_its_communicator() -> None:
+    # v1 flagged this as a possible deadlock; NCCL runs one communicator's ops
+    # in issue order whatever the stream (enqueue.cc), so instance #1 cannot
+    # start before #0 ends and every run completes.
     b = ScheduleBuilder("coll-streams")
     b.group("tp", [0, 1])
     b.rank(0).all_reduce("tp", stream="a").all_gather("tp", stream="b")
     b.rank(1).all_reduce("tp", stream="a").all_gather("tp", stream="a")
-    v = verdicts(b.build())
-    assert v["matching"] is False
-    # every run can complete, but instance #1 may start before #0 ends
-    assert explore(b.build()).blocked == ()
-    assert v["deadlock"] is True
+    s = b.build()
+    res = explore(s)
+    assert res.violated["matching"] is False
+    assert res.blocked == ()
+    assert res.violated["deadlock"] is False
+    # a run where the all_gather (op 1) starts before the all_reduce (op 0) ends is refused
+    model = build_model(s, light=True)
+    _, why = realize(model, Run(start=(1, 2, 3, 6), end=(5, 8, 4, 7)))
+    assert why == (f"at time 2, the start of {s.label(1)} is not enabled: {s.label(0)} has not ended"
+                   " (the previous op of its communicator on its rank)")
 
 
 def test_collective_output_needs_the_instance() -> None:
@@ -430,7 +438,7 @@ def test_replay_tampered_runs() -> None:
     no_record_end = Run(start=run.start, end=(2, None, 6, 8))
     ok, why = replay(s, cex("race", order, no_record_end))
     assert (ok, why) == (False, f"the run is not admissible: at time 6, the end of {s.label(2)} is not enabled:"
-                                f" {s.label(1)} has not ended")
+                                f" {s.label(1)} has not ended (the record it waits for)")
     # an end without a start, an end before its start, a wrong length
     ok, why = replay(s, cex("race", order, Run(start=(1, None, 5, 7), end=run.end)))
     assert why == f"the run is not admissible: {s.label(1)} ends at 4 but never starts"
@@ -452,7 +460,8 @@ def test_replay_orders_events_at_one_time_greedily() -> None:
     # the wait ends at the time its record starts, so before the record ends
     order, why = realize(model, Run(start=(0, 1, 0, 2), end=(1, 2, 1, 3)))
     assert order is None
-    assert why == f"at time 1, the end of {s.label(2)} is not enabled: {s.label(1)} has not ended"
+    assert why == (f"at time 1, the end of {s.label(2)} is not enabled: {s.label(1)} has not ended"
+                   " (the record it waits for)")
     # without ties, realize gives the events in time order
     order, why = realize(model, Run(start=(1, 3, 5, 7), end=(2, 4, 6, 8)))
     assert order == [("start", 0), ("end", 0), ("start", 1), ("end", 1), ("start", 2), ("end", 2),

@@ -1,7 +1,10 @@
-"""An independent explicit-state executor, used to cross-check the engine.
+"""An independent, operational executor, used to cross-check the engine.
 
-It shares no code with ``syncproof.semantics`` or ``syncproof.engine``; it
-reads only the schedule IR and the result types.
+It simulates the runtime mechanism of DESIGN.md §2b (host issue order,
+streams, group calls, communicator queues, progress, message capacity,
+rooted collectives, one-sided puts, events) and shares no code with
+``syncproof.semantics`` or ``syncproof.engine``; it reads only the schedule
+IR and the result types.
 
 A caller that replays several counterexamples of one schedule can build the
 model once, ``model = build_model(schedule, light=True)``, and pass it to

@@ -1,9 +1,13 @@
-"""Replay a counterexample from the engine on the explicit semantics.
+"""Replay a counterexample from the engine on the operational model.
 
-The run is checked event by event (every start and end must be enabled when it
-happens, in time order) and then the wrong observation the counterexample
-claims is reproduced: a bad read, an overlap, an order inversion, a hang, a
-cycle of waits or a broken metadata rule.
+The run is checked event by event under the setting of the counterexample's
+property (``deadlock``: messages of capacity 0 unless eager, serial progress
+unless the schedule asserts concurrent progress; the other properties:
+buffered messages unless rendezvous, concurrent progress): every start and
+end must be enabled when it happens, in time order.  Then the wrong
+observation the counterexample claims is reproduced: a bad read, an overlap,
+an order inversion, a hang, a cycle of waits, a message that carried other
+values than its receiver declares, or a broken metadata rule.
 
 Replay is linear in the schedule: when no two events share a time (as in the
 engine's runs), each event's enabling is checked directly against the times
@@ -15,22 +19,27 @@ light=True)`` to build the model once.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from heapq import heappop, heappush
-from itertools import product
-from operator import lt
+from itertools import compress, product
+from operator import is_not, lt
 from typing import Any, cast
 
 from ..errors import SyncproofError
-from ..ir import Region, Schedule
+from ..ir import Kind, Region, Schedule
 from ..ir.fileformat import resolve_region
 from ..ir.region import FULL_LO
 from ..result import Counterexample, Run
-from .explicit import ACTIVE, ENDED, NOT_STARTED, NOTHING, Model, Point, _seq_keys, build_model, followers, quiesce
+from .explicit import NOTHING, Model, Point, _seq_keys, build_model, effective_writes
+from .matching import message_of
+from .mechanism import DATA, DEADLOCK, REASON_TEXT, STREAM, Enabling, Index, fire_all, setting_for
 
 Event = tuple[str, int]
 
 _KINDS = ("start", "end")
+_NONE_TYPE = type(None)
+_INT_OR_NONE = frozenset({int, _NONE_TYPE})
 
 
 class _Realized:
@@ -46,17 +55,14 @@ class _Realized:
         self.pe = pe
 
 
-_NONE_TYPE = type(None)
-_INT_OR_NONE = frozenset({int, _NONE_TYPE})
-
-
-def _tie_free_admissible(model: Model, run: Run) -> bool:
-    """Is ``run`` admissible, with integer times and no two events at one
-    time?  Then every event needs only the events before it in time, so this
-    checks each event's enabling directly from the times, without ordering
-    them.  False also when it cannot tell; :func:`_realize_in_order` decides
-    those runs (and says why one is not admissible)."""
-    n = model.n
+def _tie_free_admissible(en: Enabling, run: Run) -> bool:
+    """Is ``run`` admissible under ``en``, with integer times and no two
+    events at one time?  Then every event needs only the events before it in
+    time, so this checks each condition directly from the times, without
+    ordering the events.  False also when it cannot tell;
+    :func:`_realize_in_order` decides those runs (and says why one is not
+    admissible)."""
+    n = en.n
     start, end = run.start, run.end
     if len(start) != n or len(end) != n:
         return False
@@ -65,87 +71,101 @@ def _tie_free_admissible(model: Model, run: Run) -> bool:
     if not start_types <= _INT_OR_NONE or not end_types <= _INT_OR_NONE:
         return False
     events = 2 * n
-    if _NONE_TYPE in start_types:
-        events -= start.count(None)
-    if _NONE_TYPE in end_types:
-        events -= end.count(None)
+    partial = _NONE_TYPE in start_types or _NONE_TYPE in end_types
+    if partial:
+        events -= start.count(None) + end.count(None)
     times = set(start)
     times.update(end)
     times.discard(None)
     if len(times) != events:
         return False  # two events share a time
-    en = model.enabling
-    if _NONE_TYPE not in start_types and _NONE_TYPE not in end_types:
-        # every op starts and ends: compare the times in bulk
-        starts, ends = cast("tuple[int, ...]", start), cast("tuple[int, ...]", end)
-        at_start, at_end = starts.__getitem__, ends.__getitem__
-        return (all(map(lt, starts, ends))
-                and all(map(lt, map(at_end, en.stream_before), map(at_start, en.stream_after)))
-                and not en.never_end
-                and all(map(lt, map(at_end, en.records), map(at_end, en.waits)))
-                and all(map(lt, map(at_start, en.peers), map(at_end, en.p2p)))
-                and all(max(map(at_start, ids)) < min(map(at_end, ids)) for ids in en.instances))
-    # start(o): o's previous op on its stream has ended before; end(o): o started before
-    for s, e, p in zip(start, end, model.prev_on_stream, strict=True):
-        if s is None:
-            if e is not None:
-                return False
-            continue
-        if e is not None and not s < e:
+    t_of: list[int | None] = list(start)
+    t_of.extend(end)
+    at = t_of.__getitem__
+    if not partial:
+        tt = cast("list[int]", t_of)
+        if not all(map(lt, cast("tuple[int, ...]", start), cast("tuple[int, ...]", end))) or en.never:
             return False
-        if p is not None:
-            pe = end[p]
-            if pe is None or not pe < s:
+        for before, after in en.pairs.values():
+            if not all(map(lt, map(tt.__getitem__, before), map(tt.__getitem__, after))):
                 return False
-    # end(o) of a wait or comm op: what it waits for has happened before
-    for o in en.never_end:
-        if end[o] is not None:
+        return all(max(map(tt.__getitem__, mem)) < min(map(tt.__getitem__, deps))
+                   for mem, deps in zip(en.bar_members, en.bar_deps, strict=True))
+    for s, e in zip(start, end, strict=True):
+        if e is not None and (s is None or not s < e):
             return False
-    for w, rec in zip(en.waits, en.records, strict=True):
-        e = end[w]
-        if e is not None:
-            t = end[rec]
-            if t is None or not t < e:
-                return False
-    for o, peer in zip(en.p2p, en.peers, strict=True):
-        e = end[o]
-        if e is not None:
-            t = start[peer]
-            if t is None or not t < e:
-                return False
-    for ids in en.instances:
-        ended = [e for e in map(end.__getitem__, ids) if e is not None]
-        if ended:
-            # every member has started before the first member ends (a
-            # member's own start is before its end)
-            started = list(map(start.__getitem__, ids))
-            if None in started or not max(cast("list[int]", started)) < min(ended):
+    for c in en.never:
+        if t_of[c] is not None:
+            return False
+    for before, after in en.pairs.values():
+        for b, a in zip(before, after, strict=True):
+            ta = t_of[a]
+            if ta is not None:
+                tb = t_of[b]
+                if tb is None or not tb < ta:
+                    return False
+    for mem, deps in zip(en.bar_members, en.bar_deps, strict=True):
+        happened = [t for t in map(at, deps) if t is not None]
+        if happened:
+            ms = list(map(at, mem))
+            if None in ms or not max(cast("list[int]", ms)) < min(happened):
                 return False
     return True
 
 
-def _realize(model: Model, run: Run) -> _Realized | str:
+def _realize(model: Model, run: Run, setting: str) -> _Realized | str:
     """The run's events as keys that order them, or why the run is not admissible."""
-    if _tie_free_admissible(model, run):
+    en = model.enabling(setting)
+    if _tie_free_admissible(en, run):
         return _Realized(run.start, run.end)
-    got = _realize_in_order(model, run)
+    got = _realize_in_order(model, run, setting)
     if isinstance(got, str):
         return got
     _, ps, pe = got
     return _Realized(ps, pe)
 
 
-def _not_enabled(model: Model, status: list[int], t: object, kind: str, o: int) -> str:
-    return (f"at time {t}, the {kind} of {model.label(o)} is not enabled: "
-            f"{model.why_not(status, kind, o)}")
+def why_not(model: Model, ix: Index, happened: Sequence[int], c: int) -> str:
+    """Why event ``c`` (``o``: start of op o, ``n + o``: its end) is not enabled."""
+    n = model.n
+    label = model.label
+    o = c % n
+    if c < n:
+        if happened[c]:
+            return "it has already started"
+    else:
+        if not happened[o]:
+            return "it has not started"
+        if happened[c]:
+            return "it has already ended"
+        if c in ix.never:
+            return "it is unmatched and can never end"
+    missing: list[tuple[int, int]] = [(d, why) for d, why in ix.pred_reasons(c) if not happened[d]]
+    en = ix.en
+    for k in ix.bars_of(c):
+        missing.extend((d, en.bar_why[k]) for d in en.bar_members[k] if not happened[d])
+    if not missing:
+        return ""
+    d, why = min(missing, key=lambda dw: (dw[1], dw[0]))
+    verb = "started" if d < n else "ended"
+    if why == STREAM:
+        return f"the previous op on its stream, {label(d % n)}, has not ended"
+    return f"{label(d % n)} has not {verb} ({REASON_TEXT[why]})"
 
 
-def _realize_in_order(model: Model, run: Run
+def _not_enabled(model: Model, ix: Index, happened: Sequence[int], t: object, c: int) -> str:
+    n = model.n
+    return (f"at time {t}, the {_KINDS[c >= n]} of {model.label(c % n)} is not enabled: "
+            f"{why_not(model, ix, happened, c)}")
+
+
+def _realize_in_order(model: Model, run: Run, setting: str = DATA
                       ) -> tuple[list[int], list[int | None], list[int | None]] | str:
     """The run's events in the order they happen (``o`` codes the start of op
     ``o``, ``n + o`` its end) and each op's start and end positions in that
     order, or why the run is not admissible.  Events at equal times (which a
-    run should not have) are ordered greedily, starts first."""
+    run should not have) are ordered greedily: the first enabled start (in op
+    order), else the first enabled end, again and again."""
     n = model.n
     start, end = run.start, run.end
     if len(start) != n or len(end) != n:
@@ -157,141 +177,101 @@ def _realize_in_order(model: Model, run: Run
                 return f"{model.label(o)} ends at {e} but never starts"
             if e < s:
                 return f"{model.label(o)} ends at {e} before it starts at {s}"
-    # sort the events by (time, start before end, op)
-    codes: list[int]
-    times: list[Any]
-    types = set(map(type, start))
-    types.update(map(type, end))
-    if types <= _INT_OR_NONE:
-        ts = [t for t in start if t is not None]
-        ts.extend(t for t in end if t is not None)
-        tmin = min(ts, default=0)
-        m = 2 * n
-        keys = [(t - tmin) * m + o for o, t in enumerate(start) if t is not None]
-        keys.extend((t - tmin) * m + n + o for o, t in enumerate(end) if t is not None)
-        keys.sort()
-        codes = [k % m for k in keys]
-        times = [k // m + tmin for k in keys]
-    else:  # times that are not plain ints: sort them as they are
-        pairs: list[tuple[Any, int]] = [(t, o) for o, t in enumerate(start) if t is not None]
-        pairs.extend((t, n + o) for o, t in enumerate(end) if t is not None)
-        pairs.sort()
-        codes = [c for _, c in pairs]
-        times = [t for t, _ in pairs]
+    pairs: list[tuple[Any, int]] = [(t, o) for o, t in enumerate(start) if t is not None]
+    pairs.extend((t, n + o) for o, t in enumerate(end) if t is not None)
+    pairs.sort()
+    codes = [c for _, c in pairs]
+    times = [t for t, _ in pairs]
 
-    # Check each event's enabling in turn.  Events at one time (which a run
-    # should not have) go greedily: the first enabled start (in op order),
-    # else the first enabled end, again and again.
-    status = [NOT_STARTED] * n
+    en = model.enabling(setting)
+    ix = en.index()
+    need = ix.needs()
+    left = [len(m) for m in en.bar_members]
+    succ, so = ix.succ, ix.succ_offs
+    memb, mo = ix.member_of, ix.member_offs
+    happened = bytearray(2 * n)
     ps: list[int | None] = [None] * n
     pe: list[int | None] = [None] * n
-    prev = model.prev_on_stream
-    deps = model.end_deps
-    order: list[int] | None = None  # the events as they fire, once a time has several
-    fol: tuple[list[int | None], dict[int, list[int]]] | None = None
-    total = len(codes)
-    last = total - 1
-    skip = 0
-    for i, c in enumerate(codes):
-        if i < skip:
-            continue
-        if i < last and times[i + 1] == times[i]:
-            if order is None:
-                order = codes[:i]
-            if fol is None:
-                fol = followers(model)
-            j = i + 2
-            while j < total and times[j] == times[i]:
-                j += 1
-            why = _fire_together(model, fol, codes[i:j], times[i], status, ps, pe, order)
-            if why:
-                return why
-            skip = j
-            continue
-        if order is None:
-            pos = i
-        else:
-            pos = len(order)
-            order.append(c)
+    order: list[int] = []
+
+    def fire(c: int) -> list[int]:
+        """Fire ``c``; returns the events whose last condition it met."""
+        happened[c] = 1
         if c < n:
-            p = prev[c]
-            if status[c] != NOT_STARTED or (p is not None and status[p] != ENDED):
-                return _not_enabled(model, status, times[i], "start", c)
-            status[c] = ACTIVE
-            ps[c] = pos
+            ps[c] = len(order)
         else:
-            o = c - n
-            d = deps[o]
-            if status[o] != ACTIVE or d is None:
-                return _not_enabled(model, status, times[i], "end", o)
-            for p, need in d:
-                if status[p] < need:
-                    return _not_enabled(model, status, times[i], "end", o)
-            status[o] = ENDED
-            pe[o] = pos
-    return (codes if order is None else order), ps, pe
+            pe[c - n] = len(order)
+        order.append(c)
+        freed: list[int] = []
+        for d in succ[so[c]:so[c + 1]]:
+            need[d] -= 1
+            if need[d] == 0:
+                freed.append(d)
+        for k in memb[mo[c]:mo[c + 1]]:
+            left[k] -= 1
+            if left[k] == 0:
+                for d in en.bar_deps[k]:
+                    need[d] -= 1
+                    if need[d] == 0:
+                        freed.append(d)
+        if c < n:
+            need[n + c] -= 1
+            if need[n + c] == 0:
+                freed.append(n + c)
+        return freed
 
-
-def _fire_together(model: Model, fol: tuple[list[int | None], dict[int, list[int]]], group: list[int],
-                   t: object, status: list[int], ps: list[int | None], pe: list[int | None],
-                   order: list[int]) -> str:
-    """Fire the events ``group`` (sorted: the starts by op, then the ends by
-    op) of time ``t`` greedily: the first enabled start, else the first
-    enabled end, again and again; append them to ``order``.  The enabled
-    events wait in two heaps, and firing one re-examines only the events it
-    can enable (``fol`` is :func:`followers` of the model).  Returns why an
-    event is never enabled, or ""."""
-    n = model.n
-    next_on_stream, waiters = fol
-    can_start, can_end = model.can_start, model.can_end
-    pending = set(group)
-    starts = [c for c in group if c < n and can_start(status, c)]
-    ends = [c for c in group if c >= n and can_end(status, c - n)]
-    queued = set(starts)
-    queued.update(ends)
-    while pending:
-        if starts:
-            pick = heappop(starts)
-        elif ends:
-            pick = heappop(ends)
+    total = len(codes)
+    i = 0
+    while i < total:
+        t = times[i]
+        j = i + 1
+        while j < total and times[j] == t:
+            j += 1
+        if j == i + 1:
+            c = codes[i]
+            if need[c] != 0:
+                return _not_enabled(model, ix, happened, t, c)
+            fire(c)
         else:
-            c = min(pending)
-            return _not_enabled(model, status, t, _KINDS[c >= n], c % n)
-        pending.discard(pick)
-        if pick < n:
-            o = pick
-            status[o] = ACTIVE
-            ps[o] = len(order)
-            maybe = [n + o]
-        else:
-            o = pick - n
-            status[o] = ENDED
-            pe[o] = len(order)
-            nxt = next_on_stream[o]
-            maybe = [] if nxt is None else [nxt]
-        order.append(pick)
-        maybe.extend(n + w for w in waiters.get(o, ()))
-        for c in maybe:
-            if c in pending and c not in queued:
-                if c < n:
-                    if can_start(status, c):
-                        queued.add(c)
-                        heappush(starts, c)
-                elif can_end(status, c - n):
-                    queued.add(c)
-                    heappush(ends, c)
-    return ""
+            # events at one time: fire them greedily, starts first
+            pending = set(codes[i:j])
+            starts = [c for c in pending if c < n and need[c] == 0]
+            ends = [c for c in pending if c >= n and need[c] == 0]
+            starts.sort()
+            ends.sort()
+            while pending:
+                if starts:
+                    pick = heappop(starts)
+                elif ends:
+                    pick = heappop(ends)
+                else:
+                    return _not_enabled(model, ix, happened, t, min(pending))
+                pending.discard(pick)
+                for d in fire(pick):
+                    if d in pending:
+                        heappush(starts if d < n else ends, d)
+        i = j
+    return order, ps, pe
 
 
-def realize(model: Model, run: Run) -> tuple[list[Event] | None, str]:
+def realize(model: Model, run: Run, setting: str = DATA) -> tuple[list[Event] | None, str]:
     """The run's events in the order they happen, or None and why the run is
-    not admissible.  Events at equal times (which a run should not have) are
-    ordered greedily, starts first."""
-    got = _realize_in_order(model, run)
+    not admissible under ``setting``.  Events at equal times (which a run
+    should not have) are ordered greedily, starts first."""
+    got = _realize_in_order(model, run, setting)
     if isinstance(got, str):
         return None, got
     n = model.n
     return [("start", c) if c < n else ("end", c - n) for c in got[0]], ""
+
+
+def _happened(n: int, run: Run) -> bytearray:
+    h = bytearray(2 * n)
+    for o in compress(range(n), map(is_not, run.start, [None] * n)):
+        h[o] = 1
+    for o in compress(range(n), map(is_not, run.end, [None] * n)):
+        h[n + o] = 1
+    return h
 
 
 def _meta_rule(model: Model, a: int | None, b: int | None) -> tuple[bool, str]:
@@ -312,21 +292,62 @@ def _meta_rule(model: Model, a: int | None, b: int | None) -> tuple[bool, str]:
     return False, f"{model.label(a)} and {model.label(b)} break no phase metadata rule together"
 
 
-def _conflict(model: Model, a: int, b: int) -> bool:
-    """Do ops a and b share a point of one rank, one of them writing it?"""
-    ops = model.schedule.ops
-    if a == b or ops[a].rank != ops[b].rank:
-        return False
-    ra = {pt for pt, _ in model.read_pts[a]}
-    wa = {pt for pt, _ in model.write_pts[a]}
-    rb = {pt for pt, _ in model.read_pts[b]}
-    wb = {pt for pt, _ in model.write_pts[b]}
-    return bool(wa & (rb | wb)) or bool(ra & wb)
+def _norm(values: Sequence[str | None]) -> Counter[str]:
+    """A multiset of values as text; the ways to write "no value" are one."""
+    return Counter("*" if v in (None, "", "*", "None", NOTHING) else str(v) for v in values)
+
+
+def _message(model: Model, a: int | None, b: int | None, expected: str,
+             seen: tuple[str, ...]) -> tuple[bool, str]:
+    """A receiver ``a`` whose declared values differ from what its matched
+    sender ``b`` carried."""
+    if a is None or b is None:
+        return False, "a message observation needs ops a (the receiver) and b (the sender)"
+    label = model.label
+    msg = message_of(model.schedule, model.matching, a)
+    if msg is None:
+        return False, f"{label(a)} receives no message (it is no matched recv or non-root broadcast member)"
+    if msg.sender != b:
+        return False, f"{label(a)} receives from {label(msg.sender)}, not from {label(b)}"
+    if msg.carried is None:
+        return False, f"{label(b)} declares no value, so {label(a)}'s values are taken on trust"
+    if not msg.mismatch:
+        return False, f"{label(a)} declares the values {label(b)} carried"
+    if _norm(expected.split(", ") if expected else []) != _norm(msg.declared):
+        return False, f"{label(a)} declares {', '.join(msg.declared) or 'no value'}, not {expected}"
+    if _norm(seen) != _norm(msg.carried):
+        return False, f"{label(b)} carried {', '.join(msg.carried)}, not {', '.join(seen)}"
+    return True, ""
+
+
+def _access_sets(model: Model, o: int) -> tuple[set[Point], set[Point]]:
+    return {pt for pt, _ in model.read_pts[o]}, {pt for pt, _ in model.write_pts[o]}
+
+
+def _conflicts(model: Model, a: int, b: int) -> tuple[bool, bool, bool]:
+    """Do ops a and b conflict with a write of both / a write of a and a read
+    of b / a read of a and a write of b?  (Points carry their rank: a put
+    writes its target's memory.)"""
+    if a == b:
+        return False, False, False
+    ra, wa = _access_sets(model, a)
+    rb, wb = _access_sets(model, b)
+    return bool(wa & wb), bool(wa & rb), bool(ra & wb)
+
+
+def _read_end(model: Model, o: int, pe: Sequence[int | None]) -> int | None:
+    """Where op ``o``'s read of its input ends: its end, or for a weak
+    collective the last end of its instance (None: never)."""
+    inst = model.weak.get(o)
+    if inst is None:
+        return pe[o]
+    ends = [pe[m] for m in inst]
+    return None if None in ends else max(cast("list[int]", ends))
 
 
 def replay(schedule: Schedule, cex: Counterexample, *, model: Model | None = None) -> tuple[bool, str]:
-    """``(True, "")`` when the counterexample reproduces on the explicit
-    semantics, else ``(False, sentence)`` saying what did not.
+    """``(True, "")`` when the counterexample reproduces on the operational
+    model, else ``(False, sentence)`` saying what did not.
 
     ``model`` is ``build_model(schedule, light=True)``, for a caller that
     replays several counterexamples of one schedule and builds it once; by
@@ -342,46 +363,42 @@ def replay(schedule: Schedule, cex: Counterexample, *, model: Model | None = Non
         op = getattr(obs, name)
         if op is not None and not 0 <= op < n:
             return False, f"the observation names op {op}, which does not exist"
+    setting = setting_for(cex.property)
 
     if obs.kind == "meta":
         return _meta_rule(model, obs.a, obs.b)
 
+    if obs.kind == "message":
+        ok, why = _message(model, obs.a, obs.b, obs.expected, obs.seen)
+        if ok and cex.run is not None:
+            got = _realize(model, cex.run, setting)
+            if isinstance(got, str):
+                return False, f"the run is not admissible: {got}"
+        return ok, why
+
     if obs.kind == "cycle":
-        if model.matching.unmatched:
-            return False, f"{label(min(model.matching.unmatched))} is unmatched, so this is no cycle of waits"
-        final = quiesce(model, (NOT_STARTED,) * n)
-        stuck = {o for o in range(n) if final[o] != ENDED}
-        if not stuck:
-            return False, "a complete run exists: every op ends"
-        for step in cex.cycle:
-            if step.op not in stuck:
-                return False, f"{label(step.op)} is in the cycle but a maximal run ends it"
-        return True, ""
+        return _cycle(model, cex)
 
     run = cex.run
     if run is None:
         return False, f"a {obs.kind!r} observation needs a run"
-    got = _realize(model, run)
-    if isinstance(got, str):
-        return False, f"the run is not admissible: {got}"
-    ps, pe = got.ps, got.pe
 
     if obs.kind == "hang":
         if run.complete:
             return False, "the run is complete, so nothing hangs"
-        final = quiesce(model, tuple(ENDED if e is not None else ACTIVE if s is not None else NOT_STARTED
-                                     for s, e in zip(run.start, run.end, strict=True)))
-        stuck = {o for o in range(n) if final[o] != ENDED}
-        if stuck != set(obs.blocked):
-            extra = sorted(stuck - set(obs.blocked))
-            missing = sorted(set(obs.blocked) - stuck)
-            parts = []
-            if extra:
-                parts.append("also blocked: " + "; ".join(label(o) for o in extra))
-            if missing:
-                parts.append("not blocked: " + "; ".join(label(o) for o in missing))
-            return False, "the ops that never end differ from the observation (" + ", ".join(parts) + ")"
-        return True, ""
+        # matching: the hang is the same whatever the setting says; accept it at either
+        tries = (DEADLOCK, DATA) if cex.property == "matching" else (setting,)
+        why = ""
+        for st in tries:
+            ok, why = _hang(model, run, st, set(obs.blocked))
+            if ok:
+                return True, ""
+        return False, why
+
+    got = _realize(model, run, setting)
+    if isinstance(got, str):
+        return False, f"the run is not admissible: {got}"
+    ps, pe = got.ps, got.pe
 
     a, b = obs.a, obs.b
     if obs.kind == "order":
@@ -395,21 +412,87 @@ def replay(schedule: Schedule, cex: Counterexample, *, model: Model | None = Non
     if obs.kind == "overlap":
         if a is None or b is None:
             return False, "an overlap observation needs ops a and b"
-        if not _conflict(model, a, b):
+        ww, wr, rw = _conflicts(model, a, b)
+        if not (ww or wr or rw):
             return False, f"{label(a)} and {label(b)} do not conflict"
         sa, sb = ps[a], ps[b]
         if sa is None or sb is None:
             return False, f"{label(a)} and {label(b)} do not both start"
         both = max(sa, sb)
         ea, eb = pe[a], pe[b]
-        if (ea is None or both < ea) and (eb is None or both < eb):
-            return True, ""
+        # the interval of each access that takes part in a conflict
+        for conflict, end_a, end_b in ((ww, ea, eb), (wr, ea, _read_end(model, b, pe)),
+                                       (rw, _read_end(model, a, pe), eb)):
+            if conflict and (end_a is None or both < end_a) and (end_b is None or both < end_b):
+                return True, ""
         return False, f"{label(a)} and {label(b)} are never active at the same moment"
 
     if obs.kind == "read":
         return _replay_read(model, cex, ps, pe)
 
     return False, f"unknown observation kind {obs.kind!r}"
+
+
+def _hang(model: Model, run: Run, setting: str, blocked: set[int]) -> tuple[bool, str]:
+    got = _realize(model, run, setting)
+    if isinstance(got, str):
+        return False, f"the run is not admissible: {got}"
+    n = model.n
+    label = model.label
+    final = fire_all(model.enabling(setting), _happened(n, run))
+    stuck = {o for o in range(n) if not final[n + o]}
+    if stuck != blocked:
+        extra = sorted(stuck - blocked)
+        missing = sorted(blocked - stuck)
+        parts = []
+        if extra:
+            parts.append("also blocked: " + "; ".join(label(o) for o in extra))
+        if missing:
+            parts.append("not blocked: " + "; ".join(label(o) for o in missing))
+        return False, "the ops that never end differ from the observation (" + ", ".join(parts) + ")"
+    return True, ""
+
+
+def _cycle(model: Model, cex: Counterexample) -> tuple[bool, str]:
+    """A deadlock: at capacity 0 and serial progress, the run (a partial run,
+    when given) is admissible, nothing further can happen after it, and the
+    ops on the cycle never end."""
+    n = model.n
+    label = model.label
+    if model.matching.unmatched:
+        return False, f"{label(min(model.matching.unmatched))} is unmatched, so this is no cycle of waits"
+    en = model.enabling(DEADLOCK)
+    run = cex.run
+    if run is None:
+        final = model.final(DEADLOCK)
+    else:
+        got = _realize(model, run, DEADLOCK)
+        if isinstance(got, str):
+            return False, f"the run is not admissible: {got}"
+        now = _happened(n, run)
+        final = fire_all(en, now)
+        if final != now:
+            c = next(c for c in range(2 * n) if final[c] and not now[c])
+            return False, (f"the run is not maximal: the {_KINDS[c >= n]} of {label(c % n)} can still happen"
+                           " after it")
+    stuck = {o for o in range(n) if not final[n + o]}
+    if not stuck:
+        return False, "a complete run exists: every op ends"
+    for step in cex.cycle:
+        for o in (step.op, step.next_op):
+            if o not in stuck:
+                return False, f"{label(o)} is in the cycle but a maximal run ends it"
+    blocked = set(cex.observation.blocked)
+    if blocked and blocked != stuck:
+        extra = sorted(stuck - blocked)
+        missing = sorted(blocked - stuck)
+        parts = []
+        if extra:
+            parts.append("also blocked: " + "; ".join(label(o) for o in extra))
+        if missing:
+            parts.append("not blocked: " + "; ".join(label(o) for o in missing))
+        return False, "the ops that never end differ from the observation (" + ", ".join(parts) + ")"
+    return True, ""
 
 
 def _holds(region: Region, axes: tuple[str, ...]) -> list[tuple[int, int] | None]:
@@ -460,11 +543,15 @@ class _Tracked:
         return _in_region(self.points, self.rank, region, self.axes)
 
 
+_PUT = Kind.PUT
+
+
 def _replay_read(model: Model, cex: Counterexample,
                  ps: Sequence[int | None], pe: Sequence[int | None]) -> tuple[bool, str]:
     """Reproduce a bad read.  Memory matters only at the points the read
     expects the value in, so only they are tracked: their initial contents,
-    and the writes to them in the order the run ends the writers."""
+    and the writes to them (as they land: puts in their target's memory,
+    messages with what they carried) in the order the run ends the writers."""
     schedule = model.schedule
     obs = cex.observation
     a = obs.a
@@ -485,18 +572,20 @@ def _replay_read(model: Model, cex: Counterexample,
     sa = ps[a]
     if sa is None:
         return False, f"{label(a)} never starts in the run"
-    ea = pe[a]
+    ea = _read_end(model, a, pe)
     tracked = _Tracked(points, op.rank, region.buffer, axes)
     mem: dict[Point, str] = {}
     for init in schedule.init:
         if init.applies_to(op.rank):
             for pt in tracked.held_by(init.region):
                 mem[pt] = init.value
-    # only the ops whose writes reach the read's region on its rank can matter,
-    # and only at the run's positions of their ends
+    # only the ops whose writes land in the read's region on its rank can
+    # matter (its rank's ops, and puts to it), at the run's positions of their ends
+    writers = [w for w in schedule.by_rank[op.rank] if w.writes and w.kind is not _PUT]
+    writers.extend(w for w in schedule.ops if w.kind is _PUT and w.peer == op.rank and w.writes)
     ends: list[tuple[int, int]] = []
-    for w in schedule.by_rank[op.rank]:
-        if w.writes and any(acc.region.overlaps(region) for acc in w.writes):
+    for w in writers:
+        if any(acc.region.overlaps(region) for acc in w.writes):
             i = pe[w.id]
             if i is not None:
                 ends.append((i, w.id))
@@ -508,11 +597,8 @@ def _replay_read(model: Model, cex: Counterexample,
             at_start = {mem.get(pt, NOTHING) for pt in points}
             wrong = any(v != expected for v in at_start)
         overwrites = at_start is not None and o != a and (ea is None or i < ea)
-        for acc in schedule.ops[o].writes:
-            val = acc.value
-            if val is None:
-                continue
-            for pt in tracked.held_by(acc.region):
+        for _, wregion, val in effective_writes(schedule, model.matching, o):
+            for pt in tracked.held_by(wregion):
                 if overwrites and val != expected:
                     wrong = True
                 mem[pt] = val

@@ -1,0 +1,400 @@
+"""The runtime mechanism of DESIGN.md §2b, operationally: when each event of
+each op may happen.
+
+Every op has a start event and an end event.  Event codes: ``o`` is the start
+of op ``o`` and ``n + o`` its end.  The mechanism:
+
+- **the host** issues each rank's ops in issue order; no op of IR v2 makes the
+  host wait, so every op is issued before anything runs, and the host only
+  fixes the order that the queues below see;
+- **streams**: each (rank, stream) is a FIFO of *units*; a unit is one op, or
+  a whole group call (ops of one rank with one ``batch`` id, consecutive in
+  issue order, on one stream).  A unit's ops start only once every op of the
+  stream's previous unit has ended;
+- **group calls**: the parts of one start together and are unordered among
+  themselves: no part ends before every part has started;
+- **communicators**: each (rank, communicator) is a queue of the units that
+  use the communicator, in issue order whatever their stream (NCCL
+  ``enqueue.cc``): a unit starts only once the previous unit of each of its
+  communicators on its rank has ended;
+- **progress**: *serial* (NCCL does not promise that two communicators'
+  kernels progress side by side): a communication unit also waits for the
+  previous communication unit issued on its rank, whatever its communicator;
+  *concurrent*: it does not;
+- **events** (v1): a wait ends only after its record has ended (so the next op
+  on the wait's stream starts after the record); a wait issued before its
+  record does nothing;
+- **point to point**: a FIFO per (communicator, source, destination).  A recv
+  ends only after its send has started (the data exist).  With message
+  capacity 0 a send ends only after its recv has started (nowhere to put the
+  data); with unbounded capacity the message is buffered and the send may end
+  first;
+- **collectives**: all_reduce, all_gather, reduce_scatter, all_to_all and
+  barrier: no member ends before every member has started.  broadcast and
+  scatter are a pipeline from the root: a member ends only after the root has
+  started; at capacity 0 also nobody ends before everyone has started.
+  reduce and gather, mirrored: the root ends only after every member has
+  started; at capacity 0, all pairs;
+- **one-sided**: a put writes the target rank's memory (see the model), with
+  no wait on the target; a wait_signal ends only after its bound put has
+  ended;
+- unmatched sends, recvs, collectives and wait_signals never end.
+
+A *setting* fixes the two switches: message capacity (per message: 0 or
+unbounded) and progress (serial or concurrent).  ``deadlock`` is explored at
+capacity 0, except messages the schedule makes eager, and serial progress
+unless the schedule says ``"progress": "concurrent"``; ``dataflow``, ``race``
+and ``phase`` at unbounded capacity, except messages made rendezvous, and
+concurrent progress (v2 contract, "Operational executor").
+
+Every condition is "some event has happened", and events only accumulate, so
+an enabled event stays enabled until it fires: every maximal run ends the
+same ops (see :func:`fire_all`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import accumulate, compress, repeat
+from operator import attrgetter
+
+from ..ir import Kind, Op, Schedule
+from .matching import COLLECTIVE_KINDS, COMM_KINDS, Matching
+
+DEADLOCK = "deadlock"
+DATA = "data"
+SETTINGS = (DEADLOCK, DATA)
+
+# reasons, for the messages that say why an event is not enabled
+STREAM, COMM, PROGRESS, EVENT, MESSAGE, BLOCKING, COLLECTIVE, BATCH, SIGNAL = range(9)
+
+_ALL_PAIRS = frozenset({Kind.ALL_REDUCE, Kind.ALL_GATHER, Kind.REDUCE_SCATTER, Kind.ALL_TO_ALL, Kind.BARRIER})
+_FROM_ROOT = frozenset({Kind.BROADCAST, Kind.SCATTER})
+_TO_ROOT = frozenset({Kind.REDUCE, Kind.GATHER})
+
+_batch_of = attrgetter("batch")
+_kind_of = attrgetter("kind")
+_id_of = attrgetter("id")
+
+
+def setting_for(prop: str) -> str:
+    """The setting a property is explored (and its counterexample replayed) under."""
+    return DEADLOCK if prop == "deadlock" else DATA
+
+
+def message_mode(schedule: Schedule, members: Iterable[Op]) -> str:
+    """``"rendezvous"``, ``"eager"`` or ``"any"`` for one message (a p2p pair
+    or a rooted collective instance): an override on any of its ops wins,
+    rendezvous over eager; else the schedule's mode."""
+    modes = {op.p2p for op in members}
+    if "rendezvous" in modes:
+        return "rendezvous"
+    if "eager" in modes:
+        return "eager"
+    return schedule.p2p
+
+
+def blocks(mode: str, setting: str) -> bool:
+    """Does a message of ``mode`` have capacity 0 under ``setting``?"""
+    return mode != "eager" if setting == DEADLOCK else mode == "rendezvous"
+
+
+def serial_progress(schedule: Schedule, setting: str) -> bool:
+    return setting == DEADLOCK and schedule.progress != "concurrent"
+
+
+# ------------------------------------------------------------------ units
+def units_of(seq: Sequence[Op]) -> list[tuple[int, ...]]:
+    """``seq`` (ops of one rank in issue order) cut into units: each op
+    alone, or a run of consecutive ops with one batch id."""
+    out: list[tuple[int, ...]] = []
+    cur: list[int] = []
+    cur_batch: str | None = None
+    for op in seq:
+        b = op.batch
+        if b is not None and b == cur_batch:
+            cur.append(op.id)
+            continue
+        if cur:
+            out.append(tuple(cur))
+        cur = [op.id]
+        cur_batch = b
+    if cur:
+        out.append(tuple(cur))
+    return out
+
+
+# --------------------------------------------------------------- enabling
+@dataclass
+class Enabling:
+    """When events may happen under one setting.
+
+    - ``pairs[reason] = (before, after)``: event ``after[i]`` needs event
+      ``before[i]`` to have happened;
+    - barrier ``k``: each event of ``bar_deps[k]`` needs every event of
+      ``bar_members[k]`` to have happened;
+    - ``never``: end events that never happen;
+    - implicitly, the end of an op needs its start.
+    """
+
+    n: int
+    setting: str
+    pairs: dict[int, tuple[list[int], list[int]]]
+    bar_members: list[tuple[int, ...]]
+    bar_deps: list[tuple[int, ...]]
+    bar_why: list[int]
+    never: list[int]
+    _index: Index | None = field(default=None, repr=False)
+
+    def index(self) -> Index:
+        if self._index is None:
+            self._index = Index(self)
+        return self._index
+
+
+def _csr(keys: list[int], vals: list[int], size: int) -> tuple[list[int], list[int]]:
+    """Group ``vals`` by ``keys`` (in ``range(size)``): ``flat[offs[k]:offs[k+1]]``."""
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    flat = list(map(vals.__getitem__, order))
+    cnt = Counter(keys)
+    offs = list(accumulate(map(cnt.__getitem__, range(size)), initial=0))
+    return offs, flat
+
+
+class Index:
+    """Per-event views of an :class:`Enabling`: what each event waits for
+    (with the reason) and what waits for it."""
+
+    def __init__(self, en: Enabling) -> None:
+        size = 2 * en.n
+        before: list[int] = []
+        after: list[int] = []
+        why: list[int] = []
+        for reason, (b, a) in en.pairs.items():
+            before.extend(b)
+            after.extend(a)
+            why.extend(repeat(reason, len(b)))
+        self.size = size
+        self.pred_offs, self.pred = _csr(after, before, size)
+        _, self.pred_why = _csr(after, why, size)
+        self.succ_offs, self.succ = _csr(before, after, size)
+        bk: list[int] = []
+        bd: list[int] = []
+        mk: list[int] = []
+        mb: list[int] = []
+        for k, (mem, deps) in enumerate(zip(en.bar_members, en.bar_deps, strict=True)):
+            bd.extend(deps)
+            bk.extend(repeat(k, len(deps)))
+            mk.extend(mem)
+            mb.extend(repeat(k, len(mem)))
+        self.bars_offs, self.bars = _csr(bd, bk, size)
+        self.member_offs, self.member_of = _csr(mk, mb, size)
+        self.never = set(en.never)
+        self.en = en
+
+    def preds(self, c: int) -> list[int]:
+        return self.pred[self.pred_offs[c]:self.pred_offs[c + 1]]
+
+    def pred_reasons(self, c: int) -> list[tuple[int, int]]:
+        lo, hi = self.pred_offs[c], self.pred_offs[c + 1]
+        return list(zip(self.pred[lo:hi], self.pred_why[lo:hi], strict=True))
+
+    def bars_of(self, c: int) -> list[int]:
+        return self.bars[self.bars_offs[c]:self.bars_offs[c + 1]]
+
+    def needs(self) -> list[int]:
+        """For each event, how many of its conditions are unmet at the start
+        (its predecessors, its barriers and, for an end, its own start); a
+        never-event gets one more that nothing meets."""
+        n = self.en.n
+        po, bo = self.pred_offs, self.bars_offs
+        need = [po[c + 1] - po[c] + bo[c + 1] - bo[c] for c in range(self.size)]
+        for o in range(n):
+            need[n + o] += 1
+        for c in self.never:
+            need[c] += 1
+        return need
+
+
+def fire_all(en: Enabling, happened: bytearray) -> bytearray:
+    """Fire every event that can still happen after the events ``happened``
+    (which must be an admissible prefix), in any order: the ops that end are
+    the same in every maximal run, as no event is ever disabled."""
+    ix = en.index()
+    n = en.n
+    size = ix.size
+    need = ix.needs()
+    left = [len(m) for m in en.bar_members]
+    bar_deps = en.bar_deps
+    succ, so = ix.succ, ix.succ_offs
+    memb, mo = ix.member_of, ix.member_offs
+    out = bytearray(happened)
+
+    def release(c: int, ready: list[int]) -> None:
+        for d in succ[so[c]:so[c + 1]]:
+            need[d] -= 1
+            if need[d] == 0 and not out[d]:
+                ready.append(d)
+        for k in memb[mo[c]:mo[c + 1]]:
+            left[k] -= 1
+            if left[k] == 0:
+                for d in bar_deps[k]:
+                    need[d] -= 1
+                    if need[d] == 0 and not out[d]:
+                        ready.append(d)
+        if c < n:
+            need[n + c] -= 1
+            if need[n + c] == 0 and not out[n + c]:
+                ready.append(n + c)
+
+    sink: list[int] = []
+    for c in compress(range(size), out):
+        release(c, sink)
+    ready = [c for c in range(size) if need[c] == 0 and not out[c]]
+    while ready:
+        c = ready.pop()
+        if out[c]:
+            continue
+        out[c] = 1
+        release(c, ready)
+    return out
+
+
+# ---------------------------------------------------------------- building
+class _Builder:
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.pairs: dict[int, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
+        self.bar_members: list[tuple[int, ...]] = []
+        self.bar_deps: list[tuple[int, ...]] = []
+        self.bar_why: list[int] = []
+
+    def pair(self, reason: int, before: int, after: int) -> None:
+        b, a = self.pairs[reason]
+        b.append(before)
+        a.append(after)
+
+    def bar(self, reason: int, members: tuple[int, ...], deps: tuple[int, ...]) -> None:
+        if len(members) == 1:
+            for d in deps:
+                self.pair(reason, members[0], d)
+        elif len(deps) == 1:
+            for m in members:
+                self.pair(reason, m, deps[0])
+        else:
+            self.bar_members.append(members)
+            self.bar_deps.append(deps)
+            self.bar_why.append(reason)
+
+    def unit_after(self, reason: int, prev: tuple[int, ...], nxt: tuple[int, ...]) -> None:
+        """Every op of unit ``nxt`` starts after every op of ``prev`` has ended."""
+        n = self.n
+        self.bar(reason, tuple(n + p for p in prev), nxt)
+
+
+def build_enabling(schedule: Schedule, m: Matching, setting: str) -> Enabling:
+    ops = schedule.ops
+    n = len(ops)
+    bld = _Builder(n)
+    batched = any(map(_batch_of, ops))
+
+    # streams: FIFO of units
+    if not batched:
+        before, after = bld.pairs[STREAM]
+        for seq in schedule.streams.values():
+            ids = list(map(_id_of, seq))
+            before.extend(o + n for o in ids[:-1])
+            after.extend(ids[1:])
+    else:
+        for seq in schedule.streams.values():
+            units = units_of(seq)
+            for prev, nxt in zip(units, units[1:], strict=False):
+                bld.unit_after(STREAM, prev, nxt)
+
+    # communicators, and progress
+    serial = serial_progress(schedule, setting)
+    comm_of = attrgetter("communicator")
+    for rank in schedule.ranks:
+        comm_ops = [op for op in schedule.by_rank[rank] if op.kind in COMM_KINDS]
+        last_of: dict[str | None, tuple[int, ...]] = {}
+        last_any: tuple[int, ...] | None = None
+        for unit in units_of(comm_ops) if batched else [(op.id,) for op in comm_ops]:
+            comms = set(map(comm_of, (ops[o] for o in unit)))
+            prevs = {last_of[c] for c in comms if c in last_of}
+            for prev in prevs:
+                bld.unit_after(COMM, prev, unit)
+            if serial and last_any is not None and last_any not in prevs:
+                bld.unit_after(PROGRESS, last_any, unit)
+            for c in comms:
+                last_of[c] = unit
+            last_any = unit
+        # group calls: all parts start before any ends
+        if batched:
+            for unit in units_of(comm_ops):
+                if len(unit) > 1:
+                    bld.bar(BATCH, unit, tuple(n + o for o in unit))
+
+    # events
+    for w, rec in m.record_of.items():
+        bld.pair(EVENT, n + rec, n + w)
+
+    # point to point
+    unmatched = m.unmatched
+    p2p_mode = schedule.p2p
+    for snd, rcv in m.pairs:
+        if snd in unmatched:
+            continue
+        bld.pair(MESSAGE, snd, n + rcv)
+        mode = p2p_mode if ops[snd].p2p is None and ops[rcv].p2p is None \
+            else message_mode(schedule, (ops[snd], ops[rcv]))
+        if blocks(mode, setting):
+            bld.pair(BLOCKING, rcv, n + snd)
+
+    # collectives
+    for inst in m.instances:
+        first = ops[inst[0]]
+        kind = first.kind
+        ends = tuple(n + o for o in inst)
+        if kind in _ALL_PAIRS:
+            bld.bar(COLLECTIVE, inst, ends)
+            continue
+        assert kind in COLLECTIVE_KINDS and first.root is not None
+        if blocks(message_mode(schedule, (ops[o] for o in inst)), setting):
+            bld.bar(BLOCKING, inst, ends)
+            continue
+        root = next(o for o in inst if ops[o].rank == first.root)
+        if kind in _FROM_ROOT:
+            for o in inst:
+                if o != root:
+                    bld.pair(COLLECTIVE, root, n + o)
+        else:
+            assert kind in _TO_ROOT
+            for o in inst:
+                if o != root:
+                    bld.pair(COLLECTIVE, o, n + root)
+
+    # one-sided
+    for ws, put in m.put_of.items():
+        bld.pair(SIGNAL, n + put, n + ws)
+
+    kinds = list(map(_kind_of, ops))
+    comm_like = COMM_KINDS | {Kind.WAIT_SIGNAL}
+    never = [n + o for o in compress(range(n), map(comm_like.__contains__, kinds))
+             if o in unmatched or (o not in m.instance and o not in m.put_of)]
+    return Enabling(n, setting, dict(bld.pairs), bld.bar_members, bld.bar_deps, bld.bar_why, never)
+
+
+REASON_TEXT = {
+    STREAM: "the previous op on its stream",
+    COMM: "the previous op of its communicator on its rank",
+    PROGRESS: "the previous communication issued on its rank (serial progress: communicators do not"
+              " run side by side)",
+    EVENT: "the record it waits for",
+    MESSAGE: "the send of its message",
+    BLOCKING: "a receiver of its message (capacity 0: the message cannot be buffered)",
+    COLLECTIVE: "a member of its collective instance",
+    BATCH: "a part of its group call",
+    SIGNAL: "the put whose signal it waits for",
+}
