@@ -1,5 +1,5 @@
-"""The schedule file format v1: examples, schema, round trips, regions and
-the loader's error messages."""
+"""The schedule file format (version 2; version 1 still loads): examples,
+schemas, round trips, regions and the loader's error messages."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ from syncproof.ir.schedule import Buffer, InitValue, Schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
-SCHEMA_PATH = ROOT / "formal" / "schema" / "schedule-v1.schema.json"
+SCHEMA_DIR = ROOT / "formal" / "schema"
+SCHEMA_PATH = SCHEMA_DIR / "schedule-v2.schema.json"
+V1_SCHEMA_PATH = SCHEMA_DIR / "schedule-v1.schema.json"
 
 BROKEN = {
     "tp-allreduce-nowait", "pp-sendrecv-deadlock", "collective-order-mismatch",
@@ -50,15 +52,41 @@ CORRECT = {
 }
 
 
-@pytest.fixture(scope="module")
-def validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+def _validator_of(path: Path) -> jsonschema.Draft202012Validator:
+    schema = json.loads(path.read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
 
 
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.Draft202012Validator:
+    """The schema of format version 2, what syncproof writes."""
+    return _validator_of(SCHEMA_PATH)
+
+
+@pytest.fixture(scope="module")
+def validator_v1() -> jsonschema.Draft202012Validator:
+    return _validator_of(V1_SCHEMA_PATH)
+
+
+@pytest.fixture(scope="module")
+def validators(validator: jsonschema.Draft202012Validator,
+               validator_v1: jsonschema.Draft202012Validator) -> dict[int, jsonschema.Draft202012Validator]:
+    """The schema of each format version."""
+    return {1: validator_v1, 2: validator}
+
+
 def _schema_errors(validator: jsonschema.Draft202012Validator, doc: Any) -> list[str]:
     return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+def test_the_schemas_name_their_versions() -> None:
+    for version, path in ((1, V1_SCHEMA_PATH), (2, SCHEMA_PATH)):
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        assert schema["properties"]["syncproof"] == {"description": schema["properties"]["syncproof"]["description"],
+                                                     "const": version}
+        assert schema["$id"].endswith(path.name)
+    assert fileformat.FORMAT_VERSION == 2 and fileformat.READS_VERSIONS == (1, 2)
 
 
 # ------------------------------------------------------------------ examples
@@ -69,9 +97,11 @@ def test_example_set_is_complete() -> None:
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
-def test_example_matches_schema(path: Path, validator: jsonschema.Draft202012Validator) -> None:
+def test_example_matches_schema(path: Path, validators: dict[int, jsonschema.Draft202012Validator]) -> None:
+    """An example is checked against the schema of the version it is written in."""
     doc = json.loads(path.read_text(encoding="utf-8"))
-    assert _schema_errors(validator, doc) == []
+    assert doc["syncproof"] in validators
+    assert _schema_errors(validators[doc["syncproof"]], doc) == []
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
@@ -82,6 +112,7 @@ def test_example_loads_and_round_trips(path: Path, validator: jsonschema.Draft20
     again = loads(text, "<dump>")
     assert again == s
     assert dumps(again) == text  # the canonical text is a fixed point
+    assert json.loads(text)["syncproof"] == 2  # written in the current version, whatever it was read from
     assert _schema_errors(validator, schedule_to_dict(s)) == []
 
 
@@ -223,7 +254,7 @@ def test_region_syntax_errors(text: str, problem: str) -> None:
 
 
 # ------------------------------------------------------------------ malformed files
-def _base() -> dict[str, Any]:
+def _base(version: int = 2) -> dict[str, Any]:
     """A small valid schedule: the malformed cases each break one thing in it."""
     def rank() -> list[dict[str, Any]]:
         return [
@@ -235,7 +266,7 @@ def _base() -> dict[str, Any]:
              "writes": {"h[layer=1]": "allreduce(L0)"}},
         ]
     return {
-        "syncproof": 1, "name": "base",
+        "syncproof": version, "name": "base",
         "groups": {"tp": [0, 1], "solo": [0]},
         "buffers": {"x": [], "h": ["layer"], "kv": {"layer": 2, "token": 8}},
         "init": {"x": "x(in)"},
@@ -293,13 +324,13 @@ def _both(*fs: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], N
 Case = tuple[str, Callable[[dict[str, Any]], None], str, str, str, bool]
 CASES: list[Case] = [
     ("missing-version", _top("syncproof", delete=True), "", 'missing "syncproof"',
-     'add "syncproof": 1', True),
-    ("wrong-version", _top("syncproof", 2), "", "format version 2 is not supported",
-     "", True),
+     'add "syncproof": 2', True),
+    ("wrong-version", _top("syncproof", 3), "", "format version 3 is not supported (this syncproof reads"
+     " versions 1 and 2)", "", True),
     ("unknown-top-level", _top("bufers", {}), "", "unknown top-level field 'bufers'",
      "did you mean 'buffers'?", True),
     ("missing-ranks", _top("ranks", delete=True), "", 'missing "ranks"', '"ranks": {', True),
-    ("p2p-mode", _top("p2p", "eagr"), "", "p2p mode 'eagr' is unknown", "rendezvous, eager", True),
+    ("p2p-mode", _top("p2p", "eagr"), "", "p2p mode 'eagr' is unknown", "any, rendezvous, eager", True),
     ("unknown-kind", _set(1, 2, op="allreduce"), "rank 1, op 2", "unknown op kind 'allreduce'",
      "did you mean 'all_reduce'?", True),
     ("unknown-op-field", _both(_drop(1, 2, "event"), _set(1, 2, evnt="part_ready")),
@@ -342,7 +373,7 @@ CASES: list[Case] = [
      "rank 1, op 0 (compute on compute), reads 'kv[token=0:4,]'", "is not 'axis=lo:hi' or 'axis=i'",
      "", True),
     ("broadcast-without-root", _replace_op(1, 3, {"op": "broadcast", "stream": "comm", "group": "tp"}),
-     "rank 1, op 3 (broadcast on comm)", "broadcast needs a root", "", True),
+     "rank 1, op 3 (broadcast on comm)", 'a broadcast needs "root"', "", True),
     ("broadcast-root-outside-group",
      _replace_op(1, 3, {"op": "broadcast", "stream": "comm", "group": "tp", "root": 5}),
      "rank 1, op 3 (broadcast on comm)", "broadcast root 5 is not in group 'tp'", "", False),
@@ -362,6 +393,109 @@ CASES: list[Case] = [
      'add it to "buffers"', False),
 ]
 
+# What format version 2 adds, broken one thing at a time (in a version-2 file).
+_SEND = {"op": "send", "stream": "comm", "to": 0}
+_RECV = {"op": "recv", "stream": "comm", "from": 0}
+V2_CASES: list[Case] = [
+    ("op-p2p-any", _append(1, {**_SEND, "p2p": "any"}), "rank 1, op 4 (send on comm)",
+     'p2p on an op must be "eager" (a message known to fit the transport\'s buffer) or "rendezvous"'
+     " (one known to block until its receiver posts), got 'any'", "", True),
+    ("op-p2p-on-all-reduce", _set(1, 3, p2p="eager"), "rank 1, op 3 (all_reduce)",
+     "field 'p2p' does not belong on a all_reduce op", "", True),
+    ("progress-mode", _top("progress", "always"), "", "progress mode 'always' is unknown",
+     "use one of any, concurrent", True),
+    ("progress-not-a-string", _top("progress", True), "", 'progress must be "any" or "concurrent"', "", True),
+    ("completion", _set(1, 3, completion="strong"), "rank 1, op 3 (all_reduce on comm)",
+     "completion must be \"weak\" (a custom collective without an end barrier), got 'strong'", "", True),
+    ("completion-on-send", _append(1, {**_SEND, "completion": "weak"}), "rank 1, op 4 (send)",
+     "field 'completion' does not belong on a send op", "", True),
+    ("counts-length", _replace_op(1, 3, {"op": "all_gather", "stream": "comm", "group": "tp", "counts": [1, 2, 3]}),
+     "rank 1, op 3 (all_gather on comm)", "counts has 3 entries but group 'tp' has 2 members",
+     "one count per member", False),
+    ("recv-counts-length",
+     _replace_op(1, 3, {"op": "all_to_all", "stream": "comm", "group": "tp", "counts": [1, 2], "recv_counts": [1]}),
+     "rank 1, op 3 (all_to_all on comm)", "recv_counts has 1 entries but group 'tp' has 2 members", "", False),
+    ("counts-negative",
+     _replace_op(1, 3, {"op": "reduce_scatter", "stream": "comm", "group": "tp", "counts": [1, -2]}),
+     "rank 1, op 3 (reduce_scatter on comm)", "counts must be a list of non-negative integers", "", True),
+    ("counts-on-all-reduce", _set(1, 3, counts=[1, 1]), "rank 1, op 3 (all_reduce)",
+     "field 'counts' does not belong on a all_reduce op", "", True),
+    ("recv-counts-on-all-gather",
+     _replace_op(1, 3, {"op": "all_gather", "stream": "comm", "group": "tp", "recv_counts": [1, 1]}),
+     "rank 1, op 3 (all_gather)", "field 'recv_counts' does not belong on a all_gather op", "", True),
+    ("batch-not-consecutive",
+     _both(_append(1, {**_SEND, "batch": "b0"}), _append(1, {"op": "compute", "stream": "comm"}),
+           _append(1, {**_RECV, "batch": "b0"})),
+     "rank 1, op 6 (recv on comm)", "group call 'b0' is not one run of consecutive ops on rank 1",
+     "give each group call its own batch id", False),
+    ("batch-two-streams", _both(_append(1, {**_SEND, "batch": "b0"}), _append(1, {**_RECV, "stream": "p2p",
+                                                                                   "batch": "b0"})),
+     "rank 1, op 5 (recv on p2p)", "group call 'b0' has parts on streams 'comm' and 'p2p'",
+     "launch a group call on one stream", False),
+    ("batch-holds-compute", _both(_append(1, {**_SEND, "batch": "b0"}),
+                                  _append(1, {"op": "compute", "stream": "comm", "batch": "b0"})),
+     "rank 1, op 5 (compute)", "field 'batch' does not belong on a compute op", "", True),
+    ("batch-holds-record", _both(_set(1, 2, batch="b0"), _set(1, 3, batch="b0")),
+     "rank 1, op 2 (wait)", "field 'batch' does not belong on a wait op", "", True),
+    ("batch-not-a-string", _set(1, 3, batch=3), "rank 1, op 3 (all_reduce on comm)",
+     "batch must be a non-empty string, got 3", "", True),
+    ("comm-empty", _set(1, 3, comm=""), "rank 1, op 3 (all_reduce on comm)",
+     "comm must be a non-empty string, got ''", "", True),
+    ("reduce-without-root", _replace_op(1, 3, {"op": "reduce", "stream": "comm", "group": "tp"}),
+     "rank 1, op 3 (reduce on comm)", 'a reduce needs "root": the rank it is rooted at', "", True),
+    ("gather-root-outside-group", _replace_op(1, 3, {"op": "gather", "stream": "comm", "group": "tp", "root": 5}),
+     "rank 1, op 3 (gather on comm)", "gather root 5 is not in group 'tp'", "", False),
+    ("scatter-without-group", _replace_op(1, 3, {"op": "scatter", "stream": "comm", "root": 0}),
+     "rank 1, op 3 (scatter on comm)", "scatter needs \"group\"", "", True),
+    ("wait-signal-without-signal", _append(1, {"op": "wait_signal", "stream": "comm", "from": 0}),
+     "rank 1, op 4 (wait_signal on comm)", 'a wait_signal needs "signal": the signal it waits for', "", True),
+    ("wait-signal-without-from", _append(1, {"op": "wait_signal", "stream": "comm", "signal": "s"}),
+     "rank 1, op 4 (wait_signal on comm)", 'a wait_signal needs "from": the source rank', "", True),
+    ("wait-signal-with-reads", _append(1, {"op": "wait_signal", "stream": "comm", "from": 0, "signal": "s",
+                                           "reads": {"x": None}}),
+     "rank 1, op 4 (wait_signal)", "field 'reads' does not belong on a wait_signal op", "", True),
+    ("put-without-to", _append(1, {"op": "put", "stream": "comm", "writes": {"x": "v"}}),
+     "rank 1, op 4 (put on comm)", 'a put needs "to": the destination rank', "", True),
+    ("put-to-unknown-rank", _append(1, {"op": "put", "stream": "comm", "to": 7}), "rank 1, op 4 (put on comm)",
+     "peer rank 7 does not exist", "", False),
+    ("put-to-itself", _append(1, {"op": "put", "stream": "comm", "to": 1}), "rank 1, op 4 (put on comm)",
+     "put to its own rank 1", "", False),
+    ("put-in-batch", _append(1, {"op": "put", "stream": "comm", "to": 0, "batch": "b"}), "rank 1, op 4 (put)",
+     "field 'batch' does not belong on a put op", "", True),
+    ("put-signal-empty", _append(1, {"op": "put", "stream": "comm", "to": 0, "signal": ""}),
+     "rank 1, op 4 (put on comm)", "signal must be a non-empty string", "", True),
+]
+
+# Version-2 fields in a version-1 file: the error names the field and the fix.
+_NEEDS_V2 = 'write "syncproof": 2 at the top'
+V1_CASES: list[Case] = [
+    ("v1-comm", _set(1, 3, comm="c"), "rank 1, op 3 (all_reduce)", "field 'comm' needs format version 2",
+     _NEEDS_V2, True),
+    ("v1-batch", _append(1, {**_SEND, "batch": "b0"}), "rank 1, op 4 (send)",
+     "field 'batch' needs format version 2", _NEEDS_V2, True),
+    ("v1-op-p2p", _append(1, {**_RECV, "p2p": "eager"}), "rank 1, op 4 (recv)",
+     "field 'p2p' needs format version 2", _NEEDS_V2, True),
+    ("v1-completion", _set(1, 3, completion="weak"), "rank 1, op 3 (all_reduce)",
+     "field 'completion' needs format version 2", _NEEDS_V2, True),
+    ("v1-counts", _replace_op(1, 3, {"op": "all_gather", "stream": "comm", "group": "tp", "counts": [1, 1]}),
+     "rank 1, op 3 (all_gather)", "field 'counts' needs format version 2", _NEEDS_V2, True),
+    ("v1-reduce", _replace_op(1, 3, {"op": "reduce", "stream": "comm", "group": "tp", "root": 0}),
+     "rank 1, op 3 (reduce)", "a reduce op needs format version 2", _NEEDS_V2, True),
+    ("v1-put", _append(1, {"op": "put", "stream": "comm", "to": 0}), "rank 1, op 4 (put)",
+     "a put op needs format version 2", _NEEDS_V2, True),
+    ("v1-bare-put", _append(1, {"op": "put", "stream": "comm"}), "rank 1, op 4 (put)",
+     "a put op needs format version 2", _NEEDS_V2, True),
+    ("v1-wait-signal", _append(1, {"op": "wait_signal", "stream": "comm", "from": 0, "signal": "s"}),
+     "rank 1, op 4 (wait_signal)", "a wait_signal op needs format version 2", _NEEDS_V2, True),
+    ("v1-progress", _top("progress", "concurrent"), "", "field 'progress' needs format version 2", _NEEDS_V2,
+     True),
+]
+
+# (format version of the base, case): every v1 case in both versions
+VERSIONED: list[tuple[int, Case]] = ([(v, c) for c in CASES for v in (1, 2)] + [(2, c) for c in V2_CASES]
+                                     + [(1, c) for c in V1_CASES])
+_VERSIONED_IDS = [f"v{v}-{c[0]}" for v, c in VERSIONED]
+
 
 def _load_error(tmp_path: Path, text: str, name: str = "bad.json") -> ScheduleError:
     path = tmp_path / name
@@ -371,17 +505,19 @@ def _load_error(tmp_path: Path, text: str, name: str = "bad.json") -> ScheduleEr
     return e.value
 
 
-def test_base_of_malformed_cases_is_valid(validator: jsonschema.Draft202012Validator) -> None:
-    doc = _base()
-    assert _schema_errors(validator, doc) == []
+@pytest.mark.parametrize("version", [1, 2])
+def test_base_of_malformed_cases_is_valid(version: int,
+                                          validators: dict[int, jsonschema.Draft202012Validator]) -> None:
+    doc = _base(version)
+    assert _schema_errors(validators[version], doc) == []
     s = loads(json.dumps(doc))
     assert loads(dumps(s)) == s
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_malformed_file_is_rejected_with_a_precise_message(tmp_path: Path, case: Case) -> None:
+@pytest.mark.parametrize("version, case", VERSIONED, ids=_VERSIONED_IDS)
+def test_malformed_file_is_rejected_with_a_precise_message(tmp_path: Path, version: int, case: Case) -> None:
     _id, mutate, where, problem, hint, _schema = case
-    doc = _base()
+    doc = _base(version)
     mutate(doc)
     err = _load_error(tmp_path, json.dumps(doc, indent=1), f"{_id}.json")
     text = str(err)
@@ -393,14 +529,14 @@ def test_malformed_file_is_rejected_with_a_precise_message(tmp_path: Path, case:
         assert f"(hint: {err.hint})" in text
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_schema_rejects_exactly_the_structural_cases(case: Case,
-                                                     validator: jsonschema.Draft202012Validator) -> None:
-    """The schema catches shape errors; cross-references, intervals and
-    overlaps are left to the loader."""
-    doc = _base()
+@pytest.mark.parametrize("version, case", VERSIONED, ids=_VERSIONED_IDS)
+def test_schema_rejects_exactly_the_structural_cases(version: int, case: Case,
+                                                     validators: dict[int, jsonschema.Draft202012Validator]) -> None:
+    """The schema of the file's version catches shape errors; cross-references,
+    intervals, overlaps, group sizes and group-call runs are left to the loader."""
+    doc = _base(version)
     case[1](doc)
-    assert bool(_schema_errors(validator, doc)) is case[5]
+    assert bool(_schema_errors(validators[version], doc)) is case[5]
 
 
 def test_interval_reversed_suggests_the_swap(tmp_path: Path) -> None:
@@ -453,7 +589,7 @@ def test_init_entry_ranks_must_be_a_list(tmp_path: Path) -> None:
     assert "init entry 0" in str(err)
 
 
-def test_version_must_be_the_integer_1(tmp_path: Path) -> None:
+def test_version_must_be_an_integer(tmp_path: Path) -> None:
     doc = _base()
     doc["syncproof"] = True
     err = _load_error(tmp_path, json.dumps(doc))
@@ -475,17 +611,205 @@ def test_contradictory_read_expectations_are_rejected(tmp_path: Path) -> None:
 
 
 
+# ------------------------------------------------------------------ format version 2
+def _every_v2() -> dict[str, Any]:
+    """Every kind and every field of format version 2, at least once, written
+    as dumps writes them (canonical regions, no default values)."""
+    return {
+        "syncproof": 2, "name": "every-v2-field", "description": "each kind and v2 field at least once",
+        "p2p": "rendezvous", "progress": "concurrent",
+        "groups": {"g": [0, 1], "ep": [0, 1, 2]},
+        "buffers": {"a": ["i"], "b": ["i"], "sym": {"slot": 4}},
+        "init": {"a": "a0"},
+        "ranks": {
+            "0": [
+                {"op": "compute", "stream": "compute", "name": "mm", "reads": {"a[i=9]": "a0"},
+                 "writes": {"a[i=8]": "h"}},
+                {"op": "record", "stream": "compute", "event": "h_ready"},
+                {"op": "wait", "stream": "comm", "event": "h_ready"},
+                {"op": "send", "stream": "comm", "to": 1, "size": 8, "reads": {"a[i=0]": "a0"}, "comm": "pp",
+                 "p2p": "eager", "batch": "b0"},
+                {"op": "recv", "stream": "comm", "from": 1, "channel": "tok", "writes": {"b[i=0]": "a0"},
+                 "p2p": "rendezvous", "batch": "b0"},
+                {"op": "all_reduce", "stream": "comm", "group": "g", "reads": {"a[i=1]": "a0"},
+                 "writes": {"b[i=1]": "sum"}, "comm": "tp-fast", "completion": "weak"},
+                {"op": "all_gather", "stream": "comm", "group": "g", "batch": "b1", "counts": [2, 3]},
+                {"op": "reduce_scatter", "stream": "comm", "group": "g", "batch": "b1", "counts": [1, 1]},
+                {"op": "all_to_all", "stream": "comm", "group": "ep", "counts": [1, 4, 2], "recv_counts": [1, 3, 5]},
+                {"op": "broadcast", "stream": "comm", "group": "g", "root": 0, "p2p": "rendezvous"},
+                {"op": "reduce", "stream": "comm", "group": "g", "root": 1, "size": 4, "dtype": "bf16",
+                 "reads": {"a[i=2]": "a0"}, "p2p": "eager"},
+                {"op": "gather", "stream": "comm", "group": "g", "root": 0, "writes": {"b[i=3]": "gathered"},
+                 "comm": "gcomm", "completion": "weak"},
+                {"op": "scatter", "stream": "comm", "group": "g", "root": 0, "reads": {"a[i=4]": "a0"}},
+                {"op": "put", "stream": "copy", "name": "dispatch", "to": 1, "size": 16, "dtype": "fp8",
+                 "reads": {"a[i=5]": "a0"}, "writes": {"sym[slot=0]": "tok"}, "signal": "s0", "layer": 0},
+                {"op": "put", "stream": "copy", "to": 2, "writes": {"sym[slot=1]": "tok2"}},
+                {"op": "wait_signal", "stream": "compute", "name": "combine_wait", "from": 1, "signal": "back",
+                 "phase": "decode", "step": 0},
+                {"op": "barrier", "stream": "comm", "group": "ep", "batch": "b2"},
+            ],
+            "1": [
+                {"op": "recv", "stream": "comm", "from": 0, "writes": {"b[i=0]": "a0"}, "comm": "pp", "batch": "x"},
+                {"op": "send", "stream": "comm", "to": 0, "channel": "tok", "reads": {"a[i=0]": "a0"}, "batch": "x"},
+                {"op": "all_reduce", "stream": "comm", "group": "g", "comm": "tp-fast", "completion": "weak"},
+                {"op": "all_gather", "stream": "comm", "group": "g", "counts": [2, 3]},
+                {"op": "reduce_scatter", "stream": "comm", "group": "g", "counts": [1, 1]},
+                {"op": "all_to_all", "stream": "comm", "group": "ep", "counts": [3, 0, 1], "recv_counts": [4, 0, 6]},
+                {"op": "broadcast", "stream": "comm", "group": "g", "root": 0},
+                {"op": "reduce", "stream": "comm", "group": "g", "root": 1, "size": 4, "dtype": "bf16"},
+                {"op": "gather", "stream": "comm", "group": "g", "root": 0, "comm": "gcomm"},
+                {"op": "scatter", "stream": "comm", "group": "g", "root": 0},
+                {"op": "wait_signal", "stream": "compute", "from": 0, "signal": "s0"},
+                {"op": "put", "stream": "copy", "to": 0, "signal": "back"},
+                {"op": "barrier", "stream": "comm", "group": "ep"},
+            ],
+            "2": [
+                {"op": "all_to_all", "stream": "comm", "group": "ep", "counts": [5, 6, 0], "recv_counts": [2, 1, 0]},
+                {"op": "barrier", "stream": "comm", "group": "ep"},
+            ],
+        },
+    }
+
+
+_V2_FIELDS = ("comm", "p2p", "batch", "signal", "counts", "recv_counts", "completion")
+
+
+def test_v2_round_trip_keeps_every_new_field_and_kind(validator: jsonschema.Draft202012Validator) -> None:
+    doc = _every_v2()
+    assert _schema_errors(validator, doc) == []
+    s = schedule_from_dict(copy.deepcopy(doc), "v2.json")
+    assert {op.kind for op in s.ops} == set(Kind)
+    assert {k for op in s.ops for k in _V2_FIELDS if getattr(op, k) is not None} == set(_V2_FIELDS)
+    text = dumps(s)
+    again = loads(text, "<dump>")
+    assert again == s
+    assert dumps(again) == text
+    assert _schema_errors(validator, json.loads(text)) == []
+    assert _schema_errors(validator, schedule_to_dict(s)) == []
+    assert again.p2p == "rendezvous" and again.progress == "concurrent"
+    written = json.loads(text)
+    assert {k: v for k, v in written.items() if k != "ranks"} == {k: v for k, v in doc.items() if k != "ranks"}
+    for rk, ops in doc["ranks"].items():
+        assert written["ranks"][rk] == ops  # every op comes back field for field
+        for d, op in zip(ops, again.by_rank[int(rk)], strict=True):
+            for key in ("comm", "p2p", "batch", "signal", "completion"):
+                assert getattr(op, key) == d.get(key)
+            for key in ("counts", "recv_counts"):
+                assert getattr(op, key) == (tuple(d[key]) if key in d else None)
+            assert op.root == d.get("root")
+
+
+def test_v2_fields_keep_their_types_through_the_builder_document(validator: jsonschema.Draft202012Validator) -> None:
+    s = schedule_from_dict(_every_v2())
+    again = schedule_from_dict(schedule_to_dict(s))
+    assert again == s
+    put = s.by_rank[0][13]
+    assert put.kind is Kind.PUT and put.peer == 1 and put.signal == "s0" and put.size == 16
+    assert str(put.writes[0].region) == "sym[slot=0]" and put.meta.layer == 0
+    wsig = s.by_rank[1][10]
+    assert wsig.kind is Kind.WAIT_SIGNAL and wsig.peer == 0 and wsig.signal == "s0" and not wsig.reads
+    assert s.by_rank[1][5].counts == (3, 0, 1) and s.by_rank[1][5].recv_counts == (4, 0, 6)
+
+
+def test_communicator_defaults() -> None:
+    """comm, when given; else a collective's group; a send/recv: one per rank
+    pair, and one per pair and channel other than "0"; nothing for the rest."""
+    s = schedule_from_dict(_every_v2())
+    comms = {s.label(op): op.communicator for op in s.ops}
+    assert comms["r0/comm: send(->1,pp)#0"] == "pp"
+    assert comms["r0/comm: recv(<-1,tok)#0"] == "p2p:0-1:tok"
+    assert comms["r1/comm: send(->0,tok)#0"] == "p2p:0-1:tok"
+    assert comms["r1/comm: recv(<-0,pp)#0"] == "pp"
+    assert comms["r0/comm: all_reduce#0(g)"] == "tp-fast"
+    assert comms["r0/comm: all_gather#1(g)"] == "g"
+    assert comms["r0/comm: barrier#1(ep)"] == "ep"
+    assert comms["r0/comm: gather#5(g)"] == "gcomm"
+    for label in ("r0/compute: mm", "r0/compute: record(h_ready)", "r0/copy: put(->1,s0)#0 dispatch L0",
+                  "r1/compute: wait_signal(<-0,s0)#0"):
+        assert comms[label] is None
+    plain = loads(json.dumps({"syncproof": 2, "ranks": {"0": [_SEND | {"to": 3}], "3": [_RECV]}}))
+    assert [op.communicator for op in plain.ops] == ["p2p:0-3", "p2p:0-3"]
+
+
+def test_v2_labels_name_puts_and_signals() -> None:
+    s = schedule_from_dict(_every_v2())
+    assert s.label(s.by_rank[0][14]) == "r0/copy: put(->2)#0"
+    assert s.label(s.by_rank[0][15]) == "r0/compute: wait_signal(<-1,back)#0 combine_wait decode t0"
+    assert s.find("r0/comm: reduce#4(g)") is s.by_rank[0][10]
+
+
+def test_v1_file_without_p2p_reads_as_any() -> None:
+    """v1's implied "rendezvous" claimed a blocking send that NCCL does not
+    have: a v1 file without "p2p" is read with the v2 default."""
+    doc = _base(1)
+    assert "p2p" not in doc
+    s = loads(json.dumps(doc))
+    assert s.p2p == "any" and s.progress == "any"
+    assert "p2p" not in json.loads(dumps(s))
+    for mode in ("rendezvous", "eager"):  # written out, a mode keeps its meaning
+        doc["p2p"] = mode
+        s = loads(json.dumps(doc))
+        assert s.p2p == mode
+        written = json.loads(dumps(s))
+        assert written["syncproof"] == 2 and written["p2p"] == mode
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_example_without_p2p_reads_as_any(path: Path) -> None:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert load(path).p2p == doc.get("p2p", "any")
+
+
+def test_v1_and_v2_of_one_document_are_the_same_schedule() -> None:
+    v1, v2 = _base(1), _base(2)
+    assert loads(json.dumps(v1)) == loads(json.dumps(v2))
+
+
+def test_v2_default_modes_are_left_out_and_accepted_written_out(validator: jsonschema.Draft202012Validator) -> None:
+    doc = _base(2)
+    doc.update(p2p="any", progress="any")
+    assert _schema_errors(validator, doc) == []
+    s = loads(json.dumps(doc))
+    assert s == loads(json.dumps(_base(2)))
+    assert "p2p" not in schedule_to_dict(s) and "progress" not in schedule_to_dict(s)
+
+
+def test_v2_error_in_a_later_rank_names_that_rank(tmp_path: Path) -> None:
+    doc = _every_v2()
+    doc["ranks"]["2"][0]["counts"] = [1, 2]
+    err = _load_error(tmp_path, json.dumps(doc), "ep.json")
+    assert str(err).startswith(f"{tmp_path / 'ep.json'}: rank 2, op 0 (all_to_all on comm): counts has 2 entries"
+                               " but group 'ep' has 3 members"), str(err)
+
+
+def test_batch_checks_on_a_schedule_made_without_the_loader() -> None:
+    """validate, as importers call it, checks group calls too."""
+    s = loads(json.dumps(_base(2)))
+    ops = list(s.ops)
+    ops[0] = dataclasses.replace(ops[0], batch="b")  # a compute op
+    with pytest.raises(ScheduleError) as e:
+        validate_module.validate(dataclasses.replace(s, ops=tuple(ops), source="imp"))
+    assert str(e.value).startswith("imp: rank 0, op 0 (compute on compute): a compute cannot be part of group"
+                                   " call 'b'")
+    ops = list(s.ops)
+    ops[3] = dataclasses.replace(ops[3], counts=(1,))
+    with pytest.raises(ScheduleError) as e:
+        validate_module.validate(dataclasses.replace(s, ops=tuple(ops), source="imp"))
+    assert "imp: rank 0, op 3 (all_reduce on comm): counts has 1 entries but group 'tp' has 2 members" in str(e.value)
+
+
 # ------------------------------------------------------------------ the loader's fast path
 # schedule_from_dict decides most ops on a fast path (exact types, caches of
 # checked raw values, validate's per-op checks done on the way) and leaves
 # anything unusual to the reference, fileformat._op and validate's own pass.
 # The reference alone must give the very same schedule, or the same error.
 def _reference_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: str,
-                   groups: Any, ranks: Any) -> tuple[list[Op], None]:
+                   groups: Any, ranks: Any, version: int = 2) -> tuple[list[Op], None]:
     ops: list[Op] = []
     for rank, lst in ranked:
         for i, d in enumerate(lst):
-            ops.append(fileformat._op(d, rank, i, len(ops), buffers, src))
+            ops.append(fileformat._op(d, rank, i, len(ops), buffers, src, version))
     return ops, None
 
 
@@ -526,14 +850,14 @@ def _same_as_reference(docs: list[Any], monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_fast_path_loads_the_malformed_cases_as_the_reference_does(monkeypatch: pytest.MonkeyPatch) -> None:
-    docs = [_base()]
-    for case in CASES:
-        doc = _base()
+    docs = [_base(1), _base(2)]
+    for version, case in VERSIONED:
+        doc = _base(version)
         case[1](doc)
         docs.append(doc)
         if "ranks" in doc:  # the same problem after the good ops of the base (with their own events)
             warm = copy.deepcopy(doc)
-            for rk, ops in _base()["ranks"].items():
+            for rk, ops in _base(version)["ranks"].items():
                 for op in ops:
                     if "event" in op:
                         op["event"] = "warm_" + op["event"]
@@ -547,6 +871,16 @@ def test_fast_path_builds_what_the_reference_builds(monkeypatch: pytest.MonkeyPa
     for mix in ("decode", "prefill"):
         docs.append(schedule_to_dict(schedule_of_size(1000, mix)))
     docs.append(schedule_to_dict(schedule_of_size(1000, fault=True)))
+    docs.append(_every_v2())
+    mixed = _every_v2()  # v2 ops among v1 ones
+    for rk, ops in _base(2)["ranks"].items():
+        mixed["ranks"].setdefault(rk, [])
+        for i, op in enumerate(ops):
+            mixed["ranks"][rk].insert(2 * i, op)
+    mixed["buffers"].update(_base()["buffers"])
+    mixed["groups"]["tp"] = [0, 1]
+    mixed["init"].update(_base()["init"])
+    docs.append(mixed)
     _same_as_reference(docs, monkeypatch)
 
 
@@ -560,6 +894,9 @@ def test_validate_fast_check_agrees_with_the_reference(monkeypatch: pytest.Monke
         {"kind": Kind.SEND}, {"kind": Kind.RECORD}, {"kind": Kind.BROADCAST}, {"kind": "send"}, {"rank": 0},
         {"kind": Kind.BROADCAST, "group": "tp", "root": 7}, {"kind": Kind.BROADCAST, "group": "tp", "root": 1},
         {"meta": Meta(phase="decoding")}, {"meta": Meta(sp=(2, 2))}, {"meta": Meta(step=-1)},
+        {"batch": "b"}, {"comm": "c"}, {"counts": (1,)}, {"recv_counts": (1, 2)}, {"p2p": "eager"},
+        {"kind": Kind.REDUCE}, {"kind": Kind.GATHER, "group": "tp", "root": 5}, {"kind": Kind.PUT, "peer": 1},
+        {"kind": Kind.WAIT_SIGNAL, "peer": 1}, {"kind": Kind.WAIT_SIGNAL, "peer": 1, "signal": "s"},
         {"writes": (Access(Region("kv", (("layer", Interval(0, 2)), ("token", Interval(0, 9)))), "v"),)},
         {"reads": (Access(Region("nope"), "v"),)},
     ]

@@ -9,19 +9,34 @@
                      writes={"h[layer=0]": "sum"}, layer=0)
     schedule = b.build()
 
+Format version 2 constructs have their own keywords and methods: ``comm=``,
+``p2p=`` and ``batch=`` on sends, recvs and collectives; ``counts=``,
+``recv_counts=`` and ``completion=`` on collectives; the rooted collectives
+``reduce``, ``gather``, ``scatter``; one-sided ``put`` and ``wait_signal``;
+and group calls::
+
+    with r.group_call():            # one ncclGroupStart/End: the parts run as one node
+        r.send(1, reads={"x": "x0"})
+        r.recv(1, writes={"y": "y1"})
+
 The builder writes the same document the file format reads and goes through
 the same loader, so a built schedule and a loaded one cannot differ.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from .fileformat import FORMAT_VERSION, schedule_from_dict
 from .schedule import Schedule
 
 Accesses = dict[str, str | None] | None
+Counts = Sequence[int] | None
 _UNSET: Any = {}  # only compared with: an empty accesses map is the same as none
+_COMM_KINDS = frozenset({"send", "recv", "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast",
+                         "barrier", "reduce", "gather", "scatter"})
 
 
 class RankBuilder:
@@ -30,6 +45,8 @@ class RankBuilder:
     def __init__(self, rank: int, ops: list[dict[str, Any]]) -> None:
         self.rank = rank
         self._ops = ops
+        self._calls = 0  # group calls opened with a generated id
+        self._batch: str | None = None  # the id of the group call being built, if any
 
     def _add(self, kind: str, stream: str, fields: dict[str, Any], meta: dict[str, Any]) -> RankBuilder:
         d: dict[str, Any] = {"op": kind, "stream": stream}
@@ -49,6 +66,50 @@ class RankBuilder:
         self._ops.append(d)
         return self
 
+    def _put_part(self, d: dict[str, Any], meta: dict[str, Any]) -> RankBuilder:
+        """``_put`` inside a group call: ``d`` becomes one of its parts.  (The
+        group call sets it as ``_put`` on the instance, so that the ops built
+        outside one pay nothing for it.)"""
+        self._stamp(d)
+        return RankBuilder._put(self, d, meta)
+
+    def _stamp(self, d: dict[str, Any]) -> None:
+        batch = self._batch
+        where = f"rank {self.rank}, op {len(self._ops)} ({d['op']} on {d['stream']})"
+        if d["op"] not in _COMM_KINDS:
+            raise ValueError(f"{where}: a {d['op']} cannot be part of group call {batch!r}: a group call"
+                             " holds sends, recvs and collectives only")
+        given = d.setdefault("batch", batch)
+        if given != batch:
+            raise ValueError(f"{where}: batch={given!r} inside group call {batch!r}")
+
+    @contextmanager
+    def group_call(self, batch: str | None = None) -> Iterator[str]:
+        """Every op appended inside is a part of one group call
+        (ncclGroupStart/End, torch ``batch_isend_irecv``): the parts start and
+        end together and never block each other.  ``batch`` is its id; by
+        default a new one, ``gc0``, ``gc1``, ... in this rank's order.  A group
+        call opened inside another joins it, as nested ncclGroupStart/End do.
+        Yields the id."""
+        outer = self._batch
+        if outer is not None:
+            if batch is not None and batch != outer:
+                raise ValueError(f"rank {self.rank}: group call {batch!r} opened inside group call {outer!r}")
+            yield outer
+            return
+        if batch is None:
+            batch = f"gc{self._calls}"
+            self._calls += 1
+        elif not isinstance(batch, str) or not batch:
+            raise ValueError(f"rank {self.rank}: a group call id must be a non-empty string, got {batch!r}")
+        self._batch = batch
+        self._put = self._put_part  # type: ignore[method-assign]
+        try:
+            yield batch
+        finally:
+            self._batch = None
+            del self._put
+
     # The methods below are _add unrolled (the builder makes every op of the
     # benchmark's schedules): a field is set when it is not None and not {}.
     def compute(self, name: str, *, stream: str = "compute", reads: Accesses = None,
@@ -64,43 +125,194 @@ class RankBuilder:
 
     def send(self, to: int, *, stream: str = "comm", channel: str | None = None,
              reads: Accesses = None, size: int | None = None, name: str | None = None,
-             **meta: Any) -> RankBuilder:
-        return self._add("send", stream, {"to": to, "channel": channel, "reads": reads,
-                                          "size": size, "name": name}, meta)
+             dtype: str | None = None, comm: str | None = None, p2p: str | None = None,
+             batch: str | None = None, **meta: Any) -> RankBuilder:
+        """``comm``: the communicator (default: one per rank pair and channel);
+        ``p2p``: ``"eager"`` or ``"rendezvous"`` for this message;
+        ``batch``: the id of the group call it is part of."""
+        d: dict[str, Any] = {"op": "send", "stream": stream, "to": to}
+        if channel is not None:
+            d["channel"] = channel
+        if reads is not None and reads != _UNSET:
+            d["reads"] = reads
+        if size is not None:
+            d["size"] = size
+        if name is not None:
+            d["name"] = name
+        if dtype is not None:
+            d["dtype"] = dtype
+        if comm is not None:
+            d["comm"] = comm
+        if p2p is not None:
+            d["p2p"] = p2p
+        if batch is not None:
+            d["batch"] = batch
+        return self._put(d, meta)
 
     def recv(self, frm: int, *, stream: str = "comm", channel: str | None = None,
              writes: Accesses = None, size: int | None = None, name: str | None = None,
-             **meta: Any) -> RankBuilder:
-        return self._add("recv", stream, {"from": frm, "channel": channel, "writes": writes,
-                                          "size": size, "name": name}, meta)
+             dtype: str | None = None, comm: str | None = None, p2p: str | None = None,
+             batch: str | None = None, **meta: Any) -> RankBuilder:
+        """As :meth:`send`, from rank ``frm`` into ``writes``."""
+        d: dict[str, Any] = {"op": "recv", "stream": stream, "from": frm}
+        if channel is not None:
+            d["channel"] = channel
+        if writes is not None and writes != _UNSET:
+            d["writes"] = writes
+        if size is not None:
+            d["size"] = size
+        if name is not None:
+            d["name"] = name
+        if dtype is not None:
+            d["dtype"] = dtype
+        if comm is not None:
+            d["comm"] = comm
+        if p2p is not None:
+            d["p2p"] = p2p
+        if batch is not None:
+            d["batch"] = batch
+        return self._put(d, meta)
 
     def collective(self, kind: str, group: str, *, stream: str = "comm", reads: Accesses = None,
                    writes: Accesses = None, size: int | None = None, root: int | None = None,
-                   dtype: str | None = None, name: str | None = None, **meta: Any) -> RankBuilder:
+                   dtype: str | None = None, name: str | None = None, comm: str | None = None,
+                   batch: str | None = None, counts: Counts = None, recv_counts: Counts = None,
+                   completion: str | None = None, p2p: str | None = None, **meta: Any) -> RankBuilder:
+        """A collective of ``kind`` over ``group``.  Format version 2 keywords:
+        ``comm`` (the communicator; default: the group), ``batch`` (group call
+        id), ``counts`` (all_gather, reduce_scatter: one per member; all_to_all:
+        what is sent to each member), ``recv_counts`` (all_to_all: what is
+        received from each member), ``completion="weak"`` (a custom collective
+        without an end barrier) and ``p2p`` (rooted kinds: ``"eager"`` or
+        ``"rendezvous"``).  The methods named after each kind take the
+        keywords that kind allows."""
+        return self._coll(kind, group, stream, reads, writes, size, root, dtype, name, comm, batch, counts,
+                          recv_counts, completion, p2p, meta)
+
+    def _coll(self, kind: str, group: str, stream: str, reads: Accesses, writes: Accesses, size: int | None,
+              root: int | None, dtype: str | None, name: str | None, comm: str | None, batch: str | None,
+              counts: Counts, recv_counts: Counts, completion: str | None, p2p: str | None,
+              meta: dict[str, Any]) -> RankBuilder:
+        # positional: the per-kind methods below call it without a second
+        # round of keyword matching (the benchmark builds a collective per layer)
         d: dict[str, Any] = {"op": kind, "stream": stream}
         for key, v in (("group", group), ("reads", reads), ("writes", writes), ("size", size), ("root", root),
                        ("dtype", dtype), ("name", name)):
             if v is not None and v != _UNSET:
                 d[key] = v
+        if comm is not None:
+            d["comm"] = comm
+        if batch is not None:
+            d["batch"] = batch
+        if counts is not None:
+            d["counts"] = list(counts)
+        if recv_counts is not None:
+            d["recv_counts"] = list(recv_counts)
+        if completion is not None:
+            d["completion"] = completion
+        if p2p is not None:
+            d["p2p"] = p2p
         return self._put(d, meta)
 
-    def all_reduce(self, group: str, **kw: Any) -> RankBuilder:
-        return self.collective("all_reduce", group, **kw)
+    def all_reduce(self, group: str, *, stream: str = "comm", reads: Accesses = None, writes: Accesses = None,
+                   size: int | None = None, dtype: str | None = None, name: str | None = None,
+                   comm: str | None = None, batch: str | None = None, completion: str | None = None,
+                   **meta: Any) -> RankBuilder:
+        return self._coll("all_reduce", group, stream, reads, writes, size, None, dtype, name, comm, batch, None,
+                          None, completion, None, meta)
 
-    def all_gather(self, group: str, **kw: Any) -> RankBuilder:
-        return self.collective("all_gather", group, **kw)
+    def all_gather(self, group: str, *, stream: str = "comm", reads: Accesses = None, writes: Accesses = None,
+                   size: int | None = None, dtype: str | None = None, name: str | None = None,
+                   comm: str | None = None, batch: str | None = None, counts: Counts = None,
+                   completion: str | None = None, **meta: Any) -> RankBuilder:
+        """``counts``: the count of each member, the same vector on every member."""
+        return self._coll("all_gather", group, stream, reads, writes, size, None, dtype, name, comm, batch, counts,
+                          None, completion, None, meta)
 
-    def reduce_scatter(self, group: str, **kw: Any) -> RankBuilder:
-        return self.collective("reduce_scatter", group, **kw)
+    def reduce_scatter(self, group: str, *, stream: str = "comm", reads: Accesses = None,
+                       writes: Accesses = None, size: int | None = None, dtype: str | None = None,
+                       name: str | None = None, comm: str | None = None, batch: str | None = None,
+                       counts: Counts = None, completion: str | None = None, **meta: Any) -> RankBuilder:
+        """``counts``: the count of each member, the same vector on every member."""
+        return self._coll("reduce_scatter", group, stream, reads, writes, size, None, dtype, name, comm, batch,
+                          counts, None, completion, None, meta)
 
-    def all_to_all(self, group: str, **kw: Any) -> RankBuilder:
-        return self.collective("all_to_all", group, **kw)
+    def all_to_all(self, group: str, *, stream: str = "comm", reads: Accesses = None, writes: Accesses = None,
+                   size: int | None = None, dtype: str | None = None, name: str | None = None,
+                   comm: str | None = None, batch: str | None = None, counts: Counts = None,
+                   recv_counts: Counts = None, completion: str | None = None, **meta: Any) -> RankBuilder:
+        """``counts[j]``: what this rank sends to member j; ``recv_counts[j]``:
+        what it receives from member j."""
+        return self._coll("all_to_all", group, stream, reads, writes, size, None, dtype, name, comm, batch, counts,
+                          recv_counts, completion, None, meta)
 
-    def broadcast(self, group: str, root: int, **kw: Any) -> RankBuilder:
-        return self.collective("broadcast", group, root=root, **kw)
+    def barrier(self, group: str, *, stream: str = "comm", size: int | None = None, dtype: str | None = None,
+                name: str | None = None, comm: str | None = None, batch: str | None = None,
+                completion: str | None = None, **meta: Any) -> RankBuilder:
+        return self._coll("barrier", group, stream, None, None, size, None, dtype, name, comm, batch, None, None,
+                          completion, None, meta)
 
-    def barrier(self, group: str, **kw: Any) -> RankBuilder:
-        return self.collective("barrier", group, **kw)
+    def broadcast(self, group: str, root: int, *, stream: str = "comm", reads: Accesses = None,
+                  writes: Accesses = None, size: int | None = None, dtype: str | None = None,
+                  name: str | None = None, comm: str | None = None, batch: str | None = None,
+                  completion: str | None = None, p2p: str | None = None, **meta: Any) -> RankBuilder:
+        """``root``'s input copied to every member's output."""
+        return self._coll("broadcast", group, stream, reads, writes, size, root, dtype, name, comm, batch, None,
+                          None, completion, p2p, meta)
+
+    def reduce(self, group: str, root: int, *, stream: str = "comm", reads: Accesses = None,
+               writes: Accesses = None, size: int | None = None, dtype: str | None = None,
+               name: str | None = None, comm: str | None = None, batch: str | None = None,
+               completion: str | None = None, p2p: str | None = None, **meta: Any) -> RankBuilder:
+        """Every member's input reduced into ``root``'s output (format version 2)."""
+        return self._coll("reduce", group, stream, reads, writes, size, root, dtype, name, comm, batch, None,
+                          None, completion, p2p, meta)
+
+    def gather(self, group: str, root: int, *, stream: str = "comm", reads: Accesses = None,
+               writes: Accesses = None, size: int | None = None, dtype: str | None = None,
+               name: str | None = None, comm: str | None = None, batch: str | None = None,
+               completion: str | None = None, p2p: str | None = None, **meta: Any) -> RankBuilder:
+        """Every member's input gathered into ``root``'s output (format version 2)."""
+        return self._coll("gather", group, stream, reads, writes, size, root, dtype, name, comm, batch, None,
+                          None, completion, p2p, meta)
+
+    def scatter(self, group: str, root: int, *, stream: str = "comm", reads: Accesses = None,
+                writes: Accesses = None, size: int | None = None, dtype: str | None = None,
+                name: str | None = None, comm: str | None = None, batch: str | None = None,
+                completion: str | None = None, p2p: str | None = None, **meta: Any) -> RankBuilder:
+        """``root``'s input split among the members' outputs (format version 2)."""
+        return self._coll("scatter", group, stream, reads, writes, size, root, dtype, name, comm, batch, None,
+                          None, completion, p2p, meta)
+
+    def put(self, to: int, *, stream: str = "comm", reads: Accesses = None, writes: Accesses = None,
+            signal: str | None = None, size: int | None = None, dtype: str | None = None,
+            name: str | None = None, **meta: Any) -> RankBuilder:
+        """A one-sided put (format version 2): reads ``reads`` on this rank and
+        writes ``writes`` in rank ``to``'s memory; ``signal`` is set on ``to``
+        when it has landed (a :meth:`wait_signal` there waits for it)."""
+        d: dict[str, Any] = {"op": "put", "stream": stream, "to": to}
+        if reads is not None and reads != _UNSET:
+            d["reads"] = reads
+        if writes is not None and writes != _UNSET:
+            d["writes"] = writes
+        if signal is not None:
+            d["signal"] = signal
+        if size is not None:
+            d["size"] = size
+        if dtype is not None:
+            d["dtype"] = dtype
+        if name is not None:
+            d["name"] = name
+        return self._put(d, meta)
+
+    def wait_signal(self, frm: int, signal: str, *, stream: str = "comm", name: str | None = None,
+                    **meta: Any) -> RankBuilder:
+        """Holds ``stream`` back until rank ``frm``'s put with ``signal`` has
+        landed here (format version 2)."""
+        d: dict[str, Any] = {"op": "wait_signal", "stream": stream, "from": frm, "signal": signal}
+        if name is not None:
+            d["name"] = name
+        return self._put(d, meta)
 
     def record(self, event: str, *, stream: str, **meta: Any) -> RankBuilder:
         d: dict[str, Any] = {"op": "record", "stream": stream}
@@ -116,11 +328,18 @@ class RankBuilder:
 
 
 class ScheduleBuilder:
-    def __init__(self, name: str, *, p2p: str = "rendezvous", description: str = "") -> None:
-        self._doc: dict[str, Any] = {
-            "syncproof": FORMAT_VERSION, "name": name, "p2p": p2p, "description": description,
-            "groups": {}, "buffers": {}, "init": [], "ranks": {},
-        }
+    """Builds a schedule document of format version 2.  ``p2p``: ``"any"``
+    (the default), ``"rendezvous"`` or ``"eager"``; ``progress``: ``"any"``
+    (the default) or ``"concurrent"``; see docs/format.md."""
+
+    def __init__(self, name: str, *, p2p: str = "any", progress: str = "any", description: str = "") -> None:
+        self._doc: dict[str, Any] = {"syncproof": FORMAT_VERSION, "name": name}
+        if p2p != "any":
+            self._doc["p2p"] = p2p
+        if progress != "any":
+            self._doc["progress"] = progress
+        self._doc.update({"description": description, "groups": {}, "buffers": {}, "init": [], "ranks": {}})
+        self._rank_builders: dict[int, RankBuilder] = {}
 
     def group(self, name: str, members: list[int] | range) -> ScheduleBuilder:
         self._doc["groups"][name] = list(members)
@@ -144,8 +363,11 @@ class ScheduleBuilder:
         return self
 
     def rank(self, rank: int) -> RankBuilder:
-        ops = self._doc["ranks"].setdefault(str(rank), [])
-        return RankBuilder(rank, ops)
+        """The builder of ``rank``'s ops (the same one on every call)."""
+        rb = self._rank_builders.get(rank)
+        if rb is None:
+            rb = self._rank_builders[rank] = RankBuilder(rank, self._doc["ranks"].setdefault(str(rank), []))
+        return rb
 
     def ranks(self, *ranks: int) -> list[RankBuilder]:
         return [self.rank(r) for r in ranks]

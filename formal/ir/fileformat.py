@@ -15,9 +15,8 @@ from typing import Any
 
 from ..errors import ScheduleError
 from ..gcpause import gc_paused
-from .ops import Access, Kind, Meta, Op
+from .ops import P2P_MODES_OP, Access, Kind, Meta, Op
 from .region import FULL, Interval, Region, RegionSyntaxError, parse_region_parts, shared_interval
-from .ops import P2P_MODES_OP
 from .schedule import Buffer, InitValue, Schedule
 from .validate import PreChecked, accesses_are_fine, meta_is_fine, suggest, validate
 
@@ -245,10 +244,10 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
         key = next(k for k in d if k not in allowed)
         raise ScheduleError(f"field {key!r} does not belong on a {kind} op", where,
                             suggest(key, _COMMON + _KIND_KEYS[kind] + _V2_KEYS.get(kind, ())))
-    if version < 2 and not _V1_ALLOWED[kind].issuperset(d):
-        key = next(k for k in d if k not in _V1_ALLOWED[kind])
-        what = f"a {kind} op" if not _V1_ALLOWED[kind] - frozenset(_COMMON) and kind is not Kind.COMPUTE \
-            else f"field {key!r}"
+    if version < 2 and (not _KIND_KEYS[kind] or not _V1_ALLOWED[kind].issuperset(d)):
+        # a kind of version 2 has no version-1 fields of its own
+        what = f"a {kind} op" if not _KIND_KEYS[kind] else \
+            f"field {next(k for k in d if k not in _V1_ALLOWED[kind])!r}"
         raise ScheduleError(f"{what} needs format version 2", where, "write \"syncproof\": 2 at the top")
     _want("stream" in d, "op has no \"stream\"", where, "e.g. \"stream\": \"compute\"")
     stream = _str(d["stream"], "stream", where)
