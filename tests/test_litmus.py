@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ def _params(names: list[str], *extra: tuple[str, ...], verdicts: bool = True) ->
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def schedule(name: str) -> Schedule:
     return load(LITMUS_DIR / ENTRIES[name]["file"])
 
@@ -72,7 +72,7 @@ def _with(s: Schedule, drop: tuple[str, ...]) -> Schedule:
     return dataclasses.replace(s, **changes) if changes else s
 
 
-@lru_cache(maxsize=None)
+@cache
 def report(name: str, engine: str, drop: tuple[str, ...] = ()) -> Report:
     return check_schedule(_with(schedule(name), drop), engine=engine)
 
@@ -81,7 +81,7 @@ def engine_verdicts(rep: Report) -> dict[str, str]:
     return {r.property: str(r.verdict) for r in rep.results}
 
 
-@lru_cache(maxsize=None)
+@cache
 def executor_verdicts(name: str, drop: tuple[str, ...] = ()) -> dict[str, str]:
     """The executor's verdict per property: ``violated`` maps a property to
     True (violated), False (proved) or None (not decided: unknown)."""
