@@ -40,7 +40,12 @@ p2p modes (--p2p):
               their proofs hold for every message size
   rendezvous  every send waits for its recv (all messages large), for every
               property
-  eager       every send completes on its own (all messages buffered)"""
+  eager       every send completes on its own (all messages buffered)
+
+--progress concurrent asserts that NCCL kernels of different communicators (the
+per-pair ones of one rank) run side by side; by default (any) NCCL's rule holds
+that the host launch order across communicators must match on every rank, so a
+crossed order counts as a possible hang."""
 
 
 def register(sub: Any) -> None:
@@ -65,6 +70,10 @@ def register(sub: Any) -> None:
                    help="any (default): deadlock includes the hangs that need messages too large to buffer,"
                    " dataflow/race/phase hold for every message size; rendezvous: every send waits for its"
                    " recv, for every property; eager: every send completes without its recv")
+    c.add_argument("--progress", default="any", choices=["any", "concurrent"],
+                   help="any (default): kernels of different communicators may not progress side by side (NCCL"
+                   " promises nothing), so deadlock counts crossed launch orders; concurrent: assert that they"
+                   " do")
     add_solver_options(c)
     c.add_argument("--format", default="text", choices=["text", "json"])
     c.add_argument("--no-grid", action="store_true", help="leave the run grid out of text output")
@@ -105,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
     kw = solver_kwargs(args)  # validate solver options before doing any work
     imp = import_file(args.file, placement=args.placement, comm=args.comm_streams, p2p=args.p2p,
+                      progress=args.progress,
                       eval_mode=args.eval_mode)
     sched = imp.schedule
     if args.output:

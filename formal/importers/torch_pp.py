@@ -73,6 +73,7 @@ KINDS = COMPUTE_KINDS + COMM_KINDS + NO_MB_KINDS
 PLACEMENTS = ("auto", "loop", "v")
 COMM_MODES = ("per-peer", "single")
 P2P_MODES = ("any", "rendezvous", "eager")
+PROGRESS_MODES = ("any", "concurrent")
 SINGLE_COMM = "pp"  # the communicator of comm="single"
 
 # Longest names first, so that e.g. "SEND_F" is never read as "S" + ...
@@ -646,7 +647,7 @@ class _Lowerer:
         return out
 
 def lower(order: Order, *, placement: str | Placement = "auto", name: str = "torch-pp",
-          comm: str = "per-peer", p2p: str = "any", eval_mode: bool = False,
+          comm: str = "per-peer", p2p: str = "any", progress: str = "any", eval_mode: bool = False,
           source: str = "<torch-pp>", description: str = "") -> Imported:
     """Lower a torch action list (the lowered IR) to a validated syncproof schedule.
 
@@ -657,6 +658,8 @@ def lower(order: Order, *, placement: str | Placement = "auto", name: str = "tor
         raise UsageError(f"unknown comm stream mode {comm!r}; choose from {', '.join(COMM_MODES)}")
     if p2p not in P2P_MODES:
         raise UsageError(f"unknown p2p mode {p2p!r}; choose from {', '.join(P2P_MODES)}")
+    if progress not in PROGRESS_MODES:
+        raise UsageError(f"unknown progress mode {progress!r}; choose from {', '.join(PROGRESS_MODES)}")
     pl = placement if isinstance(placement, Placement) else infer_placement(order, placement, source)
     n_stages, n_mb = order_sizes(order)
     if is_compute_only(order, pl):
@@ -685,11 +688,12 @@ def lower(order: Order, *, placement: str | Placement = "auto", name: str = "tor
             ops=tuple(ops),
             init=(InitValue(Region("param", (("stage", Interval(0, n_stages)),)), "sharded"),),
             p2p=p2p,
+            progress=progress,
             description=description or (
                 f"torch.distributed.pipelining actions from {source}, {mode}: {len(order)} ranks, {n_stages}"
                 f" stages ({pl.style} placement), {n_mb} microbatches; p2p on "
                 f"{'one communicator and stream' if comm == 'single' else 'one communicator and stream per peer'},"
-                f" p2p {p2p}"),
+                f" p2p {p2p}" + ("" if progress == "any" else f", progress {progress}")),
             source=source,
         )
         validate(sched)
