@@ -426,15 +426,13 @@ def test_mutation_gives_counterexample(fixture: str, kind: str, mutate: Mutation
         for w in words:
             assert w in found[prop], (w, found[prop])
         res = rep.result(prop)
-        assert res.counterexample is not None
+        assert res.counterexample is not None and res.counterexample.replayed
         if kind in ("swap-recv-order", "exchanged-microbatches"):
             # the core's value rule, at a recv the reference FIFO pairing names
             mixed = fifo_mixups(imp)
             assert mixed, "the mutation should mix up a FIFO"
-            assert any(name in found[prop] and want in found[prop] and got in found[prop]
+            assert any(f"{name} declares '{want}'" in found[prop] and f"carried '{got}'" in found[prop]
                        for name, want, got in mixed), (found[prop], mixed)
-        else:
-            assert res.counterexample.replayed
     assert not any("matched" in n for n in imp.notes)  # the core, not the importer, pairs messages
     if kind == "duplicated-recv":
         assert any("Recv twice" in n for n in imp.notes)
@@ -534,11 +532,12 @@ def test_defer_pp_recv_wrong_gradients_are_dataflow(name: str) -> None:
     rep = check_schedule(imp.schedule, max_cex=len(mixed) + 4)
     res = rep.result("dataflow")
     assert res.verdict is Verdict.VIOLATED and res.counterexample is not None
+    assert res.counterexample.replayed
     sentences = [res.counterexample.sentence, *res.more]
-    named = {n for n, _w, _g in mixed if any(n in t for t in sentences)}
-    assert named, sentences
-    for t in sentences:
-        assert any(n in t for n, _w, _g in mixed), t
+    assert len(sentences) == len(mixed), sentences
+    for name_, want, got in mixed:  # each named once, with both values
+        hits = [t for t in sentences if f"{name_} declares '{want}'" in t]
+        assert len(hits) == 1 and f"carried '{got}'" in hits[0], (name_, sentences)
 
 
 def test_interleaved_defer_deadlock_cycle() -> None:
