@@ -316,11 +316,30 @@ def build_enabling(schedule: Schedule, m: Matching, setting: str) -> Enabling:
     # communicators, and progress
     serial = serial_progress(schedule, setting)
     comm_of = attrgetter("communicator")
-    for rank in schedule.ranks:
+    if not batched:
+        cb, ca = bld.pairs[COMM]
+        pb, pa = bld.pairs[PROGRESS]
+        for rank in schedule.ranks:
+            last: dict[str | None, int] = {}
+            prev_any = -1
+            for op in schedule.by_rank[rank]:
+                if op.kind not in COMM_KINDS:
+                    continue
+                o = op.id
+                same = last.get(c := op.communicator, -1)
+                if same >= 0:
+                    cb.append(n + same)
+                    ca.append(o)
+                if serial and prev_any >= 0 and prev_any != same:
+                    pb.append(n + prev_any)
+                    pa.append(o)
+                last[c] = prev_any = o
+    for rank in schedule.ranks if batched else ():
         comm_ops = [op for op in schedule.by_rank[rank] if op.kind in COMM_KINDS]
         last_of: dict[str | None, tuple[int, ...]] = {}
         last_any: tuple[int, ...] | None = None
-        for unit in units_of(comm_ops) if batched else [(op.id,) for op in comm_ops]:
+        units = units_of(comm_ops)
+        for unit in units:
             comms = set(map(comm_of, (ops[o] for o in unit)))
             prevs = {last_of[c] for c in comms if c in last_of}
             for prev in prevs:
@@ -331,10 +350,9 @@ def build_enabling(schedule: Schedule, m: Matching, setting: str) -> Enabling:
                 last_of[c] = unit
             last_any = unit
         # group calls: all parts start before any ends
-        if batched:
-            for unit in units_of(comm_ops):
-                if len(unit) > 1:
-                    bld.bar(BATCH, unit, tuple(n + o for o in unit))
+        for unit in units:
+            if len(unit) > 1:
+                bld.bar(BATCH, unit, tuple(n + o for o in unit))
 
     # events
     for w, rec in m.record_of.items():
