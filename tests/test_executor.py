@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from syncproof.executor import ExecResult, StateLimitExceeded, build_model, explore, replay
+from syncproof.executor.mechanism import DEADLOCK
 from syncproof.executor.replay import realize
-from syncproof.ir import Schedule, ScheduleBuilder
+from syncproof.ir import Schedule, ScheduleBuilder, loads
 from syncproof.result import Counterexample, CycleStep, Observation, Run
 
 UNDECIDED = {"deadlock": None, "dataflow": None, "race": None, "phase": None}
@@ -487,3 +488,434 @@ def test_replay_hang_needs_later_ops() -> None:
         False, "a complete run exists: every op ends")
     ok, why = replay(s, cex("deadlock", Observation("hang", blocked=(0,)), Run((1, None), (None, None))))
     assert not ok and why.startswith("the ops that never end differ from the observation (not blocked: ")
+
+
+# =================================================================== v2
+# Each test below encodes one sentence of DESIGN.md §2b / the v2 contract on
+# a tiny schedule, with the verdicts the operational model gives.
+
+def v2(doc: str) -> Schedule:
+    """A schedule from format-version-2 JSON text."""
+    return loads(doc)
+
+
+HOLDS = {"matching": False, "deadlock": False, "dataflow": False, "race": False, "phase": False}
+
+
+# ----------------------------------------------------- capacity 0 / buffered
+def test_cross_sends_hang_only_when_messages_block() -> None:
+    # p2p "any": deadlock is decided at capacity 0 (large messages block), the
+    # other properties with buffered messages, where every run completes
+    res = explore(cross_sends("any"))
+    assert res.violated == {**HOLDS, "deadlock": True}
+    assert len(res.blocked) == 4
+    assert "capacity 0" in res.witnesses["deadlock"]
+
+
+def test_rendezvous_schedule_leaves_data_properties_undecided_when_it_hangs() -> None:
+    res = explore(cross_sends("rendezvous"))
+    assert res.violated == {"matching": False, "deadlock": True, "dataflow": None, "race": None, "phase": None}
+
+
+def test_one_eager_message_breaks_the_cross_send_cycle() -> None:
+    b = ScheduleBuilder("cross-one-eager")
+    b.rank(0).send(1, p2p="eager").recv(1)
+    b.rank(1).send(0).recv(0)
+    assert verdicts(b.build()) == HOLDS
+    # a rendezvous override on either side of a pair wins over eager
+    b = ScheduleBuilder("cross-override", p2p="eager")
+    b.rank(0).send(1, p2p="eager").recv(1)
+    b.rank(1).send(0, p2p="rendezvous").recv(0, p2p="rendezvous")
+    res = explore(b.build())
+    assert res.violated["deadlock"] is True
+    assert res.violated["dataflow"] is None  # rendezvous edges count for every property
+
+
+def put_after_message(p2p: str) -> Schedule:
+    """rank 1 reads z (expects its initial value) before it receives; rank 0
+    sends, then puts a new value into rank 1's z.  Only a blocking send
+    (capacity 0) keeps the put after rank 1's read."""
+    return v2(f'''{{"syncproof": 2, "name": "put-after-send", "p2p": "{p2p}",
+      "buffers": {{"z": {{"i": 1}}}}, "init": [{{"region": "z", "value": "old"}}],
+      "ranks": {{
+        "0": [{{"op": "send", "stream": "s", "to": 1}},
+              {{"op": "put", "stream": "s", "to": 1, "writes": {{"z": "new"}}}}],
+        "1": [{{"op": "compute", "stream": "s", "name": "use", "reads": {{"z": "old"}}}},
+              {{"op": "recv", "stream": "s", "from": 0}}]}}}}''')
+
+
+def test_buffered_send_lets_a_later_put_overtake() -> None:
+    res = explore(put_after_message("any"))
+    assert res.violated == {**HOLDS, "dataflow": True, "race": True}
+    assert "r1/s: use" in res.witnesses["dataflow"]
+    # declared rendezvous, the send ends only after the recv has started
+    assert verdicts(put_after_message("rendezvous")) == HOLDS
+    # eager: buffered for every property
+    assert explore(put_after_message("eager")).violated["dataflow"] is True
+
+
+def test_replay_uses_the_setting_of_the_property() -> None:
+    s = put_after_message("any")  # 0 send, 1 put (r0); 2 use, 3 recv (r1)
+    # the send ends (2) before the recv starts (7): buffered
+    run = Run(start=(1, 3, 5, 7), end=(2, 4, 6, 8))
+    obs = Observation("order", a=2, b=1)  # the put starts before use ends
+    assert replay(s, cex("dataflow", obs, run)) == (True, "")
+    ok, why = replay(s, cex("deadlock", obs, run))
+    assert not ok and why == (f"the run is not admissible: at time 2, the end of {s.label(0)} is not enabled:"
+                              f" {s.label(3)} has not started (a receiver of its message (capacity 0: the"
+                              " message cannot be buffered))")
+    # a read observation: the put lands (4) before use starts (5)
+    read = Observation("read", a=2, region="z", expected="old", seen=("new",))
+    assert replay(s, cex("dataflow", read, run)) == (True, "")
+    # and a race between the put (rank 0) and the read on rank 1 it writes into
+    overlap = Run(start=(1, 3, 4, 7), end=(2, 6, 5, 8))
+    assert replay(s, cex("race", Observation("overlap", a=1, b=2, region="z"), overlap)) == (True, "")
+
+
+# ------------------------------------------------------------- group calls
+def batched_cross(batch: bool) -> Schedule:
+    b = ScheduleBuilder("sendrecv")
+    for me, peer in ((0, 1), (1, 0)):
+        r = b.rank(me)
+        if batch:
+            with r.group_call():
+                r.send(peer).recv(peer)
+        else:
+            r.send(peer).recv(peer)
+    return b.build()
+
+
+def test_group_call_is_one_node_that_never_blocks_itself() -> None:
+    assert explore(batched_cross(batch=False)).violated["deadlock"] is True
+    assert verdicts(batched_cross(batch=True)) == HOLDS
+
+
+def test_group_call_parts_start_before_any_ends() -> None:
+    s = batched_cross(batch=True)  # r0: 0 send, 1 recv; r1: 2 send, 3 recv
+    model = build_model(s, light=True)
+    # parts of one group call are unordered: the recv may start first
+    ok = Run(start=(2, 1, 3, 4), end=(6, 5, 8, 7))
+    assert realize(model, ok)[1] == ""
+    # but no part ends before every part has started
+    early = Run(start=(1, 4, 2, 3), end=(3.5, 6, 7, 8))  # type: ignore[arg-type]
+    _, why = realize(model, early)
+    assert why == (f"at time 3.5, the end of {s.label(0)} is not enabled: {s.label(1)} has not started"
+                   " (a part of its group call)")
+
+
+def test_op_after_a_group_call_waits_for_every_part() -> None:
+    b = ScheduleBuilder("after-call")
+    b.buffer("x", i=1)
+    r = b.rank(0)
+    with r.group_call():
+        r.send(1).recv(1, writes={"x": "got"})
+    r.compute("use", stream="comm", reads={"x": "got"})
+    r1 = b.rank(1)
+    with r1.group_call():
+        r1.recv(0).send(0)
+    assert verdicts(b.build()) == HOLDS
+
+
+# ------------------------------------------------ communicators and progress
+def crossed_communicators(progress: str, same_stream: bool) -> Schedule:
+    b = ScheduleBuilder("crossed", progress=progress)
+    b.group("g1", [0, 1])
+    b.group("g2", [0, 1])
+    b.rank(0).all_reduce("g1", stream="a").all_reduce("g2", stream="a" if same_stream else "b")
+    b.rank(1).all_reduce("g2", stream="a").all_reduce("g1", stream="a" if same_stream else "b")
+    return b.build()
+
+
+def test_crossed_launch_order_of_two_communicators_deadlocks() -> None:
+    # on one stream: a real cycle, whatever the progress
+    for progress in ("any", "concurrent"):
+        res = explore(crossed_communicators(progress, same_stream=True))
+        assert res.violated == {"matching": False, "deadlock": True, "dataflow": None, "race": None,
+                                "phase": None}
+    # on two streams: a hang only because NCCL does not promise that two
+    # communicators' kernels progress side by side
+    res = explore(crossed_communicators("any", same_stream=False))
+    assert res.violated == {**HOLDS, "deadlock": True}
+    assert "serial progress" in res.witnesses["deadlock"]
+    assert verdicts(crossed_communicators("concurrent", same_stream=False)) == HOLDS
+
+
+def test_one_communicator_serializes_p2p_across_streams() -> None:
+    # two sends to one peer on two streams use one communicator (p2p:0-1):
+    # the second starts only after the first ends, so a recv-first order on
+    # rank 1 cannot invert them.  Rank 1 receives them on two streams.
+    b = ScheduleBuilder("p2p-streams", p2p="eager")
+    b.buffer("x", i=2)
+    b.rank(0).send(1, stream="a", reads={"x[i=0]": None}).send(1, stream="b", reads={"x[i=1]": None})
+    b.rank(1).recv(0, stream="a", writes={"x[i=0]": "m0"}).recv(0, stream="b", writes={"x[i=1]": "m1"})
+    s = b.build()
+    model = build_model(s, light=True)
+    _, why = realize(model, Run(start=(1, 2, 3, 5), end=(4, 7, 6, 8)))
+    assert why == (f"at time 2, the start of {s.label(1)} is not enabled: {s.label(0)} has not ended"
+                   " (the previous op of its communicator on its rank)")
+    # on another channel (another communicator) the second send may overtake
+    b2 = ScheduleBuilder("p2p-channels", p2p="eager")
+    b2.rank(0).send(1, stream="a").send(1, stream="b", channel="c1")
+    b2.rank(1).recv(0, stream="a").recv(0, stream="b", channel="c1")
+    assert realize(build_model(b2.build(), light=True), Run(start=(1, 2, 3, 5), end=(4, 7, 6, 8)))[1] == ""
+
+
+def test_serial_progress_orders_different_communicators_in_issue_order() -> None:
+    s = crossed_communicators("any", same_stream=False)  # r0: 0 g1 (a), 1 g2 (b); r1: 2 g2, 3 g1
+    model = build_model(s, light=True)
+    run = Run(start=(1, 2, 3, 4), end=(5, 6, 7, 8))
+    assert realize(model, run)[1] == ""  # concurrent progress: fine
+    _, why = realize(model, run, DEADLOCK)
+    assert why.startswith(f"at time 2, the start of {s.label(1)} is not enabled: {s.label(0)} has not ended"
+                          " (the previous communication issued on its rank")
+
+
+def test_replay_cycle_with_a_partial_run() -> None:
+    s = crossed_communicators("any", same_stream=False)
+    # each rank started its first collective; the second never starts (serial progress)
+    cyc = (CycleStep(0, 3, "x"), CycleStep(3, 2, "x"))
+    part = Run(start=(1, None, 2, None), end=(None,) * 4)
+    assert replay(s, cex("deadlock", Observation("cycle", blocked=(0, 1, 2, 3)), part, cyc)) == (True, "")
+    assert replay(s, cex("deadlock", Observation("cycle"), None, cyc)) == (True, "")
+    # a run that stops early is no witness that nothing more can happen
+    short = Run(start=(1, None, None, None), end=(None,) * 4)
+    ok, why = replay(s, cex("deadlock", Observation("cycle"), short, cyc))
+    assert not ok and why == f"the run is not maximal: the start of {s.label(2)} can still happen after it"
+    # with concurrent progress there is no cycle
+    ok, why = replay(crossed_communicators("concurrent", same_stream=False),
+                     cex("deadlock", Observation("cycle"), None, cyc))
+    assert (ok, why) == (False, "a complete run exists: every op ends")
+
+
+# ------------------------------------------------------- rooted collectives
+def test_broadcast_is_a_pipeline_from_the_root() -> None:
+    # root 0 broadcasts, then sends to rank 1, which receives before joining
+    # the broadcast: a hang only when the broadcast blocks (capacity 0)
+    b = ScheduleBuilder("bcast-pipeline")
+    b.group("g", [0, 1])
+    b.rank(0).broadcast("g", 0, stream="c").send(1, stream="c")
+    b.rank(1).recv(0, stream="c").broadcast("g", 0, stream="c")
+    res = explore(b.build())
+    assert res.violated == {**HOLDS, "deadlock": True}
+    # a member never ends before the root has started
+    s = b.build()  # r0: 0 bcast, 1 send; r1: 2 recv, 3 bcast
+    model = build_model(s, light=True)
+    assert realize(model, Run(start=(1, 3, 4, 7), end=(2, 5, 6, 8)))[1] == ""
+    b2 = ScheduleBuilder("bcast-member-first")
+    b2.group("g", [0, 1])
+    b2.rank(0).broadcast("g", 0)
+    b2.rank(1).broadcast("g", 0)
+    s2 = b2.build()
+    _, why = realize(build_model(s2, light=True), Run(start=(3, 1), end=(4, 2)))
+    assert why == (f"at time 2, the end of {s2.label(1)} is not enabled: {s2.label(0)} has not started"
+                   " (a member of its collective instance)")
+
+
+def test_eager_broadcast_does_not_hang() -> None:
+    b = ScheduleBuilder("bcast-eager")
+    b.group("g", [0, 1])
+    b.rank(0).broadcast("g", 0, stream="c", p2p="eager").send(1, stream="c")
+    b.rank(1).recv(0, stream="c").broadcast("g", 0, stream="c")
+    assert verdicts(b.build()) == HOLDS
+
+
+def test_reduce_is_a_pipeline_into_the_root() -> None:
+    b = ScheduleBuilder("reduce-pipeline")
+    b.group("g", [0, 1])
+    b.rank(0).recv(1, stream="c").reduce("g", 0, stream="c")
+    b.rank(1).reduce("g", 0, stream="c").send(0, stream="c")
+    s = b.build()  # r0: 0 recv, 1 reduce (root); r1: 2 reduce, 3 send
+    assert explore(s).violated == {**HOLDS, "deadlock": True}
+    model = build_model(s, light=True)
+    assert realize(model, Run(start=(4, 6, 1, 3), end=(5, 7, 2, 8)))[1] == ""  # the leaf ends first
+    b2 = ScheduleBuilder("reduce-root-first")
+    b2.group("g", [0, 1])
+    b2.rank(0).reduce("g", 0)
+    b2.rank(1).reduce("g", 0)
+    s2 = b2.build()
+    model2 = build_model(s2, light=True)
+    assert realize(model2, Run(start=(3, 1), end=(4, 2)))[1] == ""  # the leaf ends before the root starts
+    _, why = realize(model2, Run(start=(1, 3), end=(2, 4)))  # the root ends before the leaf starts
+    assert why == (f"at time 2, the end of {s2.label(0)} is not enabled: {s2.label(1)} has not started"
+                   " (a member of its collective instance)")
+
+
+def test_all_reduce_members_wait_for_each_other_at_every_capacity() -> None:
+    b = ScheduleBuilder("ar-pipeline", p2p="eager")
+    b.group("g", [0, 1])
+    b.rank(0).all_reduce("g", stream="c").send(1, stream="c")
+    b.rank(1).recv(0, stream="c").all_reduce("g", stream="c")
+    res = explore(b.build())
+    assert res.violated == {"matching": False, "deadlock": True, "dataflow": None, "race": None, "phase": None}
+
+
+def test_weak_collective_input_is_read_until_every_member_ends() -> None:
+    def sched(completion: str | None) -> Schedule:
+        b = ScheduleBuilder("weak")
+        b.group("g", [0, 1])
+        b.buffer("x", i=1)
+        for r in b.ranks(0, 1):
+            r.compute("fill", stream="c", writes={"x": "in"})
+            r.all_reduce("g", stream="c", reads={"x": "in"}, writes={"x": "in"}, completion=completion)
+            r.compute("reuse", stream="c", writes={"x": "next"})
+        return b.build()
+
+    assert verdicts(sched(None)) == HOLDS
+    res = explore(sched("weak"))
+    assert res.violated == {**HOLDS, "dataflow": True, "race": True}
+    assert "may still be read by its peers" in res.witnesses["race"]
+    s = sched("weak")  # r0: 0 fill, 1 all_reduce, 2 reuse; r1: 3, 4, 5
+    run = Run(start=(1, 3, 6, 2, 4, 10), end=(2, 5, 7, 3, 9, 11))
+    assert replay(s, cex("race", Observation("overlap", a=2, b=1, region="x"), run)) == (True, "")
+    assert replay(sched(None), cex("race", Observation("overlap", a=2, b=1, region="x"), run))[0] is False
+
+
+# ----------------------------------------------------- puts and signals
+def put_signal(wait: bool, signal: str = "done") -> Schedule:
+    b = ScheduleBuilder("put")
+    b.buffer("x", i=2)
+    b.rank(0).compute("make", stream="s", writes={"x": "v"}).put(1, stream="s", reads={"x": "v"},
+                                                                  writes={"x": "v"}, signal="done")
+    r1 = b.rank(1)
+    if wait:
+        r1.wait_signal(0, signal, stream="s")
+    r1.compute("use", stream="s", reads={"x": "v"})
+    return b.build()
+
+
+def test_put_lands_in_remote_memory_and_a_signal_orders_its_reader() -> None:
+    assert verdicts(put_signal(wait=True)) == HOLDS
+    res = explore(put_signal(wait=False))
+    assert res.violated == {**HOLDS, "dataflow": True, "race": True}
+
+
+def test_wait_signal_without_a_put_never_completes() -> None:
+    res = explore(put_signal(wait=True, signal="other"))
+    assert res.violated == {"matching": True, **UNDECIDED}
+    assert res.unmatched == (2,)
+    assert "never completes" in res.witnesses["matching"]
+
+
+def test_replay_wait_signal_needs_the_put_to_end() -> None:
+    s = put_signal(wait=True)  # r0: 0 make, 1 put; r1: 2 wait_signal, 3 use
+    model = build_model(s, light=True)
+    assert realize(model, Run(start=(1, 3, 2, 6), end=(2, 4, 5, 7)))[1] == ""
+    _, why = realize(model, Run(start=(1, 3, 2, 6), end=(2, 5, 4, 7)))
+    assert why == (f"at time 4, the end of {s.label(2)} is not enabled: {s.label(1)} has not ended"
+                   " (the put whose signal it waits for)")
+
+
+# ------------------------------------------------- values travel with messages
+def message(send_reads: str, recv_writes: str) -> Schedule:
+    return v2(f'''{{"syncproof": 2, "name": "values",
+      "buffers": {{"k": {{"i": 1}}, "v": {{"i": 1}}, "y": {{"i": 1}}}},
+      "init": [{{"region": "k", "value": "K(L0)"}}, {{"region": "v", "value": "V(L0)"}}],
+      "ranks": {{
+        "0": [{{"op": "send", "stream": "s", "to": 1, "reads": {send_reads}}}],
+        "1": [{{"op": "recv", "stream": "s", "from": 0, "writes": {recv_writes}}},
+              {{"op": "compute", "stream": "s", "name": "use", "reads": {{"y": null}}}}]}}}}''')
+
+
+def test_recv_value_is_checked_against_what_its_send_carried() -> None:
+    assert verdicts(message('{"k": "K(L0)"}', '{"y": "K(L0)"}')) == HOLDS
+    s = message('{"v": "V(L0)"}', '{"y": "K(L0)"}')
+    res = explore(s)
+    assert res.violated == {**HOLDS, "dataflow": True}
+    assert res.witnesses["dataflow"] == (f"{s.label(1)} declares K(L0); its matched send {s.label(0)}"
+                                         " carried V(L0)")
+    # as multisets: the order of the regions does not matter
+    assert verdicts(message('{"k": "K(L0)", "v": "V(L0)"}', '{"y[i=0:1]": "V(L0)", "k": "K(L0)"}')) == HOLDS
+    # a send that declares no value: the recv's values are taken on trust
+    assert verdicts(message('{"k": null}', '{"y": "K(L0)"}')) == HOLDS
+    assert verdicts(message("{}", '{"y": "K(L0)"}')) == HOLDS
+
+
+def test_replay_message_observation() -> None:
+    s = message('{"v": "V(L0)"}', '{"y": "K(L0)"}')  # 0 send; 1 recv, 2 use
+    good = Observation("message", a=1, b=0, expected="K(L0)", seen=("V(L0)",))
+    assert replay(s, cex("dataflow", good, None)) == (True, "")
+    assert replay(s, cex("dataflow", good, Run((1, 2, 4), (5, 3, 6))))[0] is True
+    assert replay(s, cex("dataflow", Observation("message", a=1, b=0, expected="V(L0)", seen=("V(L0)",)),
+                         None))[0] is False
+    assert replay(s, cex("dataflow", Observation("message", a=1, b=0, expected="K(L0)", seen=("K(L0)",)),
+                         None))[0] is False
+    ok, why = replay(message('{"k": "K(L0)"}', '{"y": "K(L0)"}'), cex("dataflow", good, None))
+    assert not ok and "declares the values" in why
+    # the value that lands is the one the message carried
+    read = Observation("read", a=2, region="y", expected="K(L0)")
+    s2 = v2('''{"syncproof": 2, "name": "carried", "buffers": {"v": {"i": 1}, "y": {"i": 1}},
+      "init": [{"region": "v", "value": "V(L0)"}],
+      "ranks": {"0": [{"op": "send", "stream": "s", "to": 1, "reads": {"v": "V(L0)"}}],
+                "1": [{"op": "recv", "stream": "s", "from": 0, "writes": {"y": "K(L0)"}},
+                      {"op": "compute", "stream": "s", "name": "use", "reads": {"y": "K(L0)"}}]}}''')
+    ok, why = replay(s2, cex("dataflow", read, Run((1, 2, 4), (5, 3, 6))))
+    assert ok, why
+
+
+def test_broadcast_member_gets_the_root_value() -> None:
+    def sched(root_reads: str, root_writes: str, member_writes: str) -> Schedule:
+        return v2(f'''{{"syncproof": 2, "name": "bcast-values", "groups": {{"g": [0, 1]}},
+          "buffers": {{"w": {{"i": 1}}}}, "init": [{{"region": "w", "value": "W"}}],
+          "ranks": {{
+            "0": [{{"op": "broadcast", "stream": "s", "group": "g", "root": 0, "reads": {root_reads},
+                    "writes": {root_writes}}}],
+            "1": [{{"op": "broadcast", "stream": "s", "group": "g", "root": 0, "writes": {member_writes}}}]}}}}''')
+
+    assert verdicts(sched('{"w": "W"}', "{}", '{"w": "W"}')) == HOLDS
+    res = explore(sched('{"w": "W"}', "{}", '{"w": "X"}'))
+    assert res.violated == {**HOLDS, "dataflow": True}
+    assert "the root" in res.witnesses["dataflow"]
+    # a root without read values: its write values are what it sends
+    assert verdicts(sched("{}", '{"w": "W2"}', '{"w": "W2"}')) == HOLDS
+    assert explore(sched("{}", '{"w": "W2"}', '{"w": "W"}')).violated["dataflow"] is True
+    s = sched('{"w": "W"}', "{}", '{"w": "X"}')
+    obs = Observation("message", a=1, b=0, expected="X", seen=("W",))
+    assert replay(s, cex("dataflow", obs, None)) == (True, "")
+
+
+# ------------------------------------------------------------------ matching
+def test_all_to_all_counts_are_checked_crosswise() -> None:
+    def sched(r1_recv: list[int]) -> Schedule:
+        b = ScheduleBuilder("a2a")
+        b.group("g", [0, 1])
+        b.rank(0).all_to_all("g", counts=[1, 2], recv_counts=[1, 3])
+        b.rank(1).all_to_all("g", counts=[3, 4], recv_counts=r1_recv)
+        return b.build()
+
+    assert verdicts(sched([2, 4])) == HOLDS
+    res = explore(sched([5, 4]))
+    assert res.violated["matching"] is True
+    assert "recv_counts" in res.witnesses["matching"]
+
+
+def test_all_gather_counts_must_agree() -> None:
+    b = ScheduleBuilder("ag-counts")
+    b.group("g", [0, 1])
+    b.rank(0).all_gather("g", counts=[1, 2])
+    b.rank(1).all_gather("g", counts=[2, 1])
+    assert explore(b.build()).violated["matching"] is True
+
+
+def test_p2p_fifo_is_per_communicator() -> None:
+    # an explicit communicator on one side only: the FIFOs differ, nothing matches
+    b = ScheduleBuilder("comm-fifo")
+    b.rank(0).send(1, comm="world")
+    b.rank(1).recv(0)
+    res = explore(b.build())
+    assert res.violated["matching"] is True
+    b = ScheduleBuilder("comm-fifo-ok")
+    b.rank(0).send(1, comm="world")
+    b.rank(1).recv(0, comm="world")
+    assert verdicts(b.build()) == HOLDS
+
+
+def test_replay_matching_hang_at_either_setting() -> None:
+    b = ScheduleBuilder("lonely-any")
+    b.rank(0).send(1).send(1, channel="x")
+    b.rank(1).recv(0)
+    s = b.build()  # 0 send (matched), 1 send (unmatched), 2 recv
+    # buffered, the first send ends even though nothing more happens
+    run = Run(start=(1, 3, 4), end=(2, None, 5))
+    assert replay(s, cex("matching", Observation("hang", blocked=(1,)), run)) == (True, "")
+    ok, why = replay(s, cex("matching", Observation("hang", blocked=(0, 1)), run))
+    assert not ok and "not blocked" in why
