@@ -540,6 +540,35 @@ def test_defer_pp_recv_wrong_gradients_are_dataflow(name: str) -> None:
         assert len(hits) == 1 and f"carried '{got}'" in hits[0], (name_, sentences)
 
 
+RUNTIME: dict[str, Any] = json.loads((FIX / "runtime.json").read_text(encoding="utf-8"))
+_NAMED = re.compile(r"r(\d+)/\S+: recv\(<-\d+\)#\d+ (\S+ step \d+) declares '[^']*' in \S+(?: \S+)*?, but its"
+                    r" matched r\d+/\S+: send\(->\d+\)#\d+ (\S+) step")
+
+
+@pytest.mark.parametrize("name", sorted(RUNTIME["scenarios"]))
+def test_real_runtime_confirms_the_core(name: str) -> None:
+    """torch 2.13 run for real (gloo, CPU; scripts/gen_torch_pp_runtime_fixtures.py):
+    the recvs that got another send's tensor, found by checksum, are exactly
+    the ones the core names (rank, action, step and the send it got), and
+    those runs computed wrong gradients; a lowering the core proves
+    dataflow-clean computed the reference gradients."""
+    sc = RUNTIME["scenarios"][name]
+    order = tp.read_order(FIX / f"{name}.csv").order
+    assert {str(r): [str(a) for a in acts if a is not None] for r, acts in order.items()} == sc["order"]
+    imp = tp.import_file(FIX / f"{name}.csv", lower_with_torch=False)
+    res = check_schedule(imp.schedule, max_cex=64).result("dataflow")
+    sentences = [res.counterexample.sentence, *res.more] if res.counterexample is not None else []
+    named = set()
+    for t in sentences:
+        m = _NAMED.search(t)
+        assert m is not None, t
+        named.add((int(m.group(1)), m.group(2), m.group(3)))
+    measured = {(w["rank"], w["recv"], w["got"]) for w in sc["wrong_recvs"]}
+    assert named == measured
+    assert (res.verdict is Verdict.VIOLATED) == bool(measured)
+    assert (sc["max_grad_diff"] > 1e-3) == bool(measured), sc["max_grad_diff"]
+
+
 def test_interleaved_defer_deadlock_cycle() -> None:
     imp = tp.import_file(FIX / "interleaved1f1b-p2-m4-defer.csv", lower_with_torch=False, eval_mode=True)
     rep = check(imp)
