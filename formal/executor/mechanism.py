@@ -54,11 +54,15 @@ same ops (see :func:`fire_all`).
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from array import array
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate, compress, repeat
+from itertools import compress, repeat
 from operator import attrgetter
+from typing import Any, TypeAlias
+
+import numpy as np
 
 from ..ir import Kind, Op, Schedule
 from .matching import COLLECTIVE_KINDS, COMM_KINDS, Matching
@@ -66,6 +70,8 @@ from .matching import COLLECTIVE_KINDS, COMM_KINDS, Matching
 DEADLOCK = "deadlock"
 DATA = "data"
 SETTINGS = (DEADLOCK, DATA)
+
+Codes: TypeAlias = "array[int]"  # event codes, typecode "q"
 
 # reasons, for the messages that say why an event is not enabled
 STREAM, COMM, PROGRESS, EVENT, MESSAGE, BLOCKING, COLLECTIVE, BATCH, SIGNAL = range(9)
@@ -141,7 +147,7 @@ class Enabling:
 
     n: int
     setting: str
-    pairs: dict[int, tuple[list[int], list[int]]]
+    pairs: dict[int, tuple[Codes, Codes]]
     bar_members: list[tuple[int, ...]]
     bar_deps: list[tuple[int, ...]]
     bar_why: list[int]
@@ -154,13 +160,17 @@ class Enabling:
         return self._index
 
 
-def _csr(keys: list[int], vals: list[int], size: int) -> tuple[list[int], list[int]]:
-    """Group ``vals`` by ``keys`` (in ``range(size)``): ``flat[offs[k]:offs[k+1]]``."""
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    flat = list(map(vals.__getitem__, order))
-    cnt = Counter(keys)
-    offs = list(accumulate(map(cnt.__getitem__, range(size)), initial=0))
-    return offs, flat
+def _csr(keys: np.ndarray[Any, Any], vals: np.ndarray[Any, Any], size: int) -> tuple[Codes, Codes]:
+    """Group ``vals`` by ``keys`` (in ``range(size)``): ``flat[offs[k]:offs[k+1]]``,
+    in their order within a key."""
+    flat = vals[np.argsort(keys, kind="stable")]
+    offs = np.zeros(size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys, minlength=size), out=offs[1:])
+    return array("q", offs.tobytes()), array("q", flat.tobytes())
+
+
+def _np(codes: Codes) -> np.ndarray[Any, Any]:
+    return np.frombuffer(codes, dtype=np.int64) if len(codes) else np.zeros(0, dtype=np.int64)
 
 
 class Index:
@@ -169,17 +179,19 @@ class Index:
 
     def __init__(self, en: Enabling) -> None:
         size = 2 * en.n
-        before: list[int] = []
-        after: list[int] = []
-        why: list[int] = []
+        before: Codes = array("q")
+        after: Codes = array("q")
+        whys: list[np.ndarray[Any, Any]] = []
         for reason, (b, a) in en.pairs.items():
             before.extend(b)
             after.extend(a)
-            why.extend(repeat(reason, len(b)))
+            whys.append(np.full(len(b), reason, dtype=np.int64))
+        why = np.concatenate(whys) if whys else np.zeros(0, dtype=np.int64)
         self.size = size
-        self.pred_offs, self.pred = _csr(after, before, size)
-        _, self.pred_why = _csr(after, why, size)
-        self.succ_offs, self.succ = _csr(before, after, size)
+        nb, na = _np(before), _np(after)
+        self.pred_offs, self.pred = _csr(na, nb, size)
+        _, self.pred_why = _csr(na, why, size)
+        self.succ_offs, self.succ = _csr(nb, na, size)
         bk: list[int] = []
         bd: list[int] = []
         mk: list[int] = []
@@ -189,19 +201,20 @@ class Index:
             bk.extend(repeat(k, len(deps)))
             mk.extend(mem)
             mb.extend(repeat(k, len(mem)))
-        self.bars_offs, self.bars = _csr(bd, bk, size)
-        self.member_offs, self.member_of = _csr(mk, mb, size)
+        self.bars_offs, self.bars = _csr(np.asarray(bd, dtype=np.int64), np.asarray(bk, dtype=np.int64), size)
+        self.member_offs, self.member_of = _csr(np.asarray(mk, dtype=np.int64), np.asarray(mb, dtype=np.int64),
+                                                size)
         self.never = set(en.never)
         self.en = en
 
-    def preds(self, c: int) -> list[int]:
+    def preds(self, c: int) -> Codes:
         return self.pred[self.pred_offs[c]:self.pred_offs[c + 1]]
 
     def pred_reasons(self, c: int) -> list[tuple[int, int]]:
         lo, hi = self.pred_offs[c], self.pred_offs[c + 1]
         return list(zip(self.pred[lo:hi], self.pred_why[lo:hi], strict=True))
 
-    def bars_of(self, c: int) -> list[int]:
+    def bars_of(self, c: int) -> Codes:
         return self.bars[self.bars_offs[c]:self.bars_offs[c + 1]]
 
     def needs(self) -> list[int]:
@@ -209,13 +222,14 @@ class Index:
         (its predecessors, its barriers and, for an end, its own start); a
         never-event gets one more that nothing meets."""
         n = self.en.n
-        po, bo = self.pred_offs, self.bars_offs
-        need = [po[c + 1] - po[c] + bo[c + 1] - bo[c] for c in range(self.size)]
-        for o in range(n):
-            need[n + o] += 1
-        for c in self.never:
-            need[c] += 1
-        return need
+        po = _np(self.pred_offs)
+        bo = _np(self.bars_offs)
+        need = np.diff(po) + np.diff(bo)
+        need[n:] += 1
+        if self.never:
+            need[np.fromiter(self.never, dtype=np.int64, count=len(self.never))] += 1
+        out: list[int] = need.tolist()
+        return out
 
 
 def fire_all(en: Enabling, happened: bytearray) -> bytearray:
@@ -266,7 +280,7 @@ def fire_all(en: Enabling, happened: bytearray) -> bytearray:
 class _Builder:
     def __init__(self, n: int) -> None:
         self.n = n
-        self.pairs: dict[int, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
+        self.pairs: dict[int, tuple[Codes, Codes]] = defaultdict(lambda: (array("q"), array("q")))
         self.bar_members: list[tuple[int, ...]] = []
         self.bar_deps: list[tuple[int, ...]] = []
         self.bar_why: list[int] = []
