@@ -319,7 +319,7 @@ def build_enabling(schedule: Schedule, m: Matching, setting: str) -> Enabling:
         before, after = bld.pairs[STREAM]
         for seq in schedule.streams.values():
             ids = list(map(_id_of, seq))
-            before.extend(o + n for o in ids[:-1])
+            before.extend(map(n.__add__, ids[:-1]))
             after.extend(ids[1:])
     else:
         for seq in schedule.streams.values():
@@ -336,9 +336,8 @@ def build_enabling(schedule: Schedule, m: Matching, setting: str) -> Enabling:
         for rank in schedule.ranks:
             last: dict[str | None, int] = {}
             prev_any = -1
-            for op in schedule.by_rank[rank]:
-                if op.kind not in COMM_KINDS:
-                    continue
+            seq = schedule.by_rank[rank]
+            for op in compress(seq, map(COMM_KINDS.__contains__, map(_kind_of, seq))):
                 o = op.id
                 same = last.get(c := op.communicator, -1)
                 if same >= 0:
