@@ -89,6 +89,7 @@ class CycleStep:
     op: int
     next_op: int
     why: str
+    blocking: str = ""  # "message" or "progress" when the link holds only when the runtime blocks
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from ..engine.graph import PrecedenceGraph
 from ..result import Verdict
 from ..semantics.matching import match
 from ..semantics.obligations import (
-    ordering_obligations,
     phase_obligations,
     race_obligations,
     read_obligations,
@@ -72,10 +71,10 @@ def _reference(s: Any, decision: float) -> dict[str, Any]:
     from .reference import reference_reach
 
     m = match(s)
-    prec = build_precedence(s, m)
+    prec = build_precedence(s, m).data
     g = PrecedenceGraph(s, prec)
     g.queries = []
-    for obs in (ordering_obligations(s, m), read_obligations(s), race_obligations(s), phase_obligations(s)):
+    for obs in (read_obligations(s), race_obligations(s), phase_obligations(s)):
         for ob in obs:
             g.decide(ob)
     qs = g.queries

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import InternalError, UsageError
 from ..gcpause import gc_paused
-from ..ir import Schedule
+from ..ir import Kind, Schedule
 from ..result import PROPERTIES, Counterexample, Observation, PropertyResult, Report, Verdict
 from ..semantics.matching import Matching, match
 from ..semantics.obligations import (
@@ -26,7 +26,7 @@ from ..semantics.obligations import (
     OverlapOb,
     ReadOb,
     SampleOb,
-    ordering_obligations,
+    message_obligations,
     phase_obligations,
     phase_steps,
     race_obligations,
@@ -140,7 +140,8 @@ def _matching_result(s: Schedule, m: Matching, prec: Precedence, replay: Replaye
                               " instance has all members with the same kind, size and root",
                               None, len(m.pairs) + len(m.instances), (), time.perf_counter() - t0)
     matched = {o for p in m.pairs for o in p} | {o for inst in m.instances for o in inst.ops}
-    unmatched = [op.id for op in s.ops if (op.kind.is_p2p or op.kind.is_collective) and op.id not in matched]
+    matched |= {w for _, w in m.signals}
+    unmatched = [op.id for op in s.ops if (op.kind.is_comm or op.kind is Kind.WAIT_SIGNAL) and op.id not in matched]
     size_bad = {o for p in m.problems if not p.culprits and len(p.stuck) == 2 for o in p.stuck}
     never = [end(o) for o in set(unmatched) | size_bad]
     run = explain.partial_run(prec, never)
@@ -183,12 +184,40 @@ def _one_line(s: Schedule, ob: ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb)
     return ob.sentence
 
 
+def _message_cex(s: Schedule, ob: MetaOb, prec: Precedence) -> Counterexample:
+    """A receiver that declares another value than its sender carried: any
+    run shows it (matching is deterministic), so the run is one topological
+    order of the schedule."""
+    recv, send = s.ops[ob.op], s.ops[ob.other if ob.other is not None else ob.op]
+    carried = sorted(a.value or "" for a in send.reads) or sorted(a.value or "" for a in send.writes)
+    declared = ", ".join(sorted(w.value or "" for w in recv.writes))
+    obs = Observation("message", a=recv.id, b=send.id, region=", ".join(str(w.region) for w in recv.writes),
+                      expected=declared, seen=tuple(carried))
+    return Counterexample("dataflow", ob.sentence, (recv.id, send.id), obs, explain.partial_run(prec),
+                          missing_edge=None)
+
+
 def _property(s: Schedule, prop: str, obs: Sequence[AnyOb],
               backend: Z3Backend | Hybrid, prec: Precedence, max_cex: int, replay: Replayer,
-              proved_text: str) -> PropertyResult:
+              proved_text: str, pre: Sequence[MetaOb] = ()) -> PropertyResult:
+    """``pre``: violations already decided without a solver (the values
+    messages carry); they come first."""
     t0 = time.perf_counter()
-    found, final = backend.find_violations(obs, max_cex)
+    left = max(0, max_cex - len(pre))
+    if left or not pre:
+        found, final = backend.find_violations(obs, max(left, 1) if not pre else left)
+    else:
+        found, final = [], "limit"
     secs = time.perf_counter() - t0
+    n_obs = len(obs) + len(pre)
+    if pre:
+        cex = _replay(s, _message_cex(s, pre[0], prec), replay)
+        more = [ob.sentence for ob in pre[1:]] + [_one_line(s, obs[a.index]) for a in found if a.index is not None]
+        if final == "limit":
+            more.append(f"(stopped after {max_cex} violations; more may exist: raise --max-cex)")
+        elif final.startswith("unknown"):
+            more.append(f"(the solver gave up on the rest: {final.removeprefix('unknown: ')})")
+        return _verdict_from_replay(prop, cex, n_obs, tuple(more), time.perf_counter() - t0)
     if not found:
         if final == "unsat":
             return PropertyResult(prop, Verdict.PROVED, proved_text, None, len(obs), (), secs)
@@ -237,7 +266,8 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
 
     t = time.perf_counter()
     m = match(s)
-    prec = build_precedence(s, m)
+    full = build_precedence(s, m)
+    prec = full.data  # dataflow, race and phase hold for every message size: data edges only
     t = lap("structure", t)
     warnings = tuple(
         f"{s.label(w)} is issued before the record of its event: in CUDA such a wait does nothing,"
@@ -249,7 +279,7 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
         t = lap("phase pass", t)
     results: dict[str, PropertyResult] = {}
     replayer = Replayer(s, replay)
-    results["matching"] = _matching_result(s, m, prec, replayer)
+    results["matching"] = _matching_result(s, m, full, replayer)
     rest = [p for p in props if p != "matching"]
     if results["matching"].verdict is not Verdict.PROVED:
         why = "not checked: the ops do not match (see matching), so no complete execution exists"
@@ -259,7 +289,10 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
 
     limits = {"timeout_s": timeout, "rlimit": rlimit, "memory_mb": memory_mb}
     backend: Z3Backend | Hybrid
-    cycle: list[Edge] = []
+    data_cycle: list[Edge] = []  # no execution at all: hangs at every message size
+    cycle: list[Edge] = []  # a hang that needs blocking edges (large messages, kernels not co-running)
+    t_dead = time.perf_counter()
+    deadlock_unknown = ""
     if engine == "z3":
         backend = Z3Backend(prec, timeout_s=timeout, rlimit=rlimit, memory_mb=memory_mb)
         t = lap("encode", t)
@@ -270,37 +303,61 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
                 results[p] = _unknown(p, f"solver gave up on the schedule itself ({base.reason})")
             return _report(s, props, results, t_all, warnings, timings, engine)
         if base.status == "unsat":
-            cycle, note = backend.deadlock_cycle()
-            if not cycle:
+            data_cycle, note = backend.deadlock_cycle()
+            if not data_cycle:
                 raise InternalError(f"no execution exists but no cycle was found ({note})")
+        elif full.has_blocking and "deadlock" in rest:
+            fb = Z3Backend(full, timeout_s=timeout, rlimit=rlimit, memory_mb=memory_mb)
+            fbase = fb.check_base()
+            if fbase.status == "unsat":
+                cycle, note = fb.deadlock_cycle()
+                if not cycle:
+                    raise InternalError(f"no blocking execution exists but no cycle was found ({note})")
+            elif fbase.status == "unknown":
+                deadlock_unknown = f"solver gave up on the schedule with blocking edges ({fbase.reason})"
+            t = lap("base:blocking", t)
     else:
         graph = PrecedenceGraph(s, prec)
         backend = Hybrid(s, prec, graph, **limits)
         t = lap("graph", t)
         if not graph.acyclic:
-            cycle = shortest_strict_cycle(cyclic_edges(prec, graph.order))
-            if not cycle:
+            data_cycle = shortest_strict_cycle(cyclic_edges(prec, graph.order))
+            if not data_cycle:
                 raise InternalError("the precedence graph has a cycle but no strict cycle was found")
-    if cycle:
-        steps = explain.cycle_steps(s, prec, cycle)
-        never = {ed.v for ed in cycle}
-        run = explain.partial_run(prec, never)
+        elif full.has_blocking and "deadlock" in rest:
+            fg = PrecedenceGraph(s, full, clocks=False)
+            if not fg.acyclic:
+                cycle = shortest_strict_cycle(cyclic_edges(full, fg.order))
+                if not cycle:
+                    raise InternalError("the blocking graph has a cycle but no strict cycle was found")
+            t = lap("graph:blocking", t)
+    if data_cycle or cycle:
+        cyc = data_cycle or cycle
+        steps = explain.cycle_steps(s, full, cyc)
+        never = {ed.v for ed in cyc}
+        run = explain.partial_run(full, never)
         ops_in_cycle = tuple(dict.fromkeys(o for st in steps for o in (st.op, st.next_op)))
         blocked = tuple(o for o in range(len(s.ops)) if run.end[o] is None)
         cex = Counterexample("deadlock", explain.cycle_sentence(s, steps), ops_in_cycle,
                              Observation("cycle", blocked=blocked), run, cycle=steps)
         cex = _replay(s, cex, replayer)
-        results["deadlock"] = _verdict_from_replay("deadlock", cex, 1, (), time.perf_counter() - t)
+        results["deadlock"] = _verdict_from_replay("deadlock", cex, 1, (), time.perf_counter() - t_dead)
+    if data_cycle:
         for p in rest:
             if p != "deadlock":
-                results[p] = _unknown(p, "not checked: the schedule deadlocks (see deadlock), so no"
-                                         " complete execution exists")
+                results[p] = _unknown(p, "not checked: the schedule deadlocks whatever the message sizes (see"
+                                         " deadlock), so no complete execution exists")
         return _report(s, props, results, t_all, warnings, timings, engine)
+    if deadlock_unknown:
+        results["deadlock"] = _unknown("deadlock", deadlock_unknown)
+    elif "deadlock" in rest and not cycle:
+        results["deadlock"] = PropertyResult("deadlock", Verdict.PROVED, _deadlock_text(s, full), None, 1, (),
+                                             time.perf_counter() - t_dead)
 
     texts = {
-        "deadlock": "an execution exists and every communicator's ops run in issue order on every rank",
-        "dataflow": "every read sees exactly its expected values in every execution",
-        "race": "no two conflicting accesses can overlap in time",
+        "dataflow": "every read sees exactly its expected values in every execution, for every message size,"
+                    " and every receiver gets the value it declares",
+        "race": "no two conflicting accesses can overlap in time, for every message size",
         "phase": "no SP in decode; on every rank each decode step starts after the previous step has"
                  " finished there, and after the previous token is sampled",
     }
@@ -310,17 +367,36 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
         t = lap("symmetry", t)
     for p in rest:
         if p == "deadlock":
-            obs: Sequence[AnyOb] = ordering_obligations(s, m)
-        elif p == "dataflow":
-            obs = read_obligations(s, classes=classes)
+            continue
+        pre: list[MetaOb] = []
+        if p == "dataflow":
+            obs: Sequence[AnyOb] = read_obligations(s, classes=classes)
+            pre, trusted = message_obligations(s, m)
+            if trusted:
+                warnings += (f"{trusted} receiver{'s' if trusted != 1 else ''} (recv or broadcast member)"
+                             " declare a value that their sender does not declare: the received value is"
+                             " taken on trust there; give the send's reads a value to have it checked",)
         elif p == "race":
             obs = race_obligations(s, classes=classes)
         else:
             obs = phase_obligations(s, phase_pass)
         t = lap(f"obligations:{p}", t)
-        results[p] = _property(s, p, obs, backend, prec, max_cex, replayer, texts[p])
+        results[p] = _property(s, p, obs, backend, prec, max_cex, replayer, texts[p], pre)
         t = lap(f"decide:{p}", t)
     return _report(s, props, results, t_all, warnings, timings, engine)
+
+
+def _deadlock_text(s: Schedule, full: Precedence) -> str:
+    if s.p2p == "eager":
+        msgs = "with every message buffered (p2p: eager, as the schedule asserts)"
+    elif s.p2p == "rendezvous":
+        msgs = "with every message blocking until its receiver posts (p2p: rendezvous)"
+    else:
+        msgs = "even when every message is larger than the transport's buffer and blocks"
+    prog = ("kernels of different communicators progress side by side, as the schedule asserts"
+            if s.progress == "concurrent" else "even when NCCL runs no two communicators' kernels side by side")
+    return (f"no cycle of waits: every run can finish, {msgs}, and {prog}; every communicator's ops run in"
+            " issue order on every rank")
 
 
 def _report(s: Schedule, props: Sequence[str], results: dict[str, PropertyResult], t0: float,

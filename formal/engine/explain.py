@@ -10,7 +10,7 @@ import numpy as np
 from ..ir import Schedule
 from ..result import CycleStep, Observation, Run
 from ..semantics.obligations import MetaOb, OrderOb, OverlapOb, ReadOb, SampleOb
-from ..semantics.precedence import Edge, Precedence, end, start
+from ..semantics.precedence import CLASSES, Edge, Precedence, end, start
 from .graph import topological_order
 
 NOTHING = "<nothing>"
@@ -46,31 +46,62 @@ def partial_run(prec: Precedence, never: Iterable[int] = ()) -> Run:
 
 
 def _why(s: Schedule, ed: Edge) -> str:
-    if ed.why == "stream":
+    w = ed.why
+    if w == "stream":
         op = s.ops[ed.a]
         return f"stream order on r{op.rank}/{op.stream}"
-    if ed.why == "event":
+    if w == "event":
         return f"it waits for event {s.ops[ed.a].event!r}"
-    if ed.why == "p2p":
-        return "a rendezvous send/recv finishes only after its partner starts"
+    if w == "signal":
+        return f"it waits for the signal {s.ops[ed.b].signal!r} of that put"
+    if w == "p2p":
+        return "a recv finishes only after its send has started"
+    if w == "p2p-block":
+        a, b = s.ops[ed.b], s.ops[ed.a]  # the send waits for its recv
+        size = f" of {a.size} elements" if a.size is not None else ""
+        mode = ("the schedule says rendezvous" if ed.cls == 0 else
+                "once the message is larger than the transport's buffer: NCCL completes a send that fits its"
+                " connection buffer, 4 MiB by default, without its recv")
+        return f"the send{size} from rank {a.rank} to rank {b.rank} waits for its recv ({mode})"
+    if w == "root":
+        return "a rooted collective's data flows from (or to) its root"
+    if w == "coll-block":
+        return ("a rooted collective's members wait for each other once the message is larger than the"
+                " transport's buffer")
+    if w == "batch":
+        return "a group call's parts start together"
+    if w == "comm":
+        op = s.ops[ed.a]
+        return (f"NCCL runs communicator {op.communicator!r}'s ops on rank {op.rank} one after another in issue"
+                " order, whatever the stream")
+    if w == "progress":
+        a, b = s.ops[ed.a], s.ops[ed.b]
+        return (f"rank {a.rank} launches {a.communicator!r} before {b.communicator!r}, and NCCL does not promise"
+                " that two communicators' kernels progress side by side (its guide: the host-side launch"
+                " order must match on every device)")
     return "a collective finishes only after every member arrives"
+
+
+_AUX = ("coll", "batch", "coll-block")
 
 
 def cycle_steps(s: Schedule, prec: Precedence, cycle: Sequence[Edge]) -> tuple[CycleStep, ...]:
     """Op-level links of a cycle of waits, each op waiting for the next one.
-    Collective instances are folded into their members."""
+    Collective instances and group calls are folded into their members."""
     links: list[CycleStep] = []
     member_in: int | None = None
+    member_cls = 0
     for ed in cycle:  # edge u -> v: the op of v waits for the op of u
         if ed.why == "op":
             continue
-        if ed.why == "coll":
+        if ed.why in _AUX:
             if ed.u < 2 * prec.n_ops:  # start(member) <= arrive(I)
-                member_in = ed.a
+                member_in, member_cls = ed.a, ed.cls
             elif member_in is not None and member_in != ed.b:  # arrive(I) < end(member)
-                links.append(CycleStep(ed.b, member_in, _why(s, ed)))
+                cls = max(ed.cls, member_cls)
+                links.append(CycleStep(ed.b, member_in, _why(s, ed), CLASSES[cls] if cls else ""))
             continue
-        links.append(CycleStep(ed.b, ed.a, _why(s, ed)))
+        links.append(CycleStep(ed.b, ed.a, _why(s, ed), CLASSES[ed.cls] if ed.cls else ""))
     return tuple(reversed(links))
 
 
@@ -78,14 +109,24 @@ def cycle_sentence(s: Schedule, steps: Sequence[CycleStep]) -> str:
     if not steps:
         return "no execution can finish: the precedence constraints form a cycle"
     chain = ", ".join(f"{s.label(st.op)} waits for {s.label(st.next_op)} ({st.why})" for st in steps)
-    return f"no execution can finish: {chain}"
+    kinds = {st.blocking for st in steps if st.blocking}
+    if not kinds:
+        return f"no execution can finish, whatever the message sizes: {chain}"
+    needs = []
+    if "message" in kinds:
+        msgs = [st for st in steps if st.blocking == "message"]
+        needs.append(f"{len(msgs)} message{'s' if len(msgs) != 1 else ''} larger than the transport's buffer"
+                     " (NCCL's default connection buffer is 4 MiB)")
+    if "progress" in kinds:
+        needs.append("kernels of different communicators that do not progress side by side")
+    return f"the run hangs once it meets {' and '.join(needs)}: {chain}"
 
 
 # --------------------------------------------------------------- witnesses
 def read_observation(s: Schedule, ob: ReadOb, run: Run) -> tuple[Observation, str, tuple[int, ...],
                                                                    tuple[int, int] | None]:
-    rs, re_ = run.start[ob.read], run.end[ob.read]
-    assert rs is not None and re_ is not None
+    rs, re_ = run.start[ob.read], max(run.end[m] or 0 for m in ob.until or (ob.read,))
+    assert rs is not None
     writers = [(run.end[w], w, True) for w in ob.good] + [(run.end[w], w, False) for w in ob.bad]
     before = sorted((t, w, g) for t, w, g in writers if t is not None and t < rs)
     during = sorted((t, w, g) for t, w, g in writers if t is not None and rs < t < re_ and not g)
@@ -117,8 +158,13 @@ def read_observation(s: Schedule, ob: ReadOb, run: Run) -> tuple[Observation, st
                     f" writes that value there before it (it saw {at_start!r})")
         return obs, sentence, (ob.read,), None
     w = during[0][1]
-    sentence = (f"{s.label(w)} overwrote {region} with {_written(s, w, ob)!r} while {reader} was still "
-                f"reading it (it expects {ob.expected!r})")
+    if ob.until and (run.end[w] or 0) > (run.end[ob.read] or 0):
+        sentence = (f"{s.label(w)} overwrote {region} with {_written(s, w, ob)!r} after {reader} returned but"
+                    f" while its peers could still read it: the collective is declared weak (no end barrier),"
+                    f" so a member's input is in use until every member has ended (it expects {ob.expected!r})")
+    else:
+        sentence = (f"{s.label(w)} overwrote {region} with {_written(s, w, ob)!r} while {reader} was still "
+                    f"reading it (it expects {ob.expected!r})")
     return obs, sentence, (ob.read, w), (ob.read, w)
 
 
@@ -135,6 +181,9 @@ def overlap_observation(s: Schedule, ob: OverlapOb) -> tuple[Observation, str]:
         any(x.region.overlaps(ob.region) for x in b.writes) else "touch"
     sentence = (f"{s.label(a)} and {s.label(b)} can run at the same time and both {what} {ob.region}"
                 " (at least one writes it); nothing orders them")
+    if ob.a_until or ob.b_until:
+        sentence += (" (a weak collective, without an end barrier, keeps using its buffers until every"
+                     " member has ended)")
     return Observation("overlap", a=ob.a, b=ob.b, region=str(ob.region)), sentence
 
 

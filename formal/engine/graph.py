@@ -34,15 +34,21 @@ Witness = list[tuple[int, int]]  # extra edges (u, v): t(u) < t(v)
 
 
 class PrecedenceGraph:
-    def __init__(self, s: Schedule, prec: Precedence) -> None:
+    """The graph of ``prec`` (give it ``prec.data`` for dataflow, race and
+    phase).  With ``clocks=False`` only acyclicity is decided (the graph of
+    every edge class, for deadlock)."""
+
+    def __init__(self, s: Schedule, prec: Precedence, clocks: bool = True) -> None:
         self.prec = prec
         n = prec.n_points
         u, v = prec.u, prec.v
         # chains: every (rank, stream) is a totally ordered chain of events
+        # (the parts of a group call, unordered among themselves, on extra chains)
         chain = np.full(n, -1, dtype=np.int64)
         pos = np.zeros(n, dtype=np.int64)
-        for c, ops in enumerate(s.streams.values()):
-            ids = np.fromiter([op.id for op in ops], dtype=np.int64, count=len(ops))
+        chains = prec.chains or tuple(
+            np.fromiter([op.id for op in ops], dtype=np.int64, count=len(ops)) for ops in s.streams.values())
+        for c, ids in enumerate(chains):
             k = 2 * np.arange(len(ids), dtype=np.int64)
             chain[2 * ids] = c
             chain[2 * ids + 1] = c
@@ -51,7 +57,7 @@ class PrecedenceGraph:
         self.chain: list[int] = chain.tolist()
         self.pos: list[int] = pos.tolist()
         self._chain_a, self._pos_a = chain, pos
-        self.n_chains = len(s.streams)
+        self.n_chains = len(chains)
         self.queries: list[tuple[int, int]] | None = None  # set to [] to record reach() calls
         # predecessors in CSR form, each point's edges in edge order
         pred_ptr = np.concatenate(([0], np.cumsum(np.bincount(v, minlength=n)))).astype(np.int64)
@@ -92,7 +98,7 @@ class PrecedenceGraph:
         self.rows = np.full((1, max(1, self.n_chains)), -1, dtype=np.int32)
         self.row_of: list[int] = [0] * n
         self._row_of_a = np.zeros(n, dtype=np.int64)
-        if self.acyclic:
+        if self.acyclic and clocks:
             self._clocks(pred_ptr, pred_src, merge, rep, merge_order)
 
     @cached_property
@@ -241,9 +247,17 @@ class PrecedenceGraph:
             return "proved", []
         if isinstance(ob, OverlapOb):
             a, b = ob.a, ob.b
-            if r(end(a), start(b)) or r(end(b), start(a)):
-                return "proved", []
-            return "violated", [(start(a), end(b)), (start(b), end(a))]
+            # a's access lasts until every op of a_until ∪ {a} ended (likewise b):
+            # they overlap iff start(a) < end(mb) and start(b) < end(ma) for some
+            # ma, mb; each such pair is two edges that no path can contradict
+            # unless a precedence already orders it (start < end of one op)
+            for ma in ob.a_until or (a,):
+                for mb in ob.b_until or (b,):
+                    if not r(end(mb), start(a)) and not r(end(ma), start(b)):
+                        extra = [(start(a), end(mb)), (start(b), end(ma))]
+                        if (ma == a and mb == b) or self.realisable(extra):
+                            return "violated", extra
+            return "proved", []
         if isinstance(ob, MetaOb):
             return "violated", []
         return self._read(ob)
@@ -292,10 +306,14 @@ class PrecedenceGraph:
     def _read(self, ob: ReadOb) -> tuple[str, Witness]:
         r = self.reach
         sr, er = start(ob.read), end(ob.read)
-        for b in ob.bad:  # torn: a bad write lands while the read runs
+        for b in ob.bad:  # torn: a bad write lands while the read runs (until its last reader ends)
             eb = end(b)
-            if not r(eb, sr) and not r(er, eb):
-                return "violated", [(sr, eb), (eb, er)]
+            for m in ob.until or (ob.read,):
+                em = end(m)
+                if not r(eb, sr) and not r(em, eb):
+                    extra = [(sr, eb), (eb, em)]
+                    if m == ob.read or self.realisable(extra):
+                        return "violated", extra
         if len(ob.good) + (1 if ob.init_good else 0) > 1:
             return self._read_choices(ob)
         if ob.init_good:  # stale iff some bad write can land before the read
@@ -350,7 +368,7 @@ def _queries(obs: Sequence[AnyOb]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 idx.append(i)
                 xs.append(2 * ob.good[0] + 1)  # type: ignore[union-attr]
                 ys.append(2 * ob.read)  # type: ignore[union-attr]
-        elif t is OverlapOb:
+        elif t is OverlapOb and not ob.a_until and not ob.b_until:  # type: ignore[union-attr]
             idx += (i, i)
             xs += (2 * ob.a + 1, 2 * ob.b + 1)  # type: ignore[union-attr]
             ys += (2 * ob.b, 2 * ob.a)  # type: ignore[union-attr]

@@ -394,7 +394,7 @@ class HappensBefore:
 
     def __init__(self, s: Schedule) -> None:
         m = match(s)
-        prec = build_precedence(s, m)
+        prec = build_precedence(s, m).data  # what holds for every message size
         self.succ: list[list[tuple[int, bool]]] = [[] for _ in range(prec.n_points)]
         for e in prec.edges:
             self.succ[e.u].append((e.v, e.strict))

@@ -116,8 +116,8 @@ class Z3Backend:
             return "true" if not xs else xs[0] if len(xs) == 1 else f"(and {' '.join(xs)})"
 
         if isinstance(ob, ReadOb):
-            sr, er = s_(ob.read), e_(ob.read)
-            torn = [f"(and (< {sr} {e_(b)}) (< {e_(b)} {er}))" for b in ob.bad]
+            sr = s_(ob.read)
+            torn = [f"(and (< {sr} {e_(b)}) (< {e_(b)} {e_(m)}))" for b in ob.bad for m in ob.until or (ob.read,)]
             stale_parts = [
                 or_([f"(> {e_(g)} {sr})"] + [f"(and (< {e_(g)} {e_(b)}) (< {e_(b)} {sr}))" for b in ob.bad])
                 for g in ob.good
@@ -125,8 +125,9 @@ class Z3Backend:
             if ob.init_good:
                 stale_parts.append(or_([f"(< {e_(b)} {sr})" for b in ob.bad]))
             return or_([and_(stale_parts)] + torn), used
-        if isinstance(ob, OverlapOb):
-            return f"(and (< {s_(ob.a)} {e_(ob.b)}) (< {s_(ob.b)} {e_(ob.a)}))", used
+        if isinstance(ob, OverlapOb):  # each access lasts until its op (or every op of its *_until) ended
+            return or_([f"(and (< {s_(ob.a)} {e_(mb)}) (< {s_(ob.b)} {e_(ma)}))"
+                        for ma in ob.a_until or (ob.a,) for mb in ob.b_until or (ob.b,)]), used
         if isinstance(ob, OrderOb):
             pairs = [f"(< {s_(b)} {e_(a)})" for a in ob.before for b in ob.after]
             return or_(pairs), used

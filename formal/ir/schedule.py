@@ -71,6 +71,42 @@ class Schedule:
         return {r: tuple(v) for r, v in out.items()}
 
     @cached_property
+    def features(self) -> frozenset[str]:
+        """Which v2 constructs the ops use: "batch", "put", "weak", "override"
+        (a per-op p2p mode), "comm" (an explicit communicator).  Lets the
+        semantics skip passes a schedule does not need."""
+        out: set[str] = set()
+        for op in self.ops:
+            if op.batch is not None:
+                out.add("batch")
+            if op.kind is Kind.PUT:
+                out.add("put")
+            if op.completion is not None:
+                out.add("weak")
+            if op.p2p is not None:
+                out.add("override")
+            if op.comm is not None:
+                out.add("comm")
+        return frozenset(out)
+
+    @cached_property
+    def batch_parts(self) -> dict[int, int]:
+        """For every part of a group call but its first: its position j >= 1
+        in the group call (op id -> j)."""
+        part: dict[int, int] = {}
+        if "batch" not in self.features:
+            return part
+        for ops in self.streams.values():
+            prev: Op | None = None
+            j = 0
+            for op in ops:
+                j = j + 1 if (op.batch is not None and prev is not None and prev.batch == op.batch) else 0
+                if j:
+                    part[op.id] = j
+                prev = op
+        return part
+
+    @cached_property
     def streams(self) -> dict[tuple[int, str], tuple[Op, ...]]:
         """Program order of every (rank, stream)."""
         out: dict[tuple[int, str], list[Op]] = defaultdict(list)

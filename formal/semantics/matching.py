@@ -1,7 +1,8 @@
 """Structural matching: p2p FIFO pairs, collective instances, event links.
 
-The n-th send from a to b on a channel (in a's issue order) matches the n-th
-recv at b from a on that channel.  The k-th collective a rank issues on a
+The n-th send from a to b on a communicator (in a's issue order) matches the
+n-th recv at b from a on that communicator (NCCL's FIFO per communicator and
+peer; a channel is its own communicator, not a tag).  The k-th collective a rank issues on a
 group matches the k-th of every other member.  A wait links to the record
 of its event on its rank.  Whatever does not match is a ``matching``
 problem, with the rank that caused it named, not the rank that noticed.
@@ -42,11 +43,16 @@ class Matching:
     events: tuple[tuple[int, int], ...]  # (record, wait), record issued before wait
     noop_waits: tuple[int, ...]  # waits issued before their record: no-ops in CUDA
     problems: tuple[Problem, ...]
+    signals: tuple[tuple[int, int], ...] = ()  # (put, wait_signal)
 
 
 def _sig(op: Op) -> tuple[object, ...]:
     # ``_value_`` is the member's plain attribute: ``.value`` is a descriptor call in Python 3.11
-    return (op.kind._value_, op.size, op.root, op.dtype)
+    if op.counts is None:
+        return (op.kind._value_, op.size, op.root, op.dtype)
+    if op.kind is Kind.ALL_TO_ALL:  # send sizes differ per member; their agreement is checked apart
+        return (op.kind._value_, op.size, op.root, op.dtype)
+    return (op.kind._value_, op.size, op.root, op.dtype, op.counts)
 
 
 def _sig_text(op: Op) -> str:
@@ -57,7 +63,27 @@ def _sig_text(op: Op) -> str:
         extra.append(op.dtype)
     if op.root is not None:
         extra.append(f"root {op.root}")
+    if op.counts is not None and op.kind is not Kind.ALL_TO_ALL:
+        extra.append(f"counts {list(op.counts)}")
     return op.kind.value + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _all_to_all_problems(s: Schedule, inst: Instance, members: tuple[int, ...]) -> list[Problem]:
+    """all_to_allv: what member i sends to j (its ``counts[j]``) must be what
+    j expects from i (its ``recv_counts[i]``), where both are given."""
+    ops = [s.ops[o] for o in inst.ops]
+    out: list[Problem] = []
+    for i, a in enumerate(ops):
+        for j, b in enumerate(ops):
+            if a.counts is None or b.recv_counts is None or a.counts[j] == b.recv_counts[i]:
+                continue
+            out.append(Problem(
+                f"{s.label(a)} sends {a.counts[j]} elements to rank {members[j]}, but {s.label(b)} expects"
+                f" {b.recv_counts[i]} from rank {members[i]}: the split sizes of all_to_all#{inst.k}"
+                f"({inst.group}) disagree, so the run hangs or corrupts there",
+                (), tuple(inst.ops), (a.id, b.id), candidates=(members[i], members[j])))
+            return out
+    return out
 
 
 def _describe(s: Schedule, rank: int, seq: list[Op], ref: list[Op]) -> tuple[str, int | None]:
@@ -145,23 +171,34 @@ def _collective_problems(s: Schedule, seqs: dict[str, dict[int, list[Op]]],
 # Enum members looked up once: ``Kind.SEND`` costs a descriptor call per use
 # in Python 3.11, which a million-op loop notices.
 _SEND, _RECV, _RECORD, _WAIT = Kind.SEND, Kind.RECV, Kind.RECORD, Kind.WAIT
+_PUT, _WAIT_SIGNAL = Kind.PUT, Kind.WAIT_SIGNAL
 _COLLECTIVES = frozenset(k for k in Kind if k.is_collective)
 
 
 def match(s: Schedule) -> Matching:
+    """FIFO per (communicator, src, dst); collectives per group in issue order;
+    a wait_signal binds to the n-th put with its signal from its source."""
     sends: dict[tuple[int, int, str], list[Op]] = defaultdict(list)
     recvs: dict[tuple[int, int, str], list[Op]] = defaultdict(list)
     colls: dict[str, dict[int, list[Op]]] = defaultdict(lambda: defaultdict(list))
     records: dict[tuple[int, str], Op] = {}
     waits: list[Op] = []
+    puts: dict[tuple[int, int, str | None], list[Op]] = defaultdict(list)
+    wsigs: dict[tuple[int, int, str | None], list[Op]] = defaultdict(list)
     for op in s.ops:  # ops are in issue order per rank
         kind = op.kind
         if kind is _SEND:
             assert op.peer is not None
-            sends[(op.rank, op.peer, op.channel)].append(op)
+            sends[(op.rank, op.peer, op.communicator or "")].append(op)
         elif kind is _RECV:
             assert op.peer is not None
-            recvs[(op.peer, op.rank, op.channel)].append(op)
+            recvs[(op.peer, op.rank, op.communicator or "")].append(op)
+        elif kind is _PUT:
+            assert op.peer is not None
+            puts[(op.rank, op.peer, op.signal)].append(op)
+        elif kind is _WAIT_SIGNAL:
+            assert op.peer is not None
+            wsigs[(op.peer, op.rank, op.signal)].append(op)
         elif kind is _WAIT:
             waits.append(op)
         elif kind in _COLLECTIVES:
@@ -174,11 +211,13 @@ def match(s: Schedule) -> Matching:
     pairs: list[tuple[int, int]] = []
     problems: list[Problem] = []
     for key in sorted(set(sends) | set(recvs)):
-        src, dst, ch = key
+        src, dst, comm = key
         ss, rr = sends.get(key, []), recvs.get(key, [])
         for a, b in zip(ss, rr, strict=False):
             pairs.append((a.id, b.id))
-        chan = "" if ch == "0" else f" on channel {ch!r}"
+        first = (ss or rr)[0]
+        chan = (f" on communicator {comm!r}" if first.comm is not None
+                else f" on channel {first.channel!r}" if first.channel != "0" else "")
         for n, (a, b) in enumerate(zip(ss, rr, strict=False)):
             if a.size is not None and b.size is not None and a.size != b.size:
                 problems.append(Problem(
@@ -206,11 +245,26 @@ def match(s: Schedule) -> Matching:
         while all(len(per[m]) > k for m in members):
             if len({_sig(per[m][k]) for m in members}) > 1:
                 break
-            instances.append(Instance(g, k, tuple(per[m][k].id for m in members)))
+            inst = Instance(g, k, tuple(per[m][k].id for m in members))
+            if per[members[0]][k].kind is Kind.ALL_TO_ALL:
+                problems.extend(_all_to_all_problems(s, inst, members))
+            instances.append(inst)
             k += 1
         if all(len(per[m]) == k for m in members):
             clean.add(g)
     problems.extend(_collective_problems(s, colls, frozenset(clean)))
+
+    signals: list[tuple[int, int]] = []
+    for key in sorted(wsigs, key=str):
+        src, dst, sig = key
+        pp, ww = puts.get(key, []), wsigs[key]
+        signals.extend((a.id, b.id) for a, b in zip(pp, ww, strict=False))
+        if len(ww) > len(pp):
+            extra = ww[len(pp)]
+            problems.append(Problem(
+                f"{s.label(extra)} waits for put #{len(pp)} from rank {src} with signal {sig!r}, but rank {src}"
+                f" issues only {len(pp)} such put{'s' if len(pp) != 1 else ''}: the run hangs there",
+                (src,), tuple(o.id for o in ww[len(pp):]), (extra.id,)))
 
     events: list[tuple[int, int]] = []
     noop: list[int] = []
@@ -223,4 +277,4 @@ def match(s: Schedule) -> Matching:
             events.append((rec.id, op.id))
         else:
             noop.append(op.id)
-    return Matching(tuple(pairs), tuple(instances), tuple(events), tuple(noop), tuple(problems))
+    return Matching(tuple(pairs), tuple(instances), tuple(events), tuple(noop), tuple(problems), tuple(signals))

@@ -40,6 +40,9 @@ class ReadOb(NamedTuple):
     good: tuple[int, ...]  # writes of the expected value to this cell
     bad: tuple[int, ...]  # writes of any other value to this cell
     init: str | None  # what the cell holds before any write (None: nothing)
+    # a weak collective's input read lasts until every op here has ended (its
+    # peers may read the input until then); () for every other read
+    until: tuple[int, ...] = ()
 
     @property
     def init_good(self) -> bool:
@@ -47,9 +50,15 @@ class ReadOb(NamedTuple):
 
 
 class OverlapOb(NamedTuple):
+    """Ops ``a`` and ``b`` must never run at once on ``region``.  An op's
+    access lasts until it ends, or, for a weak collective, until every op of
+    its ``*_until`` has ended."""
+
     a: int
     b: int
     region: Region
+    a_until: tuple[int, ...] = ()
+    b_until: tuple[int, ...] = ()
 
 
 class OrderOb(NamedTuple):
@@ -79,7 +88,7 @@ class MetaOb(NamedTuple):
 # Ops whose start is only a posting: they wait for something and do no work.
 WAITING_KINDS = frozenset({Kind.RECV, Kind.WAIT, Kind.RECORD})
 # looked up once: ``Kind.SEND`` is a descriptor call per use in Python 3.11
-_SEND, _RECV = Kind.SEND, Kind.RECV
+_SEND, _RECV, _PUT = Kind.SEND, Kind.RECV, Kind.PUT
 _COLLECTIVES = frozenset(k for k in Kind if k.is_collective)
 
 Obligation = ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb
@@ -118,6 +127,30 @@ def _split(box: tuple[tuple[str, Interval], ...], cutters: list[tuple[int, Regio
     return out
 
 
+# ------------------------------------------------------------- lanes
+Lane = tuple[int, str] | tuple[int, str, int]
+
+
+def lane_of(s: Schedule) -> Callable[[Op], Lane]:
+    """The totally ordered lane an op runs in: its (rank, stream); the parts
+    of a group call, which one stream runs together and unordered, each get
+    their own lane ``(rank, stream, j)`` for the j-th part (j >= 1), where
+    part j of one group call precedes part j of the next."""
+    if "batch" not in s.features:
+        return _plain_lane
+    part = s.batch_parts
+
+    def lane(op: Op) -> Lane:
+        j = part.get(op.id)
+        return (op.rank, op.stream) if j is None else (op.rank, op.stream, j)
+
+    return lane
+
+
+def _plain_lane(op: Op) -> Lane:
+    return (op.rank, op.stream)
+
+
 # ------------------------------------------------------------- symmetry
 Classes = dict[int, tuple[int, int]]
 
@@ -129,6 +162,9 @@ def rank_classes(s: Schedule) -> Classes | None:
     rank's own ops only, so such ranks have the same obligations up to op
     ids; SPMD schedules (every rank of a TP group runs the same program) are
     checked once per class.  None when op ids are not contiguous per rank."""
+    if {"put", "weak"} & s.features:
+        return None  # a put writes another rank's memory, a weak collective's peers read its input:
+        # obligations are not rank-local
     base: dict[int, int] = {}
     for r in s.ranks:
         ops = s.by_rank[r]
@@ -223,11 +259,35 @@ def _per_rank_class(s: Schedule, local: Callable[[Schedule, Sequence[Op]], list[
 
 def _shift_read(ob: ReadOb, d: int) -> ReadOb:
     return ReadOb(ob.read + d, ob.region, ob.expected, tuple(w + d for w in ob.good), tuple(w + d for w in ob.bad),
-                  ob.init)
+                  ob.init, tuple(w + d for w in ob.until))
 
 
 def _shift_overlap(ob: OverlapOb, d: int) -> OverlapOb:
-    return OverlapOb(ob.a + d, ob.b + d, ob.region)
+    return OverlapOb(ob.a + d, ob.b + d, ob.region, tuple(w + d for w in ob.a_until),
+                     tuple(w + d for w in ob.b_until))
+
+
+def weak_members(s: Schedule) -> dict[int, tuple[int, ...]]:
+    """For every member of a collective instance declared ``completion:
+    "weak"`` (a custom collective without an end barrier): the instance's
+    members, every one of which may still read the member's input until it
+    ends.  Instances are the k-th collectives of a group (as matching pairs
+    them); an incomplete instance is matching's problem, not this one's."""
+    if "weak" not in s.features:
+        return {}
+    per: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for op in s.ops:
+        if op.kind in _COLLECTIVES and op.group is not None:
+            per[op.group][op.rank].append(op.id)
+    out: dict[int, tuple[int, ...]] = {}
+    for g, members in s.groups:
+        lists = [per[g][r] for r in members]
+        for k in range(min((len(x) for x in lists), default=0)):
+            inst = tuple(x[k] for x in lists)
+            if any(s.ops[o].completion == "weak" for o in inst):
+                for o in inst:
+                    out[o] = inst
+    return out
 
 
 # ------------------------------------------------------------- dataflow
@@ -241,8 +301,10 @@ def read_obligations(s: Schedule, *, symmetry: bool = True, classes: Classes | N
 def _read_obligations(s: Schedule, ops: Sequence[Op]) -> list[ReadOb]:
     writes: dict[tuple[int, str], list[tuple[Region, tuple[int, Access]]]] = defaultdict(list)
     for op in ops:
+        where = op.peer if op.kind is _PUT else op.rank  # a put lands in its target's memory
+        assert where is not None
         for acc in op.writes:
-            writes[(op.rank, acc.region.buffer)].append((acc.region, (op.id, acc)))
+            writes[(where, acc.region.buffer)].append((acc.region, (op.id, acc)))
     rows = {key: RowIndex(items) for key, items in writes.items()}
     boxes: dict[tuple[int, str], BoxIndex[tuple[int, Access]]] = {}  # built when a read needs one
     inits: dict[tuple[int, str], list[tuple[int, Region, str]]] = defaultdict(list)
@@ -253,6 +315,7 @@ def _read_obligations(s: Schedule, ops: Sequence[Op]) -> list[ReadOb]:
     ranks = {op.rank for op in ops} if len(ops) < len(s.ops) else set(s.ranks)
     position = {op.id: i for (r, _), st in s.streams.items() if r in ranks for i, op in enumerate(st)}
     obs: list[ReadOb] = []
+    lane = lane_of(s)
     for op in ops:
         reads = op.reads
         if not reads:
@@ -273,7 +336,7 @@ def _read_obligations(s: Schedule, ops: Sequence[Op]) -> list[ReadOb]:
                 row, axis, i, j = hit
                 rf = row.extra
                 if rf is None:
-                    rf = row.extra = _RowFacts(s, row, position)
+                    rf = row.extra = _RowFacts(s, row, position, lane)
                 fast = _row_cells(op.id, acc, row, axis, i, j, rf, its)
                 if fast is None:
                     run = sorted(range(i, j), key=row.order.__getitem__)
@@ -285,7 +348,7 @@ def _read_obligations(s: Schedule, ops: Sequence[Op]) -> list[ReadOb]:
                         idx = boxes[key] = BoxIndex(writes[key])
                     ws = [w for _, w in idx.query(acc.region)] if idx is not None else []
                     ws = [(w, a) for w, a in ws if w != op.id]
-                fast = _disjoint_cells(s, op.id, acc, ws, its, position)
+                fast = _disjoint_cells(s, op.id, acc, ws, its, position, lane)
             if fast is not None:
                 if alone and len(fast) == 1:
                     obs.append(fast[0])
@@ -310,6 +373,9 @@ def _read_obligations(s: Schedule, ops: Sequence[Op]) -> list[ReadOb]:
                 seen.add(sig)
                 assert acc.value is not None
                 obs.append(ReadOb(op.id, Region(acc.region.buffer, piece), acc.value, good, bad, before))
+    weak = weak_members(s)
+    if weak:  # a weak collective's input is read until every member has ended
+        obs = [ob._replace(until=weak[ob.read]) if ob.read in weak else ob for ob in obs]
     return obs
 
 
@@ -320,10 +386,11 @@ class _RowFacts:
 
     __slots__ = ("ids", "values", "in_stream_order")
 
-    def __init__(self, s: Schedule, row: Row[tuple[int, Access]], position: dict[int, int]) -> None:
+    def __init__(self, s: Schedule, row: Row[tuple[int, Access]], position: dict[int, int],
+                 lane: Callable[[Op], Lane]) -> None:
         self.ids = [w for _, (w, _) in row.items]
         self.values = [a.value for _, (_, a) in row.items]
-        streams = {(s.ops[w].rank, s.ops[w].stream) for w in self.ids}
+        streams = {lane(s.ops[w]) for w in self.ids}
         pos = [position[w] for w in self.ids]
         self.in_stream_order = len(streams) == 1 and all(a < b for a, b in zip(pos, pos[1:], strict=False))
 
@@ -405,7 +472,8 @@ def _disjoint_along(pieces: list[tuple[int | None, str, Region]], axis: str) -> 
 
 
 def _disjoint_cells(s: Schedule, read: int, acc: Access, ws: list[tuple[int, Access]],
-                    its: list[tuple[int, Region, str]], position: dict[int, int]) -> list[ReadOb] | None:
+                    its: list[tuple[int, Region, str]], position: dict[int, int],
+                    lane: Callable[[Op], Lane]) -> list[ReadOb] | None:
     """The fast path for the common shape: the writers' boxes and the initial
     values' boxes are pairwise disjoint and together cover the read.  Then
     each writer's intersection with the read is one cell with that single
@@ -430,15 +498,14 @@ def _disjoint_cells(s: Schedule, read: int, acc: Access, ws: list[tuple[int, Acc
         return None  # not disjoint along any one axis
     if sum(_volume(p[2]) for p in pieces) != _volume(acc.region):
         return None  # part of the read is covered by nothing: the general split names it
-    latest: dict[tuple[int, str], tuple[int, int, Region]] = {}
+    latest: dict[Lane, tuple[int, int, Region]] = {}
     out: list[ReadOb] = []
     for writer, value, inter in pieces:
         if writer is None:
             if value != acc.value:  # holds the wrong initial value and nothing writes it
                 out.append(ReadOb(read, inter, acc.value, (), (), value))
         elif value == acc.value:
-            op = s.ops[writer]
-            key = (op.rank, op.stream)
+            key = lane(s.ops[writer])
             if key not in latest or position[writer] > latest[key][0]:
                 latest[key] = (position[writer], writer, inter)
         else:
@@ -458,13 +525,17 @@ def _race_obligations(s: Schedule, ops: Sequence[Op]) -> list[OverlapOb]:
     """Accesses are indexed per (rank, buffer, stream), and each access looks
     only into the indexes of the other streams: ops on one stream never
     overlap (stream order)."""
-    acc: dict[tuple[int, str], dict[str, list[tuple[Region, tuple[int, bool]]]]] = defaultdict(
+    acc: dict[tuple[int, str], dict[Lane, list[tuple[Region, tuple[int, bool]]]]] = defaultdict(
         lambda: defaultdict(list))
+    lane_fn = lane_of(s)
     for op in ops:
+        lane = lane_fn(op)
         for a in op.reads:
-            acc[(op.rank, a.region.buffer)][op.stream].append((a.region, (op.id, False)))
+            acc[(op.rank, a.region.buffer)][lane].append((a.region, (op.id, False)))
+        where = op.peer if op.kind is _PUT else op.rank  # a put writes its target's memory
+        assert where is not None
         for a in op.writes:
-            acc[(op.rank, a.region.buffer)][op.stream].append((a.region, (op.id, True)))
+            acc[(where, a.region.buffer)][lane].append((a.region, (op.id, True)))
     obs: dict[tuple[int, int], OverlapOb] = {}
     for per_stream in acc.values():
         if len(per_stream) < 2:
@@ -484,6 +555,23 @@ def _race_obligations(s: Schedule, ops: Sequence[Op]) -> list[OverlapOb]:
                         inter = _clip(rb, ra)
                         if inter is not None:
                             obs[key] = OverlapOb(key[0], key[1], inter)
+    weak = weak_members(s)
+    if weak:  # a weak collective's access lasts until every member has ended
+        for per_stream in acc.values():  # so its own stream's later ops may overlap it too
+            for items in per_stream.values():
+                for ra, (oa, wa) in items:
+                    if oa not in weak:
+                        continue
+                    for rb, (ob_, wb) in items:
+                        if ob_ == oa or not (wa or wb) or not ra.overlaps(rb):
+                            continue
+                        key = (oa, ob_) if oa < ob_ else (ob_, oa)
+                        inter = _clip(rb, ra)
+                        if key not in obs and inter is not None:
+                            obs[key] = OverlapOb(key[0], key[1], inter)
+        for k, ob in obs.items():
+            if ob.a in weak or ob.b in weak:
+                obs[k] = ob._replace(a_until=weak.get(ob.a, ()), b_until=weak.get(ob.b, ()))
     return [obs[k] for k in sorted(obs)]
 
 
@@ -528,8 +616,8 @@ class _Step:
     __slots__ = ("last", "first", "samples")
 
     def __init__(self) -> None:
-        self.last: dict[tuple[int, str], int] = {}
-        self.first: dict[tuple[int, str], int] = {}
+        self.last: dict[Lane, int] = {}
+        self.first: dict[Lane, int] = {}
         self.samples: list[int] = []
 
 
@@ -545,6 +633,7 @@ def phase_steps(s: Schedule) -> PhaseSteps:
     groups: dict[object, dict[int, _Step]] = defaultdict(dict)
     star: tuple[object, ...] = ("*",)
     waiting = WAITING_KINDS
+    lane = lane_of(s)
     for op in s.ops:
         m = op.meta
         phase = m.phase
@@ -562,7 +651,7 @@ def phase_steps(s: Schedule) -> PhaseSteps:
         else:
             continue
         seqs: tuple[object, ...] = m.seqs if m.seqs else star
-        key = (op.rank, op.stream)
+        key = lane(op)
         kind = op.kind
         for q in seqs:
             per_q = groups[q]
@@ -597,11 +686,11 @@ def phase_obligations(s: Schedule, steps: PhaseSteps | None = None) -> list[Orde
             name0 = "prefill" if t0 < 0 else f"decode step {t0}"
             g0, g1 = groups[q][t0], groups[q][t1]
             before: dict[int, list[int]] = defaultdict(list)
-            for (r, _), o in g0.last.items():
-                before[r].append(o)
+            for lk, o in g0.last.items():
+                before[lk[0]].append(o)
             after: dict[int, list[int]] = defaultdict(list)
-            for (r, _), o in g1.first.items():
-                after[r].append(o)
+            for lk, o in g1.first.items():
+                after[lk[0]].append(o)
             for r in sorted(set(before) & set(after)):
                 obs.append(OrderOb("phase", tuple(sorted(before[r])), tuple(sorted(after[r])),
                                    f"on rank {r}, decode step {t1} of {seq} overlaps {name0}: steps"
@@ -629,29 +718,61 @@ def unsampled_steps(s: Schedule, steps: PhaseSteps | None = None) -> list[str]:
     return out
 
 
-def ordering_obligations(s: Schedule, m: Matching) -> list[OrderOb]:
-    """Ops of one communicator on one rank must run in issue order: two
-    collectives of a group (or two sends on one channel) issued to two
-    streams with no sync between them may run in either order on the
-    device, and NCCL then hangs."""
-    obs: list[OrderOb] = []
-    seqs: dict[tuple[object, ...], list[Op]] = defaultdict(list)
-    for op in s.ops:
-        kind = op.kind
-        if kind in _COLLECTIVES:
-            seqs[("coll", op.rank, op.group)].append(op)
-        elif kind is _SEND:
-            seqs[("send", op.rank, op.peer, op.channel)].append(op)
-        elif kind is _RECV:
-            seqs[("recv", op.rank, op.peer, op.channel)].append(op)
-    for key, ops in seqs.items():
-        for a, b in zip(ops, ops[1:], strict=False):
-            if a.stream != b.stream:
-                what = f"group {key[2]!r}" if key[0] == "coll" else f"the channel to rank {key[2]}" \
-                    if key[0] == "send" else f"the channel from rank {key[2]}"
-                obs.append(OrderOb("deadlock", (a.id,), (b.id,),
-                                   f"{s.label(b)} may run before {s.label(a)} finishes: both use {what}"
-                                   f" on rank {a.rank} from different streams ({a.stream}, {b.stream})"
-                                   " with no sync between them, so the device can run them out of issue"
-                                   " order and the ranks can hang"))
-    return obs
+def _values(accs: tuple[Access, ...]) -> list[str] | None:
+    """The values an op's accesses declare, sorted; None if any declares none."""
+    vals = [a.value for a in accs]
+    if not vals or any(v is None for v in vals):
+        return None
+    return sorted(v for v in vals if v is not None)
+
+
+def message_obligations(s: Schedule, m: Matching) -> tuple[list[MetaOb], int]:
+    """Values travel with messages: a recv receives what its matched send
+    read, and a broadcast's non-root members what the root sent.  The values
+    a receiver declares are assertions, checked here against its sender (a
+    ``dataflow`` violation at the receiver).  Returns the violations and the
+    number of receivers whose sender declares no value (taken on trust)."""
+    obs: list[MetaOb] = []
+    trusted = 0
+    ops = s.ops
+    for a, b in m.pairs:
+        send, recv = ops[a], ops[b]
+        if not recv.writes:
+            continue
+        carried = _values(send.reads)
+        if carried is None:
+            trusted += 1
+            continue
+        declared = sorted(w.value or "" for w in recv.writes)
+        if declared != carried:
+            obs.append(MetaOb("dataflow", b, a,
+                              f"{s.label(recv)} declares {_list(declared)} in {_regions(recv.writes)}, but its"
+                              f" matched {s.label(send)} carried {_list(carried)} (FIFO matching pairs the"
+                              f" n-th send with the n-th recv of one communicator and peer)"))
+    for inst in m.instances:
+        first = ops[inst.ops[0]]
+        if first.kind is not Kind.BROADCAST:
+            continue
+        root = next(ops[o] for o in inst.ops if ops[o].rank == first.root)
+        carried = _values(root.reads) or _values(root.writes)
+        for o in inst.ops:
+            member = ops[o]
+            if o == root.id or not member.writes:
+                continue
+            if carried is None:
+                trusted += 1
+                continue
+            declared = sorted(w.value or "" for w in member.writes)
+            if declared != carried:
+                obs.append(MetaOb("dataflow", o, root.id,
+                                  f"{s.label(member)} declares {_list(declared)} in {_regions(member.writes)},"
+                                  f" but the root {s.label(root)} broadcast {_list(carried)}"))
+    return obs, trusted
+
+
+def _list(values: list[str]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+def _regions(accs: tuple[Access, ...]) -> str:
+    return ", ".join(str(a.region) for a in accs)
