@@ -1004,3 +1004,53 @@ def test_format_doc_example_is_the_example_file() -> None:
     labels = after.split("```\n", 1)[1].split("```", 1)[0].split("\n")
     s = loads(block)
     assert [x for x in labels if x] == list(s.labels[: len(s.by_rank[0])])
+
+
+def _doc_json_blocks() -> list[Any]:
+    """Every ```json block of docs/format.md, parsed: a whole document, or
+    (for a block of op lines that is not one) each line."""
+    text = (ROOT / "docs" / "format.md").read_text(encoding="utf-8")
+    out: list[Any] = []
+    for block in text.split("```json\n")[1:]:
+        body = block.split("```", 1)[0]
+        try:
+            out.append(json.loads(body))
+        except json.JSONDecodeError:
+            out.extend(json.loads(line.rstrip(",")) for line in body.splitlines() if line.strip())
+    return out
+
+
+def test_format_doc_json_blocks_are_valid(validator: jsonschema.Draft202012Validator) -> None:
+    """Every schedule in docs/format.md loads and matches the schema of its
+    version; every op shown there is a valid version 2 op."""
+    blocks = _doc_json_blocks()
+    schedules = [b for b in blocks if isinstance(b, dict) and "syncproof" in b]
+    ops = [o for b in blocks if b not in schedules for o in (b if isinstance(b, list) else [b])]
+    assert len(schedules) >= 4 and len(ops) >= 8
+    kinds = set()
+    for doc in schedules:
+        assert _schema_errors(validator, doc) == [], doc.get("name")
+        s = schedule_from_dict(doc, "format.md")
+        assert loads(dumps(s)) == s
+    for op in ops:
+        kinds.add(op["op"])
+        wrapped = {"syncproof": 2, "groups": {g: [0, 1, 2] for g in ("tp", "sp", "ep")},
+                   "buffers": {n: [] for n in ("act", "tok", "kv", "part", "h")},
+                   "ranks": {"0": [op], "1": [], "2": []}}
+        assert _schema_errors(validator, wrapped) == [], op
+        schedule_from_dict(wrapped, "format.md")
+    assert {"send", "all_gather", "all_to_all", "all_reduce"} <= kinds
+
+
+def test_format_doc_version_1_errors_are_the_loaders() -> None:
+    text = (ROOT / "docs" / "format.md").read_text(encoding="utf-8")
+    doc = _base(1)
+    _set(1, 3, comm="c")(doc)
+    with pytest.raises(ScheduleError) as e:
+        schedule_from_dict(doc, "old.json")
+    assert str(e.value) in text
+    doc = _base(1)
+    doc["ranks"]["0"] += [{"op": "put", "stream": "comm", "to": 1}]
+    with pytest.raises(ScheduleError) as e:
+        schedule_from_dict(doc, "old.json")
+    assert str(e.value) in text
