@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from syncproof.executor import ExecResult, StateLimitExceeded, build_model, explore, replay
+from syncproof.executor.explicit import _event_deps
 from syncproof.executor.mechanism import DEADLOCK
 from syncproof.executor.replay import realize
 from syncproof.ir import Schedule, ScheduleBuilder, loads
@@ -919,3 +922,45 @@ def test_replay_matching_hang_at_either_setting() -> None:
     assert replay(s, cex("matching", Observation("hang", blocked=(1,)), run)) == (True, "")
     ok, why = replay(s, cex("matching", Observation("hang", blocked=(0, 1)), run))
     assert not ok and "not blocked" in why
+
+
+# ------------------------------------------------------- the greedy deadlock
+def _stuck_states(schedule: Schedule) -> tuple[bool, int]:
+    """Enumerate every reachable state at the deadlock setting: is some state
+    stuck with an op unfinished, and how many states are there?"""
+    model = build_model(schedule)
+    starts, ends = _event_deps(model, DEADLOCK)
+    n = model.n
+    init = (0,) * n
+    seen = {init}
+    stack = [init]
+    stuck = False
+    while stack:
+        st = stack.pop()
+        moved = False
+        for o in range(n):
+            deps = starts[o] if st[o] == 0 else ends[o] if st[o] == 1 else None
+            if deps is None or any(st[p] < need for p, need in deps):
+                continue
+            moved = True
+            nxt = st[:o] + (st[o] + 1,) + st[o + 1:]
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+        if not moved and any(s != 2 for s in st):
+            stuck = True
+    return stuck, len(seen)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: cross_sends("any"), lambda: cross_sends("eager"), lambda: batched_cross(True),
+    lambda: batched_cross(False), lambda: crossed_communicators("any", False),
+    lambda: crossed_communicators("concurrent", False), lambda: put_after_message("any"),
+    lambda: put_signal(True),
+])
+def test_greedy_firing_decides_deadlock_like_full_enumeration(make: Callable[[], Schedule]) -> None:
+    # every condition is "some event has happened", so no event is ever
+    # disabled: a stuck state is reachable iff the greedy maximal run is stuck
+    s = make()
+    stuck, _ = _stuck_states(s)
+    assert stuck == bool(explore(s).blocked)

@@ -23,21 +23,23 @@ of op ``o`` and ``n + o`` its end.  The mechanism:
   *concurrent*: it does not;
 - **events** (v1): a wait ends only after its record has ended (so the next op
   on the wait's stream starts after the record); a wait issued before its
-  record does nothing;
+  record does nothing (CUDA ``cudaStreamWaitEvent`` uses the event's state at
+  the time of the call);
 - **point to point**: a FIFO per (communicator, source, destination).  A recv
   ends only after its send has started (the data exist).  With message
   capacity 0 a send ends only after its recv has started (nowhere to put the
-  data); with unbounded capacity the message is buffered and the send may end
-  first;
+  data: an NCCL send larger than its connection buffer, 4 MiB by default,
+  waits for the recv; gloo blocks even at 16 B); with unbounded capacity the
+  message is buffered and the send may end first;
 - **collectives**: all_reduce, all_gather, reduce_scatter, all_to_all and
   barrier: no member ends before every member has started.  broadcast and
   scatter are a pipeline from the root: a member ends only after the root has
   started; at capacity 0 also nobody ends before everyone has started.
   reduce and gather, mirrored: the root ends only after every member has
   started; at capacity 0, all pairs;
-- **one-sided**: a put writes the target rank's memory (see the model), with
-  no wait on the target; a wait_signal ends only after its bound put has
-  ended;
+- **one-sided** (NVSHMEM put with signal, NCCL PutSignal/WaitSignal): a put
+  writes the target rank's memory (see the model), with no wait on the
+  target; a wait_signal ends only after its bound put has ended;
 - unmatched sends, recvs, collectives and wait_signals never end.
 
 A *setting* fixes the two switches: message capacity (per message: 0 or
