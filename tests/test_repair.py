@@ -1,17 +1,22 @@
 """Repair hints: for every broken example the hint is produced and the
 re-check of the edited copy proves the property; where no local sync can
-help, the hint says so instead of claiming a fix."""
+help, the hint says so instead of claiming a fix.  Hints are realizable (the
+edited copy loads as a file), never loop, and are labelled proved only when
+nothing new breaks; the runtime model v2's rules (values carried by messages,
+progress and message-blocking edges, group calls, weak collectives, puts)
+get hints of their own."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from example_cases import BROKEN, checked
 
-from syncproof import Verdict, check_schedule
-from syncproof.engine.repair import Hint, hint_for, repair_hint
-from syncproof.ir import ScheduleBuilder
+from syncproof import Counterexample, Schedule, Verdict, check_schedule, load
+from syncproof.engine.repair import MAX_ROUNDS, Hint, hint_for, repair_hint
+from syncproof.ir import ScheduleBuilder, schedule_from_dict, schedule_to_dict
 from syncproof.render.jsonout import report_json
 from syncproof.render.text import report_text
 
@@ -153,3 +158,176 @@ def test_automatic_hints_stop_at_a_size() -> None:
     s, rep = checked("tp-allreduce-nowait")
     hint = hint_for(s, rep.result("race"), rep, max_ops=5)
     assert hint is not None and hint.status == "unproved" and "not attempted" in hint.text
+
+
+# ------------------------------------------------------------ runtime model v2
+LITMUS = ROOT / "tests" / "litmus"
+
+
+def litmus_hint(name: str, prop: str) -> tuple[Schedule, Hint]:
+    s = load(LITMUS / f"{name}.json")
+    rep = check_schedule(s)
+    assert rep.result(prop).verdict is Verdict.VIOLATED
+    hint = repair_hint(s, rep.result(prop), report=rep)
+    assert hint is not None
+    return s, hint
+
+
+def assert_realizable_and_clean(s: Schedule, hint: Hint) -> None:
+    """The edited copy loads as a file would, proves the property on the
+    other engine, and nothing proved on the original is broken."""
+    assert hint.repaired is not None
+    again = schedule_from_dict(schedule_to_dict(hint.repaired), "<repaired>")
+    before = {r.property: r.verdict for r in check_schedule(s).results}
+    after = check_schedule(again, engine="z3")
+    assert after.result(hint.property).verdict is Verdict.PROVED
+    for r in after.results:
+        if before[r.property] is not Verdict.VIOLATED:
+            assert r.verdict is Verdict.PROVED, (r.property, r.reason, r.counterexample)
+
+
+V2_CASES = [
+    # (litmus, property, words the hint must use)
+    ("kv-swapped-one-fifo", "dataflow", "swap the issue order of recv(<-0)#0 and recv(<-0)#1"),
+    ("pp-recv-mb1-before-mb0", "dataflow", "post the recv of 'act(mb0)' first"),
+    ("crossed-communicators", "deadlock", "launch all_reduce#0(g1) before all_reduce#0(g2), matching rank 0"),
+    ("exchange-no-batch", "deadlock", "as one group call (ncclGroupStart/End; torch batch_isend_irecv)"),
+    ("one-comm-two-streams-recv-send", "deadlock", "NCCL runs communicator 'p2p:0-1''s ops in issue order"),
+    ("batch-relay", "dataflow", "take send(->2)#0 out of group call 'relay'"),
+    ("weak-allreduce-input-reuse", "dataflow", "add barrier(g) right after all_reduce#0(g) on every member"),
+    ("put-no-wait", "race", "add wait_signal(<-0,ready) on r1/c right before read_dst"),
+    ("broadcast-root-returns-early", "dataflow", "1-element eager send(->0,"),
+    ("phase-relies-on-rendezvous", "phase", "marked eager"),
+]
+
+
+@pytest.mark.parametrize(("name", "prop", "words"), V2_CASES, ids=[c[0] for c in V2_CASES])
+def test_v2_rules_get_realizable_proved_hints(name: str, prop: str, words: str) -> None:
+    s, hint = litmus_hint(name, prop)
+    assert hint.proved, hint.text
+    assert words in hint.text, hint.text
+    assert_realizable_and_clean(s, hint)
+
+
+def test_every_litmus_hint_is_realizable_never_loops_and_proved_only_when_clean() -> None:
+    n = 0
+    for path in sorted(LITMUS.glob("*.json")):
+        if path.name == "catalogue.json":
+            continue
+        s = load(path)
+        rep = check_schedule(s)
+        for r in rep.results:
+            if r.verdict is not Verdict.VIOLATED:
+                continue
+            hint = repair_hint(s, r, report=rep)
+            assert hint is not None
+            assert len(hint.steps) == len(set(hint.steps)) <= MAX_ROUNDS, hint.steps
+            if hint.proved:
+                assert_realizable_and_clean(s, hint)
+                n += 1
+    assert n >= 20
+
+
+def test_a_size_only_mismatch_is_not_a_reorder_and_never_loops() -> None:
+    """Before: 'swap all_reduce#0 and all_reduce#1; the same on rank 1' eight
+    times, each swap undoing the previous one."""
+    b = ScheduleBuilder("size-only")
+    b.group("tp", [0, 1, 2])
+    for r in range(3):
+        b.rank(r).all_reduce("tp", size=4 if r == 1 else 8)
+        b.rank(r).all_reduce("tp", size=8)
+    s = b.build()
+    rep = check_schedule(s)
+    hint = repair_hint(s, rep.result("matching"), report=rep)
+    assert hint is not None and hint.status == "no_fix" and not hint.steps
+    assert "all_reduce (size 4)" in hint.text and "no reorder or sync fixes that" in hint.text
+    # a p2p size mismatch: the same, and a swap when the sizes are only out of order
+    for recv_sizes, status in (([4, 4], "no_fix"), ([4, 8], "proved")):
+        b = ScheduleBuilder("p2p-size")
+        b.rank(0).send(1, size=8).send(1, size=4)
+        b.rank(1).recv(0, size=recv_sizes[0]).recv(0, size=recv_sizes[1])
+        s = b.build()
+        rep = check_schedule(s)
+        hint = repair_hint(s, rep.result("matching"), report=rep)
+        assert hint is not None and hint.status == status, hint.text
+
+
+def test_edits_that_undo_each_other_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the candidates, the search never revisits a schedule nor
+    repeats a step, and stops after MAX_ROUNDS."""
+    import syncproof.engine.repair as repair
+
+    b = ScheduleBuilder("flip")
+    b.group("tp", [0, 1])
+    b.rank(0).all_reduce("tp", size=4).all_reduce("tp", size=8)
+    b.rank(1).all_reduce("tp", size=8).all_reduce("tp", size=2)
+    s = b.build()
+    rep = check_schedule(s)
+
+    def always_swap(sch: Schedule, cex: Counterexample) -> tuple[list[Any], str]:
+        ops = [o for o in sch.by_rank[1] if o.kind.is_collective]
+        return [repair._Edit("swap", ops[0].id, ops[1].id)], ""
+
+    monkeypatch.setattr(repair, "_candidates", always_swap)
+    hint = repair.repair_hint(s, rep.result("matching"), report=rep)
+    assert hint is not None and hint.status == "unproved"
+    assert len(hint.steps) <= 1 and len(set(hint.steps)) == len(hint.steps)
+
+
+def test_a_matching_sentence_where_no_rank_waits_names_who_waits() -> None:
+    """Before: 'where ranks  wait for rank 2' (an empty list)."""
+    b = ScheduleBuilder("extra")
+    b.group("tp", [0, 1, 2])
+    for r in range(3):
+        b.rank(r).all_reduce("tp")
+    b.rank(2).all_reduce("tp")
+    s = b.build()
+    rep = check_schedule(s)
+    cex = rep.result("matching").counterexample
+    assert cex is not None
+    sentence = cex.sentence
+    assert "ranks  " not in sentence
+    assert sentence.endswith("where rank 2 waits for ranks 0, 1, which never issue it")
+    hint = repair_hint(s, rep.result("matching"), report=rep)
+    assert hint is not None and hint.status == "no_fix" and "missing or extra collective" in hint.text
+
+
+def relay(back_value: str) -> Schedule:
+    """Rank 1 relays what it receives on stream s1 through an event to a
+    send on s2; rank 0 posts its recv of the reply before its send."""
+    b = ScheduleBuilder("relay-wait", progress="concurrent")
+    b.buffer("a")
+    b.buffer("z")
+    b.buffer("w")
+    b.init("a", "a0", ranks=[0])
+    b.rank(0).recv(1, stream="comm", channel="back", writes={"w": back_value}).send(1, stream="comm",
+                                                                                   reads={"a": "a0"})
+    r1 = b.rank(1)
+    r1.recv(0, stream="s1", writes={"z": "a0"}).record("f", stream="s1")
+    r1.wait("f", stream="s2").send(0, stream="s2", channel="back", reads={"z": "a0"})
+    return b.build()
+
+
+def test_a_hint_never_removes_a_wait_to_break_a_cycle() -> None:
+    """Before: 'on rank 1, issue record(f) before recv(<-0)#0 (proved by
+    re-check; still not proved: dataflow, race)': the event no longer covers
+    the recv, so the wait orders nothing, and the relay reads too early."""
+    s = relay("a0")
+    rep = check_schedule(s)
+    hint = repair_hint(s, rep.result("deadlock"), report=rep)
+    assert hint is not None and hint.proved, hint.text
+    assert "record(f)" not in hint.text and hint.text.startswith("on rank 0, issue send(->1)#0 before")
+    assert dict(hint.recheck) == {p: "proved" for p in ("matching", "deadlock", "dataflow", "race", "phase")}
+
+
+def test_proved_only_when_nothing_that_could_not_be_checked_is_then_violated() -> None:
+    """The deadlock hid a value mismatch: the edit proves deadlock, but the
+    re-check then finds dataflow violated, which the original could not be
+    checked for; the hint does not claim a fix."""
+    s = relay("z1")
+    rep = check_schedule(s)
+    assert rep.result("dataflow").verdict is Verdict.UNKNOWN
+    hint = repair_hint(s, rep.result("deadlock"), report=rep)
+    assert hint is not None and hint.status == "unproved"
+    assert "this proves deadlock, but dataflow (could not be checked before) is then violated" in hint.text
+    assert dict(hint.recheck)["dataflow"] == "violated"

@@ -146,10 +146,17 @@ def _collective_problems(s: Schedule, seqs: dict[str, dict[int, list[Op]]],
                     cops.append(cop)
             waiting = [m for m in members if m not in culprits and lens[m] > k]
             where = (f"{per[waiting[0]][k].kind}#{k}({g})" if waiting else f"collective #{k} on {g}")
-            sentence = (f"{'; '.join(phrases)}: the run hangs at {where}, where"
-                        f" rank{'s' if len(waiting) != 1 else ''} {', '.join(map(str, waiting))}"
-                        f" wait{'s' if len(waiting) == 1 else ''} for rank"
-                        f"{'s' if len(culprits) != 1 else ''} {', '.join(map(str, culprits))}")
+            if waiting:
+                who = (f"rank{'s' if len(waiting) != 1 else ''} {', '.join(map(str, waiting))}"
+                       f" wait{'s' if len(waiting) == 1 else ''} for rank"
+                       f"{'s' if len(culprits) != 1 else ''} {', '.join(map(str, culprits))}")
+            else:  # only the culprits reach #k: they wait for members that never issue it
+                late = [m for m in culprits if lens[m] > k] or culprits
+                others = [m for m in members if m not in late]
+                who = (f"rank{'s' if len(late) != 1 else ''} {', '.join(map(str, late))}"
+                       f" wait{'s' if len(late) == 1 else ''} for rank{'s' if len(others) != 1 else ''}"
+                       f" {', '.join(map(str, others))}, which never issue{'s' if len(others) == 1 else ''} it")
+            sentence = f"{'; '.join(phrases)}: the run hangs at {where}, where {who}"
             problems.append(Problem(sentence, tuple(culprits), stuck, tuple(cops) or stuck))
             continue
         # No majority (e.g. two members): a rank that issues fewer is the one missing.
