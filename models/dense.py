@@ -135,6 +135,21 @@ class Gen:
     def prompt_of(self, m: int) -> int:
         return self.cfg.prompt + m
 
+    @property
+    def crossed(self) -> bool:
+        """The last stage sends each token back as soon as it is sampled (the
+        crossed launch order of the crossed-comm-order and single-stream-p2p faults)."""
+        return self.cfg.fault in ("crossed-comm-order", "single-stream-p2p")
+
+    @property
+    def tok_channel(self) -> str:
+        # one-comm-two-streams: the token shares the activations' communicator
+        return "act" if self.cfg.fault == "one-comm-two-streams" else "tok"
+
+    def credit(self, d: int, i: int) -> bool:
+        """The relies-on-rendezvous fault, between ranks (0, 0, 0) and (0, 1, 0)."""
+        return self.cfg.fault == "relies-on-rendezvous" and (d, i) == (0, 0)
+
     def stream(self, name: str) -> str:
         # The single-stream-p2p fault issues pipeline sends and recvs on the compute stream.
         if self.cfg.fault == "single-stream-p2p" and name in ("send", "recv"):
@@ -220,6 +235,10 @@ class Gen:
         dev.open(m, M, skip=skip)
         L0, L1 = self.stage_layers(s)
         value0 = f"h{L0}(s{q},{it.tag})"
+        late = c.fault == "one-comm-two-streams"  # the bug: the token goes back after the next recv
+        back = prev if s == c.pp - 1 and s > 0 and i == 0 and it.phase == "decode" and not self.crossed else None
+        if back is not None and not late:
+            self.token_out(dev, d, q, back, m)
         # -- input
         if s == 0:
             tok = f"tok[seq={q}, pos={span(lo, hi)}]"
@@ -230,16 +249,24 @@ class Gen:
                         writes={f"x[seq={q}, pos={span(lo, hi)}, layer={L0}]": value0})
             inp = (f"x[seq={q}, pos={span(lo, hi)}, layer={L0}]", value0)
         else:
-            slot = 0 if c.fault == "shared-recv-buffer" else m
+            credit = s == 1 and self.credit(d, i)
+            slot = 0 if c.fault == "shared-recv-buffer" or credit else m
             inb = f"inb[mb={slot}]"
             ev = self.prerecv.pop((dev.rank, pos, m), None)
             if ev is None:
-                if c.fault == "swapped-mb-order" and pos == 0 and (d, s, m) == (0, 1, 0) and c.mb > 1:
+                if c.fault in ("swapped-mb-order", "recv-order-swapped") and pos == 0 and (d, s, m) == (0, 1, 0) \
+                        and c.mb > 1:
                     self.post_recvs_reversed(dev, d, s, i, k, pos, L0)
                     ev = self.prerecv.pop((dev.rank, pos, m))
                 else:
-                    free = self.inb_free.pop((dev.rank, m), None)
-                    if free is not None:
+                    free = self.inb_free.pop((dev.rank, 0 if credit else m), None)
+                    if free is not None and credit:
+                        # The bug: stage 1 tells stage 0 that the buffer is free by posting the recv
+                        # of a credit once it has read it, and stage 0 takes the return of its
+                        # credit send for that (true only if the send waits for its recv).
+                        dev.wait(free, "ctl", M)
+                        dev.recv(self.rank(d, 0, i), M, stream="ctl", channel="ctl", writes={}, size=1)
+                    elif free is not None:
                         # Do not receive into the slot before the previous iteration has read it.
                         dev.wait(free, self.stream("recv"), M)
                     dev.recv(self.rank(d, s - 1, i), M, stream=self.stream("recv"), channel="act",
@@ -250,6 +277,8 @@ class Gen:
                 dev.wait(ev, "compute", M)
                 dev.pending[self.stream("recv")] = False
             inp = (inb, value0)
+        if back is not None and late:
+            self.token_out(dev, d, q, back, m)
         # -- layers
         for L in range(L0, L1):
             if L == L1 - 1 and s < c.pp - 1:
@@ -261,6 +290,8 @@ class Gen:
         # -- output
         if s < c.pp - 1:
             dev.sync("compute", self.stream("send"), "act_out", M)
+            if s == 0 and self.credit(d, i) and (pos, m) != (0, 0):
+                dev.send(self.rank(d, 1, i), M, stream=self.stream("send"), channel="ctl", reads={}, size=1)
             dev.send(self.rank(d, s + 1, i), M, stream=self.stream("send"), channel="act",
                      reads={inp[0]: inp[1]}, size=hi - lo)
         elif it.samples:
@@ -306,6 +337,18 @@ class Gen:
                      writes={f"inb[mb={m2}]": f"h{L0}(s{q2},{it2.tag})"}, size=it2.hi - it2.lo)
             self.prerecv[(dev.rank, pos, m2)] = dev.record(self.stream("recv"), "act_in", M2)
 
+    def token_out(self, dev: Dev, d: int, q: int, prev: Iter, m: int) -> None:
+        """The last stage hands the token sampled in the previous iteration of
+        microbatch m back to stage 0 at the start of the microbatch's next
+        iteration: the place in issue order where stage 0 receives it, so both
+        ends launch the token and activation communicators in one order."""
+        c = self.cfg
+        Mp = meta(prev.phase, step=prev.step, mb=m if c.mb > 1 else None, seqs=[q], tokens=(prev.lo, prev.hi))
+        tok = f"tok[seq={q}, pos={prev.hi}]"
+        dev.sync("compute", self.stream("send"), "tok_out", Mp)
+        dev.send(self.rank(d, 0, 0), Mp, stream=self.stream("send"), channel=self.tok_channel,
+                 reads={tok: f"tok(s{q},{prev.hi})"}, size=1)
+
     def token_in(self, dev: Dev, d: int, i: int, q: int, pos_t: int, prev: Iter, m: int, pos: int) -> None:
         """Stage 0 gets the token of the previous iteration from the last stage (PP),
         then hands it to its TP peers.  These ops belong to the previous iteration
@@ -316,7 +359,7 @@ class Gen:
         val = f"tok(s{q},{pos_t})"
         early = c.fault == "step-early" and pos == 1 and m == 0 and d == 0
         if i == 0:
-            dev.recv(self.rank(d, c.pp - 1, 0), Mp, stream=self.stream("recv"), channel="tok",
+            dev.recv(self.rank(d, c.pp - 1, 0), Mp, stream=self.stream("recv"), channel=self.tok_channel,
                      writes={tok: val}, size=1)
             if c.tp > 1:
                 dev.sync(self.stream("recv"), "comm", "tok_in", Mp)
@@ -354,7 +397,8 @@ class Gen:
             reads = {qbuf: f"q{L}({sq})"}
             reads.update(self.kv_segments(its, q, hi, L, in_init, prompt))
         if inp[0].startswith("inb[") and self.stream("recv") != "compute":
-            self.inb_free[(dev.rank, m)] = dev.record("compute", "act_read", M)
+            slot = 0 if s == 1 and self.credit(d, i) else m
+            self.inb_free[(dev.rank, slot)] = dev.record("compute", "act_read", M)
         dev.compute("attn", M, reads=reads, writes={f"o[seq={q}]": f"o{L}({sq})"})
         y = (f"y[seq={q}]", f"y{L}({sq})")
         n = hi - lo
@@ -420,11 +464,13 @@ class Gen:
                         for d2 in range(c.dp)}
                 dev.coll("all_gather", "dp", M, stream="out", reads={tok: val}, writes=outs, size=1)
         if nxt:
-            if c.pp > 1:
+            if c.pp > 1 and self.crossed:
+                # the bug: the token goes back as soon as it is sampled, before the next
+                # microbatch's activations are received (stage 0 receives it after sending them)
                 dev.sync("compute", self.stream("send"), "tok_out", M)
                 dev.send(self.rank(d, 0, 0), M, stream=self.stream("send"), channel="tok", reads={tok: val},
                          size=1)
-            elif c.tp > 1:
+            elif c.pp == 1 and c.tp > 1:
                 dev.sync("compute", "comm", "sampled", M)
                 dev.coll("broadcast", group, M, reads={tok: val}, writes={tok: val}, size=1, root=dev.rank)
 
@@ -450,17 +496,36 @@ F_ROOT = Fault("root-skips-bcast-wait", "rank 0 already holds the token it sampl
                (at_least("tp", 2), PP1, ITERS2))
 F_STEP = Fault("step-early", "a stage-0 rank starts the next decode step before the sampled token has reached it",
                "phase", (TP_OR_PP, ITERS2))
+MB1: Requirement = ("mb=1", lambda p: int(p.get("mb", 1)) == 1)
+PP2: Requirement = ("pp=2", lambda p: int(p.get("pp", 1)) == 2)
+DECODE_ONLY: Requirement = ("phase=decode", lambda p: p.get("phase", "both") == "decode")
 F_PP = (
     Fault("no-recv-wait", "stage 1 computes on its received activations without waiting for the recv",
           "dataflow", (at_least("pp", 2),)),
     Fault("shared-recv-buffer", "every microbatch receives into one buffer: a recv overwrites activations still"
           " in use", "dataflow", (at_least("pp", 2), at_least("mb", 2))),
     Fault("no-send-wait", "stage 0 overwrites its send buffer in the next step before the previous send has"
-          " finished", "dataflow", (at_least("pp", 2), ITERS2)),
-    Fault("single-stream-p2p", "pipeline sends and recvs are blocking calls on the compute stream", "deadlock",
+          " finished (with mb>=2 the next microbatch's send on the same communicator already waits for it)",
+          "dataflow", (at_least("pp", 2), MB1, ITERS2)),
+    Fault("single-stream-p2p", "pipeline sends and recvs are blocking calls on the compute stream, and the last"
+          " stage sends each token back as soon as it is sampled: a hang even when kernels of different"
+          " communicators run side by side", "deadlock", (at_least("pp", 2), at_least("mb", 2), ITERS2)),
+    Fault("crossed-comm-order", "the last stage sends each sampled token back at once, before it receives the"
+          " next microbatch's activations, while stage 0 receives it after sending them: the two communicators"
+          " are launched in opposite orders on the two ends", "deadlock",
           (at_least("pp", 2), at_least("mb", 2), ITERS2)),
+    Fault("one-comm-two-streams", "the token goes back on the activations' communicator (one per rank pair, as"
+          " torch creates) and the last stage receives the next activations before it sends the token: both"
+          " ends post a recv, then a send, on one communicator", "deadlock", (PP2, ITERS2)),
+    Fault("relies-on-rendezvous", "stage 1 receives every microbatch into one buffer and says it is free by"
+          " posting the recv of a credit from stage 0; stage 0 sends the next microbatch once its credit send"
+          " returns, which proves nothing when a small send completes before its recv is posted", "dataflow",
+          (at_least("pp", 2), at_least("mb", 2), PREFILL_FIRST)),
     Fault("swapped-mb-order", "stage 1 posts the first iteration's recvs in reverse microbatch order (shapes"
           " differ)", "matching", (at_least("pp", 2), at_least("mb", 2), PREFILL_FIRST)),
+    Fault("recv-order-swapped", "stage 1 posts the first decode step's recvs in reverse microbatch order; the"
+          " shapes agree, so only the values carried by the messages tell", "dataflow",
+          (at_least("pp", 2), at_least("mb", 2), DECODE_ONLY)),
 )
 F_DP = (
     Fault("gather-before-sample", "replica 0 gathers the step's tokens without waiting for its sampler",

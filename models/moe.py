@@ -25,7 +25,21 @@ part for symbolic token counts.
 
 from __future__ import annotations
 
-from .common import PHASES, Dev, Fault, ModelSpec, Param, Schedule, ScheduleBuilder, Value, at_least, meta, span
+from .common import (
+    PHASES,
+    Dev,
+    Fault,
+    Meta,
+    ModelSpec,
+    Param,
+    Schedule,
+    ScheduleBuilder,
+    Value,
+    at_least,
+    equals,
+    meta,
+    span,
+)
 
 Iteration = tuple[str, int, int, int | None, str]  # phase, lo, hi, step, tag
 
@@ -42,13 +56,19 @@ def _iterations(phase: str, prompt: int, steps: int) -> list[Iteration]:
 def build_moe(name: str, p: dict[str, Value], fault: str | None) -> Schedule:
     n, layers = int(p["ep"]), int(p["layers"])
     reqs = int(p.get("reqs", n))
+    p2p = p.get("a2a", "collective") == "p2p"
     phase, steps, prompt = str(p["phase"]), int(p["steps"]), int(p["prompt"])
     its = _iterations(phase, prompt, steps)
     b = ScheduleBuilder(name, description=f"{name}: MoE with expert parallelism over {n} ranks, {reqs} with"
                         " requests" + (f", fault {fault}" if fault else ""))
     b.buffer("tok", "pos").buffer("x", "pos", "layer").buffer("kv", "layer", "pos")
-    for buf in ("q", "h", "route", "send", "recv", "eout", "back", "logits"):
+    for buf in ("q", "h", "route", "logits"):
         b.buffer(buf)
+    if p2p:  # one slice per peer: what goes to rank j, what came from rank j
+        b.buffer("send", "dst").buffer("recv", "src").buffer("eout", "src").buffer("back", "src")
+    else:
+        for buf in ("send", "recv", "eout", "back"):
+            b.buffer(buf)
     b.group("ep", list(range(n)))
     if phase in ("prefill", "both"):
         b.init(f"tok[pos=0:{prompt}]", "prompt")
@@ -92,21 +112,38 @@ def build_moe(name: str, p: dict[str, Value], fault: str | None) -> Schedule:
                     if lo2 < hi:
                         reads[f"kv[layer={layer}, pos={span(lo2, hi2)}]"] = f"kv{layer}({tag2})"
                 dev.compute("attn", M, reads=reads, writes={"h": f"a{layer}({tag})"})
+                tokens, expo = f"tokens{layer}({tag})", f"exp{layer}({tag})"
+                sendbuf = f"send[dst=0:{n}]" if p2p else "send"
                 dev.compute("router", M, reads={"h": f"a{layer}({tag})"},
-                            writes={"send": f"tokens{layer}({tag})@r{r}", "route": f"route{layer}({tag})@r{r}"})
+                            writes={sendbuf: f"{tokens}@r{r}", "route": f"route{layer}({tag})@r{r}"})
                 dev.sync("compute", "comm", "routed", M, skip_wait=fault == "no-wait-router" and at0)
-                dev.coll("all_to_all", "ep", M, reads={"send": f"tokens{layer}({tag})@r{r}"},
-                         writes={"recv": f"disp{layer}({tag})@r{r}"}, name="dispatch")
+                if p2p:
+                    # one group call of a send to and a recv from every peer (the no-batch fault: one by one)
+                    exchange(dev, n, M, "send", "recv", tokens, grouped=not (fault == "no-batch" and k == 0
+                                                                            and layer == 0))
+                    disp = {f"recv[src={j}]": f"{tokens}@r{j}" for j in range(n) if j != r}
+                    disp[f"send[dst={r}]"] = f"{tokens}@r{r}"  # its own tokens stay where the router put them
+                else:
+                    dev.coll("all_to_all", "ep", M, reads={"send": f"{tokens}@r{r}"},
+                             writes={"recv": f"disp{layer}({tag})@r{r}"}, name="dispatch")
+                    disp = {"recv": f"disp{layer}({tag})@r{r}"}
                 dev.sync("comm", "compute", "dispatched", M, skip_wait=fault == "no-wait-dispatch" and at0)
-                dev.compute("expert", M, reads={"recv": f"disp{layer}({tag})@r{r}"},
-                            writes={"eout": f"exp{layer}({tag})@r{r}"})
+                eout = f"eout[src=0:{n}]" if p2p else "eout"
+                dev.compute("expert", M, reads=disp, writes={eout: f"{expo}@r{r}"})
                 dev.sync("compute", "comm", "expert_done", M)
                 if not (fault == "skip-a2a" and k == 0 and layer == 0 and r == reqs - 1):
-                    dev.coll("all_to_all", "ep", M, reads={"eout": f"exp{layer}({tag})@r{r}"},
-                             writes={"back": f"comb{layer}({tag})@r{r}"}, name="combine")
+                    if p2p:
+                        exchange(dev, n, M, "eout", "back", expo)
+                    else:
+                        dev.coll("all_to_all", "ep", M, reads={"eout": f"{expo}@r{r}"},
+                                 writes={"back": f"comb{layer}({tag})@r{r}"}, name="combine")
                 dev.sync("comm", "compute", "combined", M, skip_wait=fault == "no-wait-combine" and at0)
-                dev.compute("merge", M, reads={"back": f"comb{layer}({tag})@r{r}", "route": f"route{layer}({tag})@r{r}",
-                                               "h": f"a{layer}({tag})"},
+                if p2p:
+                    back = {f"back[src={j}]": f"{expo}@r{j}" for j in range(n) if j != r}
+                    back[f"eout[src={r}]"] = f"{expo}@r{r}"
+                else:
+                    back = {"back": f"comb{layer}({tag})@r{r}"}
+                dev.compute("merge", M, reads={**back, "route": f"route{layer}({tag})@r{r}", "h": f"a{layer}({tag})"},
                             writes={f"x[{P}, layer={layer + 1}]": f"h{layer + 1}({tag})"})
             dev.compute("lm_head", M0, reads={f"x[pos={hi - 1}, layer={layers}]": f"h{layers}({tag})"},
                         writes={"logits": f"logits({tag})"})
@@ -115,6 +152,31 @@ def build_moe(name: str, p: dict[str, Value], fault: str | None) -> Schedule:
             if k + 1 < len(its):
                 dev.close("seq", M0)
     return b.build()
+
+
+def exchange(dev: Dev, n: int, M: Meta, src: str, dst: str, value: str, *, grouped: bool = True) -> None:
+    """An all-to-all as ProcessGroupNCCL runs it: a send of ``src[dst=j]`` to
+    every peer j and a recv from it into ``dst[src=j]``, in one group call
+    (ncclGroupStart/End), so no part waits for another.  ``grouped=False``
+    (the no-batch fault) issues every send, then every recv, one by one."""
+    r = dev.rank
+    peers = [j for j in range(n) if j != r]
+    sends = [(j, {f"{src}[{'dst' if src == 'send' else 'src'}={j}]": f"{value}@r{r}"}) for j in peers]
+    recvs = [(j, {f"{dst}[src={j}]": f"{value}@r{j}"}) for j in peers]
+
+    def issue() -> None:
+        for j, reads in sends:
+            dev.send(j, M, stream="comm", channel="0", reads=reads)
+        for j, writes in recvs:
+            dev.recv(j, M, stream="comm", channel="0", writes=writes)
+
+    if not peers:
+        return
+    if grouped:
+        with dev.rb.group_call():
+            issue()
+    else:
+        issue()
 
 
 def _reqs_valid(p: dict[str, Value]) -> str | None:
@@ -140,8 +202,14 @@ _COMMON = (
 
 MODELS = (
     ModelSpec("ep", "MoE expert parallelism: router, all-to-all dispatch, expert, all-to-all combine, merge; one"
-              " sequence per rank", (Param("ep", 4, "expert-parallel ranks", 1, 8),) + _COMMON,
-              F_EP, build_moe, family="moe"),
+              " sequence per rank", (Param("ep", 4, "expert-parallel ranks", 1, 8),) + _COMMON
+              + (Param("a2a", "collective", "each all-to-all as one NCCL collective, or as a group call of a send"
+                       " to and a recv from every peer (how ProcessGroupNCCL runs all_to_all)",
+                       choices=("collective", "p2p")),),
+              F_EP + (Fault("no-batch", "the first dispatch's sends and recvs are issued one by one instead of in"
+                            " one group call: every rank sends before it receives", "deadlock",
+                            (equals("a2a", "p2p"), at_least("ep", 2))),),
+              build_moe, family="moe"),
     ModelSpec("dpattn-ep", "DP attention + EP MoE: ranks without requests run a dummy forward and join every"
               " all-to-all", (Param("ep", 4, "expert-parallel ranks", 1, 8),
                               Param("reqs", 2, "ranks with a request (the others are idle)", 1, 8)) + _COMMON,
