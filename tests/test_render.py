@@ -20,23 +20,40 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 from example_cases import BROKEN, checked
 
-from syncproof import Counterexample, Schedule, check_schedule
+from syncproof import Counterexample, Report, Schedule, check_schedule, load
 from syncproof.cli import main
 from syncproof.ir import ScheduleBuilder
 from syncproof.render import picture
 from syncproof.render.dot import BUDGET, RED, counterexample_dot, select_ops
 from syncproof.render.jsonout import counterexample_from_json, report_json
 from syncproof.render.perfetto import counterexample_trace
-from syncproof.render.text import grid
+from syncproof.render.text import grid, report_text
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden" / "dot"
+
+
+LITMUS = ROOT / "tests" / "litmus"
+# runtime model v2: blocking links, a progress cycle, one communicator's
+# serialization, a wrong value carried by a message, a group call, a put
+V2_CASES = [("exchange-no-batch", "deadlock"), ("crossed-communicators", "deadlock"),
+            ("one-comm-two-streams-recv-send", "deadlock"), ("kv-swapped-one-fifo", "dataflow"),
+            ("batch-relay", "dataflow"), ("put-no-wait", "race"), ("weak-allreduce-input-reuse", "dataflow")]
+
+
+@cache
+def checked_any(name: str) -> tuple[Schedule, Report]:
+    if name in BROKEN:
+        return checked(name)
+    s = load(LITMUS / f"{name}.json")
+    return s, check_schedule(s)
 
 
 def cases() -> list[tuple[str, str]]:
@@ -49,10 +66,12 @@ def cases() -> list[tuple[str, str]]:
 
 CASES = cases()
 IDS = [f"{n}.{p}" for n, p in CASES]
+ALL_CASES = CASES + V2_CASES
+ALL_IDS = IDS + [f"{n}.{p}" for n, p in V2_CASES]
 
 
 def cex_of(name: str, prop: str) -> tuple[Schedule, Counterexample]:
-    s, rep = checked(name)
+    s, rep = checked_any(name)
     cex = rep.result(prop).counterexample
     assert cex is not None
     return s, cex
@@ -68,7 +87,7 @@ def test_every_broken_example_has_a_counterexample_to_draw() -> None:
     assert {n for n, _ in CASES} == set(BROKEN)
 
 
-@pytest.mark.parametrize(("name", "prop"), CASES, ids=IDS)
+@pytest.mark.parametrize(("name", "prop"), ALL_CASES, ids=ALL_IDS)
 def test_dot_golden(name: str, prop: str) -> None:
     s, cex = cex_of(name, prop)
     got = counterexample_dot(s, cex)
@@ -80,7 +99,7 @@ def test_dot_golden(name: str, prop: str) -> None:
     assert got == golden.read_text(encoding="utf-8"), f"regenerate with UPDATE_GOLDEN=1 if intended ({golden})"
 
 
-@pytest.mark.parametrize(("name", "prop"), CASES, ids=IDS)
+@pytest.mark.parametrize(("name", "prop"), ALL_CASES, ids=ALL_IDS)
 def test_dot_structure(name: str, prop: str) -> None:
     s, cex = cex_of(name, prop)
     dot = counterexample_dot(s, cex)
@@ -133,6 +152,110 @@ def test_deadlock_picture_numbers_the_cycle() -> None:
     for i in range(1, len(cex.cycle) + 1):
         assert f"{i}. waits for" in dot
     assert "never starts" in dot and "never ends" in dot
+
+
+def edge_attrs(dot: str, a: int, b: int) -> list[str]:
+    return re.findall(rf"^\s*o{a} -> o{b} \[(.*)\];$", dot, re.M)
+
+
+def test_blocking_links_of_a_cycle_are_dashed_and_say_when_they_hold() -> None:
+    s, cex = cex_of("exchange-no-batch", "deadlock")
+    dot = counterexample_dot(s, cex)
+    kinds = {st.blocking for st in cex.cycle}
+    assert kinds == {"message", ""}
+    for st in cex.cycle:
+        (attrs,) = [x for x in edge_attrs(dot, st.op, st.next_op) if "waits for" in x]
+        if st.blocking == "message":
+            assert 'style="dashed"' in attrs and "only if > buffer" in attrs
+        else:
+            assert "dashed" not in attrs and "only if" not in attrs
+    assert "red dashed: a wait that holds only when the runtime blocks" in dot
+    # a cycle that hangs at every size: every link solid
+    s, cex = cex_of("pp-sendrecv-deadlock", "deadlock")
+    dot = counterexample_dot(s, cex)
+    assert not any(st.blocking for st in cex.cycle) and 'style="dashed", label="1.' not in dot
+    assert "red dashed" not in dot
+
+
+def test_progress_and_communicator_links_are_named() -> None:
+    s, cex = cex_of("crossed-communicators", "deadlock")
+    dot = counterexample_dot(s, cex)
+    progress = [st for st in cex.cycle if st.blocking == "progress"]
+    assert progress
+    for st in progress:
+        (attrs,) = [x for x in edge_attrs(dot, st.op, st.next_op) if "waits for" in x]
+        assert "progress: g" in attrs and "only if kernels don" in attrs and 'style="dashed"' in attrs
+    s, cex = cex_of("one-comm-two-streams-recv-send", "deadlock")
+    dot = counterexample_dot(s, cex)
+    assert "NCCL serializes communicator p2p:0-1 in issue order" in dot.replace("\\n", " ")
+
+
+def test_group_call_parts_are_one_box_without_an_order_between_them() -> None:
+    s, cex = cex_of("batch-relay", "dataflow")
+    dot = counterexample_dot(s, cex)
+    box = re.search(r"subgraph cluster_r1_0_gc\d+ \{(.*?)\n      \}", dot, re.S)
+    assert box is not None and 'label="group call relay"' in box.group(1)
+    parts = [op.id for op in s.ops if op.batch == "relay"]
+    for o in parts:
+        assert f"o{o} [" in box.group(1)
+    a, b = sorted(parts, key=lambda o: s.ops[o].index)
+    assert not [x for x in edge_attrs(dot, a, b) if "MISSING" not in x]  # no stream-order edge inside
+    assert "dashed box: one group call" in dot
+
+
+def test_a_put_is_drawn_into_its_target_rank() -> None:
+    b = ScheduleBuilder("put-race")
+    b.buffer("src")
+    b.buffer("dst")
+    b.init("src", "d", ranks=[0])
+    b.rank(0).put(1, stream="nic", reads={"src": "d"}, writes={"dst": "d"}, signal="ready")
+    r1 = b.rank(1)
+    r1.wait_signal(0, "ready", stream="c").compute("read_dst", stream="c", reads={"dst": "d"})
+    r1.compute("scribble", stream="x", writes={"dst": "junk"})
+    s = b.build()
+    rep = check_schedule(s, ("race",))
+    cex = rep.result("race").counterexample
+    assert cex is not None
+    dot = counterexample_dot(s, cex)
+    put, wsig, read = (next(op.id for op in s.ops if n in s.label(op)) for n in ("put(", "wait_signal(", "read_dst"))
+    (sig_edge,) = edge_attrs(dot, put, wsig)
+    assert "put, signal ready" in sig_edge and "#d9730d" in sig_edge
+    (into,) = edge_attrs(dot, put, read)
+    assert "dotted" in into and "put writes dst on rank 1" in into
+    trace = counterexample_trace(s, cex)
+    assert any(e.get("cat") == "put" for e in trace["traceEvents"])
+
+
+def test_a_wrong_value_shows_both_values() -> None:
+    s, cex = cex_of("kv-swapped-one-fifo", "dataflow")
+    obs = cex.observation
+    assert obs.kind == "message" and obs.a is not None and obs.b is not None
+    dot = counterexample_dot(s, cex)
+    (edge,) = edge_attrs(dot, obs.b, obs.a)
+    assert "WRONG VALUE: carries 'K(L0)'" in edge and RED in edge
+    node = re.search(rf"^\s*o{obs.a} \[(.*)\];$", dot, re.M)
+    assert node is not None and "declares 'V(L0)', gets 'K(L0)'" in node.group(1)
+    text = report_text(s, checked_any("kv-swapped-one-fifo")[1], repair=False)
+    assert "wrong value: r1/comm: recv(<-0)#0 declares 'V(L0)'; its matched r0/comm: send(->1)#0 carries 'K(L0)'" \
+        in text
+    assert "◀ receives 'K(L0)', declares 'V(L0)'" in text
+
+
+def test_text_and_json_give_each_cycle_link_its_blocking_kind() -> None:
+    s, rep = checked_any("exchange-no-batch")
+    text = report_text(s, rep, repair=False)
+    assert "cycle (each op waits for the next):" in text
+    assert "[message-blocking: only once the message is larger than the transport's buffer]" in text
+    s2, rep2 = checked_any("crossed-communicators")
+    assert "[progress-blocking: only when the two communicators' kernels do not run side by side]" in \
+        report_text(s2, rep2, repair=False)
+    doc = report_json(s, rep, repair=False)
+    (item,) = [i for i in doc["results"] if i["property"] == "deadlock"]
+    links = item["counterexample"]["cycle"]
+    assert {c["blocking"] for c in links} == {"message", ""}
+    back = counterexample_from_json(json.loads(json.dumps(item["counterexample"])), len(s.ops))
+    cex = rep.result("deadlock").counterexample
+    assert cex is not None and back.cycle == cex.cycle
 
 
 def test_hint_goes_under_the_title() -> None:
@@ -448,3 +571,8 @@ def test_make_pictures_script(tmp_path: Path) -> None:
     assert made == ["tp-allreduce-nowait.dataflow.png", "tp-allreduce-nowait.dataflow.svg",
                     "tp-allreduce-nowait.race.svg"]
     assert (ROOT / "docs" / "img" / "tp-allreduce-nowait.dataflow.svg").exists()
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_pictures.py"), "--out", str(tmp_path),
+                           "--only", "crossed-communicators"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "crossed-communicators.deadlock.png").exists()
+    assert (ROOT / "docs" / "img" / "crossed-communicators.deadlock.png").exists()

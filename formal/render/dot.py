@@ -10,9 +10,18 @@ so two ops in one column really ran at the same time, and an op that ended
 before another started is always further left.
 
 Edges: thin grey for stream (program) order, blue for send -> recv, green
-dashed for record -> wait, and one purple hexagon per collective instance,
-joined to its members.  The culprits, the violated order (the counterexample's
-missing edge) and, for a deadlock, the cycle of waits are red.
+dashed for record -> wait, orange for a put (to the wait_signal that waits
+for it, and dotted into the target rank's op that uses what it wrote), and
+one purple hexagon per collective instance, joined to its members.  The parts
+of one group call (``batch``) sit in one dashed purple box.  The culprits, the
+violated order (the counterexample's missing edge) and, for a deadlock, the
+cycle of waits are red: a link of the cycle that holds in every run is solid,
+one that holds only when the runtime blocks is dashed and says when ("if >
+buffer": a message larger than the transport's buffer; "if kernels don't
+co-run": two communicators' kernels that NCCL does not run side by side), and
+communicator serialization and progress links name their communicators.  A
+value that a recv declares but its matched send did not carry is a red
+send -> recv edge with both values.
 
 By default only the ops that explain the counterexample are drawn (the
 culprits, the ops they depend on through stream order and syncs, and a few
@@ -30,7 +39,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from ..ir import Kind, Op, Schedule
-from ..result import Counterexample
+from ..result import Counterexample, CycleStep
 
 BUDGET = 36  # ops drawn by default
 MAX_DISTANCE = 4  # how far (in stream steps and sync hops) the default view reaches
@@ -39,6 +48,7 @@ BLUE = "#1f77b4"
 GREEN = "#2ca02c"
 PURPLE = "#8e5ab5"
 GREY = "#8c8c8c"
+ORANGE = "#d9730d"
 
 FILL = {
     "compute": "#ffffff",
@@ -68,6 +78,8 @@ class Syncs:
     events: tuple[tuple[int, int], ...]  # (record, wait)
     noop_waits: frozenset[int]  # waits issued before their record (they order nothing)
     instances: tuple[Instance, ...]
+    puts: tuple[tuple[int, int], ...] = ()  # (put, wait_signal)
+    batches: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (group call id, its parts), per rank
 
     @cached_property
     def instance_of(self) -> dict[int, Instance]:
@@ -76,13 +88,14 @@ class Syncs:
     @cached_property
     def partners(self) -> dict[int, tuple[int, ...]]:
         out: dict[int, list[int]] = defaultdict(list)
-        for a, b in self.p2p + self.events:
+        for a, b in self.p2p + self.events + self.puts:
             out[a].append(b)
             out[b].append(a)
         return {k: tuple(v) for k, v in out.items()}
 
 
 _SEND, _RECV, _RECORD, _WAIT = Kind.SEND, Kind.RECV, Kind.RECORD, Kind.WAIT
+_PUT, _WAIT_SIGNAL = Kind.PUT, Kind.WAIT_SIGNAL
 _COLLECTIVES = frozenset(k for k in Kind if k.is_collective)
 
 
@@ -92,13 +105,22 @@ def find_syncs(s: Schedule) -> Syncs:
     records: dict[tuple[int, str], int] = {}
     waits: list[Op] = []
     colls: dict[tuple[str, int], list[int]] = defaultdict(list)
+    puts: dict[tuple[object, ...], int] = {}
+    wsigs: dict[tuple[object, ...], int] = {}
+    batches: dict[tuple[int, str], list[int]] = defaultdict(list)
     seq = s.seq_numbers
     for op in s.ops:  # kinds compared with local names: ``Kind.X`` is a descriptor call per use
         kind = op.kind
-        if kind is _SEND:
-            sends[(op.rank, op.peer, op.channel, seq[op.id])] = op.id
+        if op.batch is not None:
+            batches[(op.rank, op.batch)].append(op.id)
+        if kind is _SEND:  # FIFO per (communicator, src, dst), as the matcher numbers them
+            sends[(op.rank, op.peer, op.communicator, seq[op.id])] = op.id
         elif kind is _RECV:
-            recvs[(op.peer, op.rank, op.channel, seq[op.id])] = op.id
+            recvs[(op.peer, op.rank, op.communicator, seq[op.id])] = op.id
+        elif kind is _PUT:
+            puts[(op.rank, op.peer, op.signal, seq[op.id])] = op.id
+        elif kind is _WAIT_SIGNAL:
+            wsigs[(op.peer, op.rank, op.signal, seq[op.id])] = op.id
         elif kind is _WAIT:
             waits.append(op)
         elif kind is _RECORD:
@@ -122,7 +144,9 @@ def find_syncs(s: Schedule) -> Syncs:
         Instance(g, k, tuple(sorted(ops, key=lambda o: s.ops[o].rank)))
         for (g, k), ops in sorted(colls.items())
     )
-    return Syncs(p2p, tuple(sorted(events)), frozenset(noop), instances)
+    signals = tuple(sorted((p, wsigs[k]) for k, p in puts.items() if k in wsigs))
+    groups = tuple((b, tuple(ops)) for (_, b), ops in sorted(batches.items()))
+    return Syncs(p2p, tuple(sorted(events)), frozenset(noop), instances, signals, groups)
 
 
 # ------------------------------------------------------------- selection
@@ -268,8 +292,14 @@ def plain_sentence(s: Schedule, cex: Counterexample, limit: int = 260, short: bo
     their lane prefix, and the text is cut at ``limit`` characters."""
     if cex.cycle:
         n = len({o for st in cex.cycle for o in (st.op, st.next_op)})
-        text = (f"no execution can finish: {n} ops wait for each other in a cycle"
-                " (red arrows, numbered: each op waits for the next)")
+        head, sep, _ = cex.sentence.partition(": ")
+        if not sep or len(head) > 160:
+            head = "no execution can finish"
+        dashed = "; dashed: only when the runtime blocks" if any(
+            st.blocking for st in cex.cycle) else ""
+        text = (f"{head}: {n} ops wait for each other in a cycle"
+                f" (red arrows, numbered: each op waits for the next{dashed})")
+        limit = max(limit, len(text))
     else:
         text = cex.sentence
         if short:
@@ -325,11 +355,11 @@ def counterexample_dot(s: Schedule, cex: Counterexample, *, full: bool = False, 
     w = out.append
     w(f"digraph {_q(s.name)} {{")
     w("  rankdir=LR; newrank=true; compound=true; nodesep=0.18; ranksep=0.35; pad=0.3;")
-    w('  fontname="Helvetica"; fontsize=11; labelloc=t; labeljust=l;')
+    w('  fontname="Helvetica"; fontsize=11; labelloc=t; labeljust=l; forcelabels=true;')
     w('  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10, margin="0.08,0.03",'
       ' height=0.3, fillcolor="#ffffff", color="#555555"];')
     w(f'  edge [fontname="Helvetica", fontsize=9, color="{GREY}", arrowsize=0.6, penwidth=0.8];')
-    w(f"  label=<{_title_html(s, cex, hint, title, len(shown), full)}>;")
+    w(f"  label=<{_title_html(s, cex, hint, title, shown, full)}>;")
 
     # Layout.  Every column has a time anchor T<c>; ``rank=same`` puts each op
     # in the column of its anchor (newrank lets that cross clusters).  dot
@@ -375,8 +405,23 @@ def counterexample_dot(s: Schedule, cex: Counterexample, *, full: bool = False, 
             w(f'      label={_q(st)}; fontsize=10; fontcolor="#555555"; style="filled,rounded";'
               ' fillcolor="#f6f6f6"; color="#dddddd"; penwidth=1;')
             w(f"      L{r}_{i} [shape=point, style=invis, width=0.01];")
-            for o in sorted(by_lane[(r, st)], key=lambda o: s.ops[o].index):
-                w(f"      {_node(s, cex, o, o in red_ops)}")
+            lane_ops = sorted(by_lane[(r, st)], key=lambda o: s.ops[o].index)
+            k = 0
+            while k < len(lane_ops):  # the parts of one group call in one box
+                batch = s.ops[lane_ops[k]].batch
+                j = k + 1
+                while batch is not None and j < len(lane_ops) and s.ops[lane_ops[j]].batch == batch:
+                    j += 1
+                if batch is None:
+                    w(f"      {_node(s, cex, lane_ops[k], lane_ops[k] in red_ops)}")
+                else:
+                    w(f"      subgraph cluster_r{r}_{i}_gc{k} {{")
+                    w(f'        label={_q(f"group call {batch}")}; fontsize=9; fontcolor="{PURPLE}";'
+                      f' style="dashed,rounded"; color="{PURPLE}"; penwidth=1.2;')
+                    for o in lane_ops[k:j]:
+                        w(f"        {_node(s, cex, o, o in red_ops)}")
+                    w("      }")
+                k = j
             w("    }")
         w("  }")
 
@@ -446,17 +491,40 @@ def counterexample_dot(s: Schedule, cex: Counterexample, *, full: bool = False, 
             attrs = ["constraint=false"]
             if gap:
                 attrs += ["style=dashed", f"label={_q(f'{gap} op' + ('s' if gap != 1 else ''))}"]
-            if (a, b) in cycle_pairs:
-                continue  # drawn with the cycle
+            if (a, b) in cycle_pairs or (a, b) == missing_pair:
+                continue  # drawn with the cycle, or as the missing order (a weak collective's peers)
+            if not gap and s.ops[a].batch is not None and s.ops[a].batch == s.ops[b].batch:
+                continue  # parts of one group call are not ordered: the box says they run together
             w(f"  o{a} -> o{b} [{', '.join(attrs)}];")
 
     # p2p and events
+    obs = cex.observation
+    wrong_value = (obs.b, obs.a) if obs.kind == "message" and obs.a is not None and obs.b is not None else None
     for snd, rcv in syncs.p2p:
-        if snd in shown_set and rcv in shown_set and (snd, rcv) not in cycle_pairs:
+        if snd in shown_set and rcv in shown_set and (snd, rcv) not in cycle_pairs and (rcv, snd) not in cycle_pairs \
+                and (snd, rcv) != wrong_value:
             ch = s.ops[snd].channel
             lab = "send" if ch == "0" else f"send ({ch})"
             w(f'  o{snd} -> o{rcv} [color="{BLUE}", penwidth=1.4, label={_q(lab)}, fontcolor="{BLUE}",'
               " constraint=false];")
+    for put, wsig in syncs.puts:
+        if put in shown_set and wsig in shown_set and (put, wsig) not in cycle_pairs:
+            lab = f"put, signal {s.ops[put].signal}"
+            w(f'  o{put} -> o{wsig} [color="{ORANGE}", penwidth=1.4, label={_q(lab)}, fontcolor="{ORANGE}",'
+              " constraint=false];")
+    for put in shown:  # what a put writes lands in the target rank: to the shown ops there that use it
+        op = s.ops[put]
+        if op.kind is not Kind.PUT or op.peer is None:
+            continue
+        users = [o for o in shown if s.ops[o].rank == op.peer and s.ops[o].kind is not Kind.WAIT_SIGNAL
+                 and any(x.region.overlaps(w_.region) for w_ in op.writes
+                         for x in s.ops[o].reads + s.ops[o].writes)]
+        for o in users[:3]:
+            if (put, o) == missing_pair or (o, put) == missing_pair:
+                continue
+            regions = ", ".join(str(w_.region) for w_ in op.writes)
+            w(f'  o{put} -> o{o} [color="{ORANGE}", style=dotted, penwidth=1.2,'
+              f' label={_q(f"put writes {regions} on rank {op.peer}")}, fontcolor="{ORANGE}", constraint=false];')
     for rec, wt in syncs.events:
         if rec in shown_set and wt in shown_set and (rec, wt) not in cycle_pairs:
             ev = s.ops[wt].event or ""
@@ -468,32 +536,69 @@ def counterexample_dot(s: Schedule, cex: Counterexample, *, full: bool = False, 
     # what went wrong
     for i, step in enumerate(cex.cycle):
         if step.op in shown_set and step.next_op in shown_set:
-            why = _short_why(step.why)
-            w(f'  o{step.op} -> o{step.next_op} [color="{RED}", penwidth=2.4, label={_q(f"{i + 1}. waits for: {why}")},'
+            why = _cycle_why(s, step)
+            lab = _wrap(f"{i + 1}. waits for: {why}", 44)
+            style = ', style="dashed"' if step.blocking else ""
+            w(f'  o{step.op} -> o{step.next_op} [color="{RED}", penwidth=2.4{style}, label={_q(lab)},'
               f' fontcolor="{RED}", constraint=false];')
+    if wrong_value is not None and all(o in shown_set for o in wrong_value):
+        snd, rcv = wrong_value
+        carried = ", ".join(repr(v) for v in obs.seen) or "no value"
+        lab = _wrap(f"WRONG VALUE: carries {carried}", 40)
+        w(f'  o{snd} -> o{rcv} [color="{RED}", penwidth=2.6, {_label_attr(col, snd, rcv)}={_q(lab)},'
+          f' fontcolor="{RED}", constraint=false];')
     if missing_pair is not None and all(o in shown_set for o in missing_pair):
         a, b = missing_pair
         lab = _wrap("MISSING ORDER: " + _edge_words(s, cex), 38)
-        w(f'  o{a} -> o{b} [color="{RED}", style="dashed", penwidth=2.6, label={_q(lab)},'
+        w(f'  o{a} -> o{b} [color="{RED}", style="dashed", penwidth=2.6, {_label_attr(col, a, b)}={_q(lab)},'
           f' fontcolor="{RED}", constraint=false];')
     w("}")
     return "\n".join(out) + "\n"
+
+
+def _label_attr(col: dict[int, int], a: int, b: int) -> str:
+    """``xlabel`` for an edge between ops of one column (a vertical edge,
+    whose ``label`` dot would put across the ops and cluster titles beside
+    it; an ``xlabel`` is placed where it overlaps nothing), else ``label``."""
+    return "xlabel" if col.get(a) == col.get(b) else "label"
 
 
 def _ident(text: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in text)
 
 
-def _short_why(why: str) -> str:
+BLOCKING_WHEN = {"message": "only if > buffer", "progress": "only if kernels don't co-run"}
+
+
+def _cycle_why(s: Schedule, step: CycleStep) -> str:
+    """A cycle link in a few words: the rule, the communicators it names,
+    and when a blocking link holds."""
+    why = step.why
+    x, y = s.ops[step.op], s.ops[step.next_op]
     if why.startswith("stream order"):
-        return "stream order"
-    if "rendezvous" in why:
-        return "its send/recv partner"
-    if "event" in why:
-        return why.replace("it waits for ", "")
-    if "collective" in why:
-        return "all members of the collective"
-    return why
+        words = "stream order"
+    elif "one after another in issue order" in why:
+        words = f"NCCL serializes communicator {y.communicator} in issue order"
+    elif " launches " in why and "side by side" in why:
+        words = f"progress: {y.communicator} launched before {x.communicator}"
+    elif "waits for its recv" in why:
+        words = "its recv"
+    elif "recv finishes only after its send" in why:
+        words = "its send"
+    elif "members wait for each other" in why:
+        words = "every member of the rooted collective"
+    elif "flows from (or to) its root" in why:
+        words = "the collective's root"
+    elif "group call" in why:
+        words = "its group call's other parts"
+    elif "signal" in why or "event" in why:
+        words = why.replace("it waits for ", "")
+    elif "collective" in why:
+        words = "all members of the collective"
+    else:
+        words = why
+    when = BLOCKING_WHEN.get(step.blocking)
+    return f"{words} ({when})" if when else words
 
 
 def _edge_words(s: Schedule, cex: Counterexample) -> str:
@@ -515,6 +620,10 @@ def _node(s: Schedule, cex: Counterexample, o: int, red: bool) -> str:
     op = s.ops[o]
     fam = _family(op)
     lines = [_wrap(short_label(s, o), 30), _times(cex, o)]
+    obs = cex.observation
+    if obs.kind == "message" and o == obs.a:
+        carried = ", ".join(repr(v) for v in obs.seen) or "no value"
+        lines.append(_wrap(f"declares {obs.expected!r}, gets {carried}", 34))
     run = cex.run
     never_ends = run is not None and run.end[o] is None
     attrs = [f"label={_q(chr(10).join(x for x in lines if x))}"]
@@ -533,8 +642,9 @@ def _node(s: Schedule, cex: Counterexample, o: int, red: bool) -> str:
     return f"o{o} [{', '.join(attrs)}];"
 
 
-def _title_html(s: Schedule, cex: Counterexample, hint: str | None, title: str | None, shown: int,
-                full: bool) -> str:
+def _title_html(s: Schedule, cex: Counterexample, hint: str | None, title: str | None,
+                shown_ops: Sequence[int], full: bool) -> str:
+    shown = len(shown_ops)
     head = title or f"{s.name}: {cex.property} violated"
     rows = [f'<B><FONT POINT-SIZE="14">{_html(head)}</FONT></B>']
     for line in _wrap(plain_sentence(s, cex), 110).split("\n"):
@@ -542,6 +652,15 @@ def _title_html(s: Schedule, cex: Counterexample, hint: str | None, title: str |
     if hint:
         for line in _wrap(hint, 110).split("\n"):
             rows.append(f'<FONT COLOR="#1a7f37">{_html(line)}</FONT>')
+    extra = ""
+    kinds = {s.ops[o].kind for o in shown_ops}
+    if any(st.blocking for st in cex.cycle):
+        extra += (f' · <FONT COLOR="{RED}">red dashed: a wait that holds only when the runtime blocks'
+                  " (a message larger than the buffer, or kernels of two communicators that do not co-run)</FONT>")
+    if Kind.PUT in kinds:
+        extra += f' · <FONT COLOR="{ORANGE}">orange: put (dotted: into the target rank)</FONT>'
+    if any(s.ops[o].batch is not None for o in shown_ops):
+        extra += f' · <FONT COLOR="{PURPLE}">dashed box: one group call</FONT>'
     if full or shown == len(s.ops):
         scope = f"all {len(s.ops)} ops"
     else:
@@ -553,5 +672,7 @@ def _title_html(s: Schedule, cex: Counterexample, hint: str | None, title: str |
         f'<FONT COLOR="{PURPLE}">hexagon: one collective</FONT> · '
         f'<FONT COLOR="{RED}">red: what went wrong</FONT></FONT>'
     )
+    if extra:
+        rows.append(f'<FONT POINT-SIZE="9" COLOR="#666666">{extra.removeprefix(" · ")}</FONT>')
     cells = "".join(f'<TR><TD ALIGN="LEFT">{row}</TD></TR>' for row in rows)
     return f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">{cells}</TABLE>'

@@ -3,7 +3,15 @@
 Besides the verdicts, a report carries what is needed to draw its
 counterexamples again without solving (``syncproof render``): the schedule
 itself (``schedule_doc``, in the schedule file format), every counterexample's
-run and op ids, and each violated property's repair hint (``repair``)."""
+run and op ids, and each violated property's repair hint (``repair``).
+
+A deadlock's ``cycle`` lists its links, each op waiting for the next, with
+``blocking``: ``""`` for a link that holds in every run, ``"message"`` for one
+that holds only when a message is larger than the transport's buffer,
+``"progress"`` for one that holds only when two communicators' kernels do
+not run side by side.  A value a receiver declares but its sender did not
+carry has ``observation.kind == "message"`` (``a`` the receiver, ``b`` the
+sender, ``expected`` the declared value, ``seen`` the carried ones)."""
 
 from __future__ import annotations
 
@@ -36,7 +44,7 @@ def counterexample_json(s: Schedule, cex: Counterexample) -> dict[str, Any]:
         d["candidate_ranks"] = list(cex.candidates)
     if cex.cycle:
         d["cycle"] = [{"op": s.label(c.op), "waits_for": s.label(c.next_op), "why": c.why,
-                       "ids": [c.op, c.next_op]} for c in cex.cycle]
+                       "blocking": c.blocking, "ids": [c.op, c.next_op]} for c in cex.cycle]
     if run is not None:
         d["complete"] = run.complete
         d["run"] = [
@@ -98,8 +106,8 @@ def counterexample_from_json(d: dict[str, Any], n_ops: int) -> Counterexample:
         for item in d["run"]:
             start[item["id"]], end[item["id"]] = item["start"], item["end"]
         run = Run(tuple(start), tuple(end))
-    cycle = tuple(CycleStep(c["ids"][0], c["ids"][1], c.get("why", "")) for c in d.get("cycle", ())
-                  if "ids" in c)
+    cycle = tuple(CycleStep(c["ids"][0], c["ids"][1], c.get("why", ""), c.get("blocking", ""))
+                  for c in d.get("cycle", ()) if "ids" in c)
     edge = d.get("missing_edge")
     return Counterexample(
         property=d["property"], sentence=d["sentence"], culprits=tuple(d.get("culprit_ids", ())),

@@ -7,11 +7,14 @@ Perfetto (https://ui.perfetto.dev) and chrome://tracing open.
   end; an op that never ends runs to the end of the trace and says so;
   ops that never start are instant events (``ph: "i"``) at the end;
 * flow arrows (``ph: "s"`` then ``ph: "f"``, paired by ``id``) for every
-  send -> recv, record -> wait, and collective instance (from the member that
+  send -> recv, record -> wait, put -> wait_signal, and collective instance (from the member that
   arrived last, whose arrival lets the others finish, to each other member),
   and one for the order the counterexample says is missing;
 * culprit slices are prefixed ``[culprit]``, carry ``args.culprit`` and the
   trace viewer's red colour name (``cname: "terrible"``).
+
+A deadlock's cycle is in ``otherData.cycle``, each link with ``blocking``
+(``"message"``, ``"progress"`` or ``""``, as in the JSON report).
 
 Run times are event numbers (0, 1, 2, ...), not seconds: one step is shown
 as 1 ms so the slices are wide enough to click.  No solver here.
@@ -110,6 +113,8 @@ def counterexample_trace(s: Schedule, cex: Counterexample, hint: str | None = No
         flow(snd, rcv, f"send -> recv ({s.ops[snd].channel})", "p2p")
     for rec, wt in syncs.events:
         flow(rec, wt, f"event {s.ops[wt].event}", "event")
+    for put, wsig in syncs.puts:
+        flow(put, wsig, f"put -> wait_signal ({s.ops[put].signal})", "put")
     for inst in syncs.instances:
         arrived = [m for m in inst.ops if starts[m] is not None]
         if len(arrived) < 2:
@@ -125,6 +130,9 @@ def counterexample_trace(s: Schedule, cex: Counterexample, hint: str | None = No
     meta: dict[str, Any] = {"schedule": s.name, "property": cex.property,
                             "sentence": plain_sentence(s, cex, limit=2000),
                             "time_unit": f"one run step = {STEP_US} us"}
+    if cex.cycle:
+        meta["cycle"] = [{"op": s.label(st.op), "waits_for": s.label(st.next_op), "why": st.why,
+                          "blocking": st.blocking} for st in cex.cycle]
     if hint:
         meta["repair"] = hint
     return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": meta}

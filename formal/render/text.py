@@ -42,6 +42,9 @@ def failing_event(cex: Counterexample) -> tuple[int, int, str] | None:
         return obs.b, 0, "starts too early"
     if obs.kind == "meta" and obs.a is not None:
         return obs.a, 0, "breaks a phase rule"
+    if obs.kind == "message" and obs.a is not None:
+        carried = ", ".join(repr(v) for v in obs.seen) or "no value"
+        return obs.a, 1, f"receives {carried}, declares {obs.expected!r}"
     if obs.kind in ("hang", "cycle"):
         started = [o for o in range(len(run.start)) if run.start[o] is not None]
         if not started:
@@ -128,6 +131,36 @@ def grid(s: Schedule, cex: Counterexample, max_rows: int = MAX_ROWS) -> list[str
     return lines
 
 
+BLOCKING_NOTE = {"message": "only once the message is larger than the transport's buffer",
+                 "progress": "only when the two communicators' kernels do not run side by side"}
+
+
+def _link(why: str) -> str:
+    """A cycle link's reason, in a few words (the sentence has it in full)."""
+    if why.startswith("stream order"):
+        return "stream order"
+    if "one after another in issue order" in why:
+        return why.split(" on rank ", 1)[0] + " in issue order"
+    if " launches " in why and "side by side" in why:
+        return why.split(", and NCCL", 1)[0].replace("launches", "launched", 1)
+    if "waits for its recv" in why:
+        return "the send waits for its recv"
+    if "recv finishes only after its send" in why:
+        return "the recv needs its send"
+    return why
+
+
+def cycle_lines(s: Schedule, cex: Counterexample) -> list[str]:
+    """The links of a deadlock's cycle, numbered, each with the rule that
+    makes it and, for a blocking link, when it holds."""
+    lines = []
+    for i, st in enumerate(cex.cycle, 1):
+        note = BLOCKING_NOTE.get(st.blocking)
+        tail = f"  [{st.blocking}-blocking: {note}]" if note else ""
+        lines.append(f"      {i}. {s.label(st.op)} waits for {s.label(st.next_op)}: {_link(st.why)}{tail}")
+    return lines
+
+
 def _hint(s: Schedule, rep: Report, r: PropertyResult) -> Hint | None:
     # The hint re-checks an edited copy, so it needs the engine; imported here,
     # when a violated result is shown, never when this module is imported.
@@ -163,6 +196,14 @@ def report_text(s: Schedule, rep: Report, show_grid: bool = True, repair: bool =
         if cex.missing_edge is not None:
             a, b = cex.missing_edge
             out.append(f"    missing order: {s.label(a)}  ->  {s.label(b)}")
+        obs = cex.observation
+        if obs.kind == "message" and obs.a is not None and obs.b is not None:
+            carried = ", ".join(repr(v) for v in obs.seen) or "no value"
+            out.append(f"    wrong value: {s.label(obs.a)} declares {obs.expected!r}; its matched"
+                       f" {s.label(obs.b)} carries {carried}")
+        if cex.cycle:
+            out.append("    cycle (each op waits for the next):")
+            out.extend(cycle_lines(s, cex))
         for m in r.more:
             out.append(f"    also: {m}")
         if repair and r.verdict is Verdict.VIOLATED:
