@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from syncproof.cli import main
 from syncproof.engine import check_schedule
 from syncproof.errors import UsageError
-from syncproof.ir import Kind, dumps, loads
+from syncproof.ir import Kind, Schedule, dumps, loads
 from syncproof.models.registry import build, get, list_models, resolve
 from syncproof.proofs import discover, load
 from syncproof.result import PROPERTIES
@@ -45,7 +46,11 @@ def test_fault_kinds_cover_the_issue() -> None:
     names = {f for _, f in all_faults()}
     for want in ("no-wait-allreduce", "swapped-collectives", "single-stream-p2p", "shared-recv-buffer",
                  "reuse-early", "skip-allreduce", "skip-a2a", "idle-skips-a2a", "sp-in-decode", "step-early",
-                 "early-reuse", "chunk-reorder"):
+                 "early-reuse", "chunk-reorder",
+                 # runtime model v2: launch order across communicators, one communicator's serialization,
+                 # sends that complete before their recv, values carried by messages, group calls
+                 "crossed-comm-order", "one-comm-two-streams", "relies-on-rendezvous", "recv-order-swapped",
+                 "no-batch"):
         assert want in names
     assert {f.breaks for m in list_models() for f in m.faults} == set(PROPERTIES)
 
@@ -81,11 +86,81 @@ def test_default_schedule_is_deterministic_and_round_trips(name: str) -> None:
     assert loads(dumps(s1)) == s1
 
 
-@pytest.mark.parametrize("name", ["tp", "sp", "kv", "paged-kv", "overlap", "dpattn-ep"])
+@pytest.mark.parametrize("name", sorted(REQUIRED))
 def test_small_defaults_prove_everything(name: str) -> None:
-    rep = check_schedule(build(name, {}))
+    """Every default under the runtime model v2 as it is: p2p "any" (a small send may complete
+    before its recv is posted), progress "any" (kernels of different communicators may not co-run)."""
+    s = build(name, {})
+    assert (s.p2p, s.progress) == ("any", "any")
+    assert not any(op.p2p for op in s.ops), "a model must not rely on a per-message rendezvous"
+    rep = check_schedule(s)
     assert {r.property: r.verdict.value for r in rep.results} == dict.fromkeys(PROPERTIES, "proved")
     assert not rep.warnings
+
+
+def _verdicts(s: Schedule) -> dict[str, str]:
+    return {r.property: r.verdict.value for r in check_schedule(s).results}
+
+
+@pytest.mark.parametrize("name", ["pp", "tp-pp", "tp-pp-dp"])
+def test_pipelines_prove_for_every_message_size(name: str) -> None:
+    """The token goes back at one launch position on both ends, so the proof needs neither
+    rendezvous nor eager messages, nor kernels of different communicators running side by side."""
+    s = build(name, {})
+    for settings in ({"p2p": "rendezvous"}, {"p2p": "eager"}, {"progress": "concurrent"}):
+        assert _verdicts(replace(s, **settings)) == dict.fromkeys(PROPERTIES, "proved"), settings
+
+
+def test_crossed_launch_order_needs_the_progress_rule() -> None:
+    """crossed-comm-order hangs because NCCL does not promise that two communicators' kernels progress side
+    by side; single-stream-p2p hangs even when they do (one stream orders them); one-comm-two-streams hangs
+    at any message size (NCCL runs one communicator's kernels in issue order)."""
+    crossed = build("pp", {}, "crossed-comm-order")
+    res = check_schedule(crossed, ["deadlock"]).result("deadlock")
+    assert res.verdict.value == "violated" and res.counterexample is not None
+    assert "progress side by side" in res.counterexample.sentence
+    assert _verdicts(replace(crossed, progress="concurrent"))["deadlock"] == "proved"
+    assert _verdicts(replace(crossed, p2p="eager"))["deadlock"] == "proved"
+    single = build("pp", {}, "single-stream-p2p")
+    assert _verdicts(replace(single, progress="concurrent"))["deadlock"] == "violated"
+    one = build("pp", {}, "one-comm-two-streams")
+    res = check_schedule(replace(one, p2p="eager", progress="concurrent"), ["deadlock"]).result("deadlock")
+    assert res.verdict.value == "violated" and res.counterexample is not None
+    assert "whatever the message sizes" in res.counterexample.sentence
+
+
+def test_rendezvous_reliance_is_a_dataflow_bug_only_under_any() -> None:
+    """relies-on-rendezvous: right values if every send waited for its recv, wrong ones when a small
+    send completes at once (NCCL, and the p2p "any" default); the early-posted recv overlaps the read
+    either way (a race)."""
+    s = build("pp", {}, "relies-on-rendezvous")
+    assert _verdicts(s)["dataflow"] == "violated"
+    assert _verdicts(replace(s, p2p="eager"))["dataflow"] == "violated"
+    rv = _verdicts(replace(s, p2p="rendezvous"))
+    assert rv["dataflow"] == "proved" and rv["race"] == "violated"
+
+
+def test_swapped_recvs_of_one_shape_are_caught_by_the_values() -> None:
+    s = build("pp", {"phase": "decode"}, "recv-order-swapped")
+    res = check_schedule(s, ["matching", "dataflow"])
+    assert res.result("matching").verdict.value == "proved"
+    cex = res.result("dataflow").counterexample
+    assert cex is not None and "h2(s1,t5)" in cex.sentence and "h2(s0,t4)" in cex.sentence
+
+
+def test_ep_all_to_all_as_group_calls() -> None:
+    """a2a=p2p: every all-to-all is one group call of a send to and a recv from every peer, as
+    ProcessGroupNCCL issues it; without the group call (no-batch) every rank sends first and the run
+    hangs once the messages exceed the transport's buffer."""
+    s = build("ep", {"a2a": "p2p"})
+    p2p = [op for op in s.ops if op.kind in (Kind.SEND, Kind.RECV)]
+    assert p2p and all(op.batch for op in p2p) and not any(op.kind is Kind.ALL_TO_ALL for op in s.ops)
+    assert _verdicts(s) == dict.fromkeys(PROPERTIES, "proved")
+    bad = build("ep", {"a2a": "p2p"}, "no-batch")
+    assert sum(1 for op in bad.ops if op.kind in (Kind.SEND, Kind.RECV) and not op.batch) == 4 * 3 * 2
+    res = check_schedule(bad, ["deadlock"]).result("deadlock")
+    assert res.counterexample is not None and "larger than the transport's buffer" in res.counterexample.sentence
+    assert _verdicts(replace(bad, p2p="eager"))["deadlock"] == "proved"
 
 
 def test_layout_of_compositions() -> None:
