@@ -4,7 +4,11 @@
 decode step, per microbatch and per layer of the rank's stage: QKV plus KV
 append, attention over the cache, an all-reduce on the comm stream with
 events both ways.  Stages pass activations by send/recv; the last stage
-samples each microbatch's token and sends it back to the first stage.
+samples each microbatch's token and sends it back to the first stage.  The
+token message is a few bytes, so the generator declares it eager (it fits
+NCCL's connection buffer): stage 0 sends microbatch m+1's activation before it
+receives microbatch m's token, and the last stage does the opposite, so
+blocking tokens would close a cycle once messages are large.
 ``prefill`` is the same with one prefill pass over a prompt split into
 chunks.  Both are correct by construction; ``fault=True`` drops one event
 wait in the middle, which must give a dataflow counterexample.
@@ -76,7 +80,8 @@ def _tp_pp_decode(tp: int, pp: int, layers: int, steps: int, prompt: int, mbs: i
             for t, mb, m, tok, tok_v, tok_ev, x0, x0_v, xo, xo_v, tok_next, tok_next_v, smp_ev, per_layer in rows:
                 if s == 0:
                     if t > 0 and pp > 1:  # the token comes back on its own stream, as engines do
-                        r.recv((pp - 1) * tp + i, writes={tok: tok_v}, channel="tok", stream="p2p", **m)
+                        r.recv((pp - 1) * tp + i, writes={tok: tok_v}, channel="tok", stream="p2p", p2p="eager",
+                               **m)
                         r.record(tok_ev, stream="p2p", **m)
                         r.wait(tok_ev, stream="compute", **m)
                     r.compute("embed", reads={tok: tok_v}, writes={x0: x0_v}, **m)
@@ -98,7 +103,7 @@ def _tp_pp_decode(tp: int, pp: int, layers: int, steps: int, prompt: int, mbs: i
                     if t + 1 < steps and pp > 1:
                         r.record(smp_ev, stream="compute", **m)
                         r.wait(smp_ev, stream="p2p", **m)
-                        r.send(i, reads={tok_next: tok_next_v}, channel="tok", stream="p2p", **m)
+                        r.send(i, reads={tok_next: tok_next_v}, channel="tok", stream="p2p", p2p="eager", **m)
     return b.build()
 
 

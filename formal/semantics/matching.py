@@ -254,9 +254,16 @@ def match(s: Schedule) -> Matching:
                 break
             inst = Instance(g, k, tuple(per[m][k].id for m in members))
             if per[members[0]][k].kind is Kind.ALL_TO_ALL:
-                problems.extend(_all_to_all_problems(s, inst, members))
+                bad = _all_to_all_problems(s, inst, members)
+                if bad:  # the instance never completes: it and what follows on the group stay unmatched
+                    problems.extend(bad)
+                    clean.add(g)  # reported here, not again by the sequence comparison below
+                    k = -1
+                    break
             instances.append(inst)
             k += 1
+        if k < 0:
+            continue
         if all(len(per[m]) == k for m in members):
             clean.add(g)
     problems.extend(_collective_problems(s, colls, frozenset(clean)))

@@ -556,11 +556,11 @@ def _race_obligations(s: Schedule, ops: Sequence[Op]) -> list[OverlapOb]:
                         if inter is not None:
                             obs[key] = OverlapOb(key[0], key[1], inter)
     weak = weak_members(s)
-    if weak:  # a weak collective's access lasts until every member has ended
-        for per_stream in acc.values():  # so its own stream's later ops may overlap it too
+    if weak:  # a weak collective's input is read until every member has ended
+        for per_stream in acc.values():  # so its own stream's later ops may overlap that read too
             for items in per_stream.values():
                 for ra, (oa, wa) in items:
-                    if oa not in weak:
+                    if oa not in weak or wa:
                         continue
                     for rb, (ob_, wb) in items:
                         if ob_ == oa or not (wa or wb) or not ra.overlaps(rb):
@@ -569,9 +569,15 @@ def _race_obligations(s: Schedule, ops: Sequence[Op]) -> list[OverlapOb]:
                         inter = _clip(rb, ra)
                         if key not in obs and inter is not None:
                             obs[key] = OverlapOb(key[0], key[1], inter)
+        ops_ = s.ops
+
+        def reads_it(o: int, region: Region) -> bool:  # the weak op's input is in the conflict
+            return o in weak and any(a.region.overlaps(region) for a in ops_[o].reads)
+
         for k, ob in obs.items():
             if ob.a in weak or ob.b in weak:
-                obs[k] = ob._replace(a_until=weak.get(ob.a, ()), b_until=weak.get(ob.b, ()))
+                obs[k] = ob._replace(a_until=weak[ob.a] if reads_it(ob.a, ob.region) else (),
+                                     b_until=weak[ob.b] if reads_it(ob.b, ob.region) else ())
     return [obs[k] for k in sorted(obs)]
 
 
