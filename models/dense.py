@@ -341,12 +341,12 @@ class Gen:
         """The last stage hands the token sampled in the previous iteration of
         microbatch m back to stage 0 at the start of the microbatch's next
         iteration: the place in issue order where stage 0 receives it, so both
-        ends launch the token and activation communicators in one order."""
+        ends launch the token and activation communicators in one order.  (The
+        token stream already waits for the sampler: see :meth:`sample`.)"""
         c = self.cfg
         Mp = meta(prev.phase, step=prev.step, mb=m if c.mb > 1 else None, seqs=[q], tokens=(prev.lo, prev.hi))
         tok = f"tok[seq={q}, pos={prev.hi}]"
-        dev.sync("compute", self.stream("send"), "tok_out", Mp)
-        dev.send(self.rank(d, 0, 0), Mp, stream=self.stream("send"), channel=self.tok_channel,
+        dev.send(self.rank(d, 0, 0), Mp, stream=f"tok{m}", channel=self.tok_channel,
                  reads={tok: f"tok(s{q},{prev.hi})"}, size=1)
 
     def token_in(self, dev: Dev, d: int, i: int, q: int, pos_t: int, prev: Iter, m: int, pos: int) -> None:
@@ -464,7 +464,14 @@ class Gen:
                         for d2 in range(c.dp)}
                 dev.coll("all_gather", "dp", M, stream="out", reads={tok: val}, writes=outs, size=1)
         if nxt:
-            if c.pp > 1 and self.crossed:
+            if c.pp > 1 and not self.crossed:
+                # The microbatch's token stream waits for the sampler now (the iteration's fence
+                # covers the wait); the send itself is issued at the start of the next iteration
+                # (token_out).  One stream per microbatch: a token never waits for another
+                # microbatch's sampler.
+                dev.sync("compute", f"tok{m}", "tok_out", M)
+                dev.pending[f"tok{m}"] = True
+            elif c.pp > 1:
                 # the bug: the token goes back as soon as it is sampled, before the next
                 # microbatch's activations are received (stage 0 receives it after sending them)
                 dev.sync("compute", self.stream("send"), "tok_out", M)
