@@ -331,3 +331,21 @@ def test_proved_only_when_nothing_that_could_not_be_checked_is_then_violated() -
     assert hint is not None and hint.status == "unproved"
     assert "this proves deadlock, but dataflow (could not be checked before) is then violated" in hint.text
     assert dict(hint.recheck)["dataflow"] == "violated"
+
+
+def test_every_candidate_edit_of_a_communicator_cycle_loads() -> None:
+    """Candidates for a cycle through one communicator's issue order: the
+    reorder, a communicator of its own for the messages, each realizable."""
+    import syncproof.engine.repair as repair
+
+    s = load(LITMUS / "one-comm-two-streams-recv-send.json")
+    cex = check_schedule(s).result("deadlock").counterexample
+    assert cex is not None
+    edits, _ = repair._candidates(s, cex)
+    assert {e.kind for e in edits} >= {"move", "own_comm"}
+    for e in edits:
+        edited, text = repair._apply(s, e, repair._Names(s))
+        assert schedule_from_dict(schedule_to_dict(edited), "<edited>").ops
+        if e.kind == "own_comm":
+            assert "a communicator of their own (channel fix0)" in text
+            assert check_schedule(edited).result("matching").verdict is Verdict.PROVED

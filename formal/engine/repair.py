@@ -255,6 +255,22 @@ def _apply(s: Schedule, edit: _Edit, names: _Names) -> tuple[Schedule, str]:
                     f" FIFO order pairs each with the message that carries its value ({edit.why[6:]})")
         else:
             text = f"on rank {a.rank}, swap the issue order of {_short(s, a.id)} and {_short(s, b.id)}"
+    elif edit.kind == "own_comm":  # a's messages of its lane and peer move to a communicator of their own
+        ch = names.fresh("fix")
+        snd = a if a.kind is Kind.SEND else b
+        pair = dict(match(s).pairs)
+        group = [o for o in s.ops if o.kind is Kind.SEND and o.rank == snd.rank and o.stream == snd.stream
+                 and o.peer == snd.peer and o.communicator == snd.communicator and o.id in pair]
+        for o in group + [s.ops[pair[o.id]] for o in group]:
+            d = doc["ranks"][str(o.rank)][o.index]
+            if o.comm is not None:
+                d["comm"] = f"{o.comm}:{ch}"
+            else:
+                d["channel"] = ch
+        what = (f"the {len(group)} messages" if len(group) > 1 else "the message") + \
+            f" rank {snd.rank} sends from {_lane(s, snd.id)} to rank {snd.peer}"
+        text = (f"give {what} (from {_short(s, group[0].id)}) a communicator of their own (channel {ch}): on"
+                f" {snd.communicator!r} NCCL runs them in issue order with that communicator's other ops")
     elif edit.kind == "batch":
         rows = []
         for x, y in ((edit.a, edit.b), *edit.more):
@@ -352,36 +368,12 @@ def _matching_edits(s: Schedule, cex: Counterexample) -> tuple[list[_Edit], str]
     of another member's: a kind or size mismatch is not an order."""
     edits: list[_Edit] = []
     why = ""
-    for c in cex.culprits:
-        op = s.ops[c]
-        if not op.kind.is_collective or op.group is None:
+    groups = list(dict.fromkeys(s.ops[c].group for c in cex.culprits if s.ops[c].kind.is_collective))
+    for g in groups:
+        if g is None:
             continue
-        mine = [o for o in s.by_rank[op.rank] if o.kind.is_collective and o.group == op.group]
-        msig = [_sig(o) for o in mine]
-        refs = []
-        for m in s.group_map.get(op.group, ()):
-            if m == op.rank:
-                continue
-            theirs = [_sig(o) for o in s.by_rank.get(m, ()) if o.kind.is_collective and o.group == op.group]
-            if theirs != msig and Counter(theirs) == Counter(msig) and theirs not in refs:
-                refs.append(theirs)
-        if not refs:
-            i = next(k for k, o in enumerate(mine) if o.id == c)
-            lens = sorted({sum(1 for o in s.by_rank.get(m, ()) if o.kind.is_collective and o.group == op.group)
-                           for m in s.group_map.get(op.group, ()) if m != op.rank})
-            if lens and len(mine) not in lens:
-                why = (f"rank {op.rank} issues {len(mine)} collectives on {op.group} where the others issue"
-                       f" {' or '.join(map(str, lens))} ({_sig_text(op)} as #{i}); no reorder or sync fixes a"
-                       " missing or extra collective: every member must issue the same ones")
-            else:
-                why = (f"rank {op.rank}'s collectives on {op.group} differ from the other members' in kind, size,"
-                       f" root or counts ({_sig_text(op)} as #{i}), not only in their order; no reorder or sync"
-                       " fixes that: make them agree")
-            continue
-        for ref in refs:
-            d = next(k for k in range(len(msig)) if msig[k] != ref[k])
-            j = next(k for k in range(d + 1, len(msig)) if msig[k] == ref[d])
-            edits.append(_Edit("swap", mine[d].id, mine[j].id))
+        for rank, first in _deviants(s, g):
+            why = _reorder(s, g, rank, first, edits) or why
     p2p = [s.ops[c] for c in cex.culprits if s.ops[c].kind.is_p2p]
     sends = [o for o in p2p if o.kind is Kind.SEND]
     recvs = [o for o in p2p if o.kind is Kind.RECV]
@@ -397,6 +389,57 @@ def _matching_edits(s: Schedule, cex: Counterexample) -> tuple[list[_Edit], str]
         return [], why
     return [], ("the mismatch is not an order of collectives or messages: an op is missing or has no partner"
                 " (see the matching sentence); no reorder or sync creates it")
+
+
+def _deviants(s: Schedule, g: str) -> list[tuple[int, int]]:
+    """The members of ``g`` whose collective sequence differs from the one
+    most members issue (every member when there is no majority), each with
+    the index of its first differing collective."""
+    seqs = {m: [_sig(o) for o in s.by_rank.get(m, ()) if o.kind.is_collective and o.group == g]
+            for m in s.group_map.get(g, ())}
+    common = Counter(tuple(v) for v in seqs.values()).most_common()
+    if not common:
+        return []
+    best, n = common[0]
+    majority = list(best) if n > 1 and (len(common) == 1 or common[1][1] < n) else None
+    out = []
+    for m, seq in seqs.items():
+        ref = majority if majority is not None else next((v for k, v in seqs.items() if k != m), seq)
+        if seq == ref:
+            continue
+        d = next((k for k in range(min(len(seq), len(ref))) if seq[k] != ref[k]), min(len(seq), len(ref)))
+        out.append((m, d))
+    return out
+
+
+def _reorder(s: Schedule, g: str, rank: int, first: int, edits: list[_Edit]) -> str:
+    """Swaps that put ``rank``'s collectives on ``g`` in another member's
+    order (appended to ``edits``), or why no reorder can."""
+    mine = [o for o in s.by_rank[rank] if o.kind.is_collective and o.group == g]
+    msig = [_sig(o) for o in mine]
+    refs = []
+    for m in s.group_map.get(g, ()):
+        if m == rank:
+            continue
+        theirs = [_sig(o) for o in s.by_rank.get(m, ()) if o.kind.is_collective and o.group == g]
+        if theirs != msig and Counter(theirs) == Counter(msig) and theirs not in refs:
+            refs.append(theirs)
+    if not refs:
+        lens = sorted({sum(1 for o in s.by_rank.get(m, ()) if o.kind.is_collective and o.group == g)
+                       for m in s.group_map.get(g, ()) if m != rank})
+        at = f"#{first}" + (f": {_sig_text(mine[first])}" if first < len(mine) else "")
+        if lens and len(mine) not in lens:
+            return (f"rank {rank} issues {len(mine)} collectives on {g} where the others issue"
+                    f" {' or '.join(map(str, lens))} (first difference at {at}); no reorder or sync fixes a"
+                    " missing or extra collective: every member must issue the same ones")
+        return (f"rank {rank}'s collectives on {g} differ from the other members' in kind, size, root or counts"
+                f" (first difference at {at}), not only in their order; no reorder or sync fixes that: make them"
+                " agree")
+    for ref in refs:
+        d = next(k for k in range(len(msig)) if msig[k] != ref[k])
+        j = next(k for k in range(d + 1, len(msig)) if msig[k] == ref[d])
+        edits.append(_Edit("swap", mine[d].id, mine[j].id))
+    return ""
 
 
 def _fifo_swaps(s: Schedule, send: Op, recv: Op) -> list[_Edit]:
@@ -429,6 +472,10 @@ def _link(why: str) -> str:
 
 
 def _cycle_edits(s: Schedule, cex: Counterexample) -> tuple[list[_Edit], str]:
+    partner: dict[int, int] = {}
+    if any(_link(st.why) == "comm" for st in cex.cycle):
+        for a, b in match(s).pairs:
+            partner[a], partner[b] = b, a
     moves: list[_Edit] = []
     batches: list[tuple[int, int]] = []
     progress_batches: list[tuple[int, int]] = []
@@ -439,6 +486,10 @@ def _cycle_edits(s: Schedule, cex: Counterexample) -> tuple[list[_Edit], str]:
             continue
         if link in ("stream", "comm") and x.kind not in _SYNC_KINDS and y.kind not in _SYNC_KINDS:
             moves.append(_Edit("move", x.id, y.id, link))
+        if link == "comm":
+            for o in (x, y):
+                if o.id in partner:
+                    moves.append(_Edit("own_comm", o.id, partner[o.id]))
         elif link == "progress":
             other = next((str(s.ops[t.op].rank) for t in cex.cycle if _link(t.why) == "progress"
                           and s.ops[t.op].rank != x.rank and s.ops[t.op].communicator == y.communicator
@@ -526,15 +577,38 @@ def repair_hint(schedule: Schedule, result: PropertyResult, *, report: Report | 
                 engine: str = "hybrid", max_rounds: int = MAX_ROUNDS) -> Hint | None:
     """A repair hint for a violated ``result`` of ``schedule``, or ``None``
     when the result is not violated.  ``report`` (the report ``result`` came
-    from) saves re-checking the original schedule for the other verdicts."""
+    from) saves re-checking the original schedule for the other verdicts.
+
+    The search is greedy (the first edit that makes progress is kept); when
+    its path does not end in a clean proof, it starts again from each other
+    first edit, up to ``RESTARTS`` times, and returns the first proved hint
+    (else the first path's)."""
     cex = result.counterexample
     if result.verdict is not Verdict.VIOLATED or cex is None:
         return None
-    prop = result.property
+    banned: set[str] = set()
+    first: Hint | None = None
+    cache: dict[str, dict[str, Verdict]] = {}
+    for _ in range(RESTARTS + 1):
+        hint = _greedy(schedule, result.property, cex, report, engine, max_rounds, banned, cache)
+        if first is None:
+            first = hint
+        if hint.proved or not hint.steps or hint.steps[0] in banned:
+            return hint if hint.proved else first
+        banned.add(hint.steps[0])
+    return first
+
+
+RESTARTS = 2
+
+
+def _greedy(schedule: Schedule, prop: str, cex: Counterexample, report: Report | None, engine: str,
+            max_rounds: int, banned: set[str], cache: dict[str, dict[str, Verdict]]) -> Hint:
+    """One greedy path of edits; ``banned`` first steps are not taken."""
     current, names = schedule, _Names(schedule)
     steps: list[str] = []
     seen = {_fingerprint(schedule)}
-    before: dict[str, Verdict] | None = None
+    before: dict[str, Verdict] | None = cache.get("before")
     noop = _noop_waits(schedule)
     for _ in range(max_rounds):
         edits, why = _candidates(current, cex)
@@ -553,15 +627,15 @@ def repair_hint(schedule: Schedule, result: PropertyResult, *, report: Report | 
             except SyncproofError:
                 continue  # not realizable: the edited schedule does not load
             fp = _fingerprint(cand)
-            if fp in seen or text in steps or _noop_waits(cand) > noop:
-                continue  # an undo, a repeat, or a wait turned into a no-op
+            if fp in seen or text in steps or _noop_waits(cand) > noop or (not steps and text in banned):
+                continue  # an undo, a repeat, a wait turned into a no-op, or a first step already tried
             tried.append(text)
             rep = check_schedule(cand, (prop,), engine=engine, replay=False, max_cex=1)
             verdict = rep.result(prop).verdict
             nxt = _first_cex(rep, prop)
             if verdict is Verdict.PROVED:
                 if before is None:
-                    before = _before(schedule, report, engine)
+                    before = cache["before"] = _before(schedule, report, engine)
                 full = check_schedule(cand, PROPERTIES, engine=engine, replay=False, max_cex=1)
                 proving.append((cand, text, full))
                 if not _breaks(prop, before, full):
