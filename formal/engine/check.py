@@ -20,6 +20,7 @@ from ..gcpause import gc_paused
 from ..ir import Kind, Schedule
 from ..result import PROPERTIES, Counterexample, Observation, PropertyResult, Report, Verdict
 from ..semantics.matching import Matching, match
+from ..semantics.memory import memory_view
 from ..semantics.obligations import (
     MetaOb,
     OrderOb,
@@ -159,13 +160,19 @@ def _unknown(prop: str, reason: str) -> PropertyResult:
 
 
 def _witness(s: Schedule, prop: str, ob: ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb, ans: Answer,
-             prec: Precedence) -> Counterexample:
+             prec: Precedence, orig: Schedule | None = None) -> Counterexample:
+    """``s`` may be the memory view (regions renamed to allocator blocks);
+    ``orig`` is the schedule as written, for the allocator's advice."""
+    orig = orig or s
     run = explain.run_from_times(prec, ans.times)
     if isinstance(ob, ReadOb):
         obs, sentence, culprits, edge = explain.read_observation(s, ob, run)
+        if len(culprits) == 2:
+            sentence += explain.allocator_advice(orig, culprits[0], culprits[1], ob.region.buffer)
         return Counterexample(prop, sentence, culprits, obs, run, missing_edge=edge)
     if isinstance(ob, OverlapOb):
         obs, sentence = explain.overlap_observation(s, ob)
+        sentence += explain.allocator_advice(orig, ob.a, ob.b, ob.region.buffer)
         return Counterexample(prop, sentence, (ob.a, ob.b), obs, run, missing_edge=(ob.a, ob.b))
     if isinstance(ob, OrderOb | SampleOb):
         obs, sentence, pair = explain.order_observation(s, ob, run)
@@ -199,7 +206,7 @@ def _message_cex(s: Schedule, ob: MetaOb, prec: Precedence) -> Counterexample:
 
 def _property(s: Schedule, prop: str, obs: Sequence[AnyOb],
               backend: Z3Backend | Hybrid, prec: Precedence, max_cex: int, replay: Replayer,
-              proved_text: str, pre: Sequence[MetaOb] = ()) -> PropertyResult:
+              proved_text: str, pre: Sequence[MetaOb] = (), orig: Schedule | None = None) -> PropertyResult:
     """``pre``: violations already decided without a solver (the values
     messages carry); they come first."""
     t0 = time.perf_counter()
@@ -225,7 +232,7 @@ def _property(s: Schedule, prop: str, obs: Sequence[AnyOb],
                               None, len(obs), (), secs)
     first = found[0]
     assert first.index is not None
-    cex = _witness(s, prop, obs[first.index], first, prec)
+    cex = _witness(s, prop, obs[first.index], first, prec, orig)
     cex = _replay(s, cex, replay)
     more = [_one_line(s, obs[a.index]) for a in found[1:] if a.index is not None]
     if final == "limit":
@@ -362,26 +369,28 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
                  " finished there, and after the previous token is sampled",
     }
     classes = None
+    mem = memory_view(s)  # accesses renamed to the allocator block they touch
     if {"dataflow", "race"} & set(rest):
-        classes = rank_classes(s)
+        classes = rank_classes(mem)
         t = lap("symmetry", t)
     for p in rest:
         if p == "deadlock":
             continue
         pre: list[MetaOb] = []
         if p == "dataflow":
-            obs: Sequence[AnyOb] = read_obligations(s, classes=classes)
+            obs: Sequence[AnyOb] = read_obligations(mem, classes=classes)
             pre, trusted = message_obligations(s, m)
             if trusted:
                 warnings += (f"{trusted} receiver{'s' if trusted != 1 else ''} (recv or broadcast member)"
                              " declare a value that their sender does not declare: the received value is"
                              " taken on trust there; give the send's reads a value to have it checked",)
         elif p == "race":
-            obs = race_obligations(s, classes=classes)
+            obs = race_obligations(mem, classes=classes)
         else:
             obs = phase_obligations(s, phase_pass)
         t = lap(f"obligations:{p}", t)
-        results[p] = _property(s, p, obs, backend, prec, max_cex, replayer, texts[p], pre)
+        results[p] = _property(mem if p != "phase" else s, p, obs, backend, prec, max_cex, replayer, texts[p], pre,
+                               orig=s)
         t = lap(f"decide:{p}", t)
     return _report(s, props, results, t_all, warnings, timings, engine)
 

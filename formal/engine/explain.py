@@ -91,6 +91,10 @@ def cycle_steps(s: Schedule, prec: Precedence, cycle: Sequence[Edge]) -> tuple[C
     links: list[CycleStep] = []
     member_in: int | None = None
     member_cls = 0
+    # start at an edge out of an op's event, so that the edge into an aux point
+    # comes before the edge out of it
+    k = next((i for i, ed in enumerate(cycle) if ed.u < 2 * prec.n_ops), 0)
+    cycle = list(cycle[k:]) + list(cycle[:k])
     for ed in cycle:  # edge u -> v: the op of v waits for the op of u
         if ed.why == "op":
             continue
@@ -207,3 +211,32 @@ def order_observation(s: Schedule, ob: OrderOb | SampleOb, run: Run
 
 def meta_observation(ob: MetaOb) -> Observation:
     return Observation("meta", a=ob.op, b=ob.other)
+
+
+def allocator_advice(s: Schedule, a: int, b: int, block: str) -> str:
+    """What to do in PyTorch terms when two ops meet on one allocator block
+    under two tensor names: the caching allocator handed the freed block to a
+    new tensor while work on another stream still used the old one."""
+    from ..ir import Kind
+    from ..semantics.memory import shared_block
+
+    names = shared_block(s, s.ops[a], s.ops[b], block)
+    if names is None:
+        return ""
+    old, new = sorted(names, key=lambda n: _alloc_index(s, s.ops[a].rank, n))
+    user = s.ops[a] if names[0] == old else s.ops[b]
+    alloc = next((op for op in s.by_rank[user.rank] if op.kind is Kind.ALLOC and op.buffer == new), None)
+    where = f" on stream {alloc.target!r}" if alloc is not None and alloc.target else ""
+    return (f". The caching allocator gave {old!r}'s block to {new!r}{where} once {old!r} was freed: that orders"
+            f" the reuse only after the work of its allocation stream, not after {user.stream!r}, which still uses"
+            f" {old!r}. Call {old}.record_stream({user.stream}) before freeing it, or keep a reference to {old!r}"
+            f" until {s.label(user)} has finished (an event the freeing stream waits for)")
+
+
+def _alloc_index(s: Schedule, rank: int, buffer: str) -> int:
+    from ..ir import Kind
+
+    for op in s.by_rank[rank]:
+        if op.kind is Kind.ALLOC and op.buffer == buffer:
+            return op.index
+    return -1

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import ScheduleError
 from ..gcpause import gc_paused
-from .ops import P2P_MODES_OP, Access, Kind, Meta, Op
+from .ops import ALLOCATOR_KINDS, HOST_ONLY, HOST_STREAM, P2P_MODES_OP, Access, Kind, Meta, Op
 from .region import FULL, Interval, Region, RegionSyntaxError, parse_region_parts, shared_interval
 from .schedule import Buffer, InitValue, Schedule
 from .validate import PreChecked, accesses_are_fine, meta_is_fine, suggest, validate
@@ -56,6 +56,13 @@ for _k in (Kind.REDUCE, Kind.GATHER, Kind.SCATTER):
     _V2_KEYS[_k] = ("group", "root", "reads", "writes", "size", "dtype", "comm", "batch", "completion", "p2p")
 _KIND_KEYS[Kind.PUT] = ()
 _KIND_KEYS[Kind.WAIT_SIGNAL] = ()
+# the host and the caching allocator (issue 12): host-only kinds
+_V2_KEYS[Kind.SYNC] = ("event", "target", "of")
+_V2_KEYS[Kind.ALLOC] = ("buffer", "target", "reuses")
+_V2_KEYS[Kind.FREE] = ("buffer",)
+_V2_KEYS[Kind.RECORD_STREAM] = ("buffer", "target")
+for _k in (Kind.SYNC, Kind.ALLOC, Kind.FREE, Kind.RECORD_STREAM):
+    _KIND_KEYS[_k] = ()
 _V1_ALLOWED = {k: frozenset(_COMMON + v) for k, v in _KIND_KEYS.items()}
 _ALLOWED = {k: frozenset(_COMMON + v + _V2_KEYS.get(k, ())) for k, v in _KIND_KEYS.items()}
 COMPLETIONS = ("weak",)
@@ -249,8 +256,14 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
         what = f"a {kind} op" if not _KIND_KEYS[kind] else \
             f"field {next(k for k in d if k not in _V1_ALLOWED[kind])!r}"
         raise ScheduleError(f"{what} needs format version 2", where, "write \"syncproof\": 2 at the top")
-    _want("stream" in d, "op has no \"stream\"", where, "e.g. \"stream\": \"compute\"")
-    stream = _str(d["stream"], "stream", where)
+    if kind in HOST_ONLY:  # host API calls: they run on the host thread
+        stream = d.get("stream", HOST_STREAM)
+        _want(stream == HOST_STREAM, f"a {kind} runs on the host, so its stream is {HOST_STREAM!r}, got {stream!r}",
+              where, f"drop \"stream\" or write \"stream\": \"{HOST_STREAM}\"; name the device stream in"
+              " \"target\"")
+    else:
+        _want("stream" in d, "op has no \"stream\"", where, "e.g. \"stream\": \"compute\"")
+        stream = _str(d["stream"], "stream", where)
     where = f"{src}: rank {rank}, op {index} ({kind} on {stream})"
     peer = None
     if kind is Kind.SEND or kind is Kind.PUT:
@@ -293,6 +306,22 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
         completion = d["completion"]
         _want(completion in COMPLETIONS, f"completion must be \"weak\" (a custom collective without an end"
               f" barrier), got {completion!r}", where)
+    target = _str(d["target"], "target", where) if "target" in d else None
+    of = _str(d["of"], "of", where) if "of" in d else None
+    buffer = _str(d["buffer"], "buffer", where) if "buffer" in d else None
+    reuses = _str(d["reuses"], "reuses", where) if "reuses" in d else None
+    if kind is Kind.SYNC:
+        _want(sum(x is not None for x in (event, target, of)) <= 1, "a sync waits for one thing: an \"event\""
+              " (event.synchronize()), a \"target\" stream (stream.synchronize()) or the op named in \"of\""
+              " (work.wait(), .item()); none of them is torch.cuda.synchronize()", where)
+    if kind in ALLOCATOR_KINDS:
+        _want(buffer is not None, f"a {kind} needs \"buffer\": the tensor's buffer", where)
+        _want(buffer in buffers, f"buffer {buffer!r} is not declared", where, suggest(buffer, buffers))
+    if kind is Kind.ALLOC or kind is Kind.RECORD_STREAM:
+        _want(target is not None, f"a {kind} needs \"target\": the device stream"
+              + (" it allocates on (its pool)" if kind is Kind.ALLOC else " that uses the tensor"), where)
+    if reuses is not None:
+        _want(reuses in buffers, f"buffer {reuses!r} is not declared", where, suggest(reuses, buffers))
     counts = _counts(d["counts"], "counts", where) if "counts" in d else None
     recv_counts = _counts(d["recv_counts"], "recv_counts", where) if "recv_counts" in d else None
     return Op(
@@ -305,7 +334,7 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
         writes=_accesses(d.get("writes", {}), "writes", buffers, where, writes=True),
         meta=_meta(d, where),
         comm=comm, p2p=p2p, batch=batch, signal=signal, counts=counts, recv_counts=recv_counts,
-        completion=completion,
+        completion=completion, target=target, of=of, buffer=buffer, reuses=reuses,
     )
 
 
@@ -547,11 +576,9 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
                 f["meta"] = meta
                 f["comm"] = f["p2p"] = f["batch"] = f["signal"] = None
                 f["counts"] = f["recv_counts"] = f["completion"] = None
-                if rkey is not None:  # a record
-                    if rkey in recorded:
-                        fine = False
-                    else:
-                        recorded[rkey] = op
+                f["target"] = f["of"] = f["buffer"] = f["reuses"] = None
+                if rkey is not None:  # a record (an event may be recorded again: a wait binds to the latest)
+                    recorded.setdefault(rkey, op)
                 elif kind is wait:
                     waits.append(op)
                 checked = checked and fine
@@ -745,7 +772,7 @@ def op_to_dict(op: Op) -> dict[str, Any]:
         d["reads"] = _acc_dict(op.reads)
     if op.writes:
         d["writes"] = _acc_dict(op.writes)
-    for key in ("comm", "p2p", "batch", "signal", "completion"):
+    for key in ("comm", "p2p", "batch", "signal", "completion", "target", "of", "buffer", "reuses"):
         v = getattr(op, key)
         if v is not None:
             d[key] = v

@@ -25,6 +25,10 @@ class Kind(StrEnum):
     WAIT = "wait"
     PUT = "put"
     WAIT_SIGNAL = "wait_signal"
+    SYNC = "sync"
+    ALLOC = "alloc"
+    FREE = "free"
+    RECORD_STREAM = "record_stream"
 
     def __str__(self) -> str:
         return self.value
@@ -62,6 +66,11 @@ COLLECTIVES = frozenset(
     }
 )
 ROOTED = frozenset({Kind.BROADCAST, Kind.REDUCE, Kind.GATHER, Kind.SCATTER})
+HOST_STREAM = "host"
+"""The stream name of a rank's host thread: ops on it run synchronously at
+their place in issue order (filling a pinned buffer, a gloo collective)."""
+ALLOCATOR_KINDS = frozenset({Kind.ALLOC, Kind.FREE, Kind.RECORD_STREAM})
+HOST_ONLY = ALLOCATOR_KINDS | {Kind.SYNC}
 COMM_KINDS = COLLECTIVES | {Kind.SEND, Kind.RECV}
 P2P_MODES_OP = ("eager", "rendezvous")
 
@@ -156,6 +165,15 @@ class Op:
     counts: tuple[int, ...] | None = None  # per-member counts (all_gather/reduce_scatter) or send sizes (all_to_all)
     recv_counts: tuple[int, ...] | None = None  # all_to_all: what this member expects from each member
     completion: str | None = None  # "weak": a custom collective without an end barrier
+    # ---- host and memory (format v2): sync, alloc, free, record_stream
+    target: str | None = None  # sync: the stream synchronized; alloc: its allocation stream; record_stream: the stream
+    of: str | None = None  # sync: the name of the op whose completion the host waits for (work.wait(), .item())
+    buffer: str | None = None  # alloc/free/record_stream: the buffer (tensor) allocated, freed or marked
+    reuses: str | None = None  # alloc: the freed buffer whose block this allocation gets
+
+    @property
+    def on_host(self) -> bool:
+        return self.stream == HOST_STREAM
 
     @property
     def communicator(self) -> str | None:

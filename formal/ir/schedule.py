@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from .ops import Kind, Op
+from .ops import ALLOCATOR_KINDS, HOST_STREAM, Kind, Op
 from .region import Region
 
 P2P_MODES = ("any", "rendezvous", "eager")
@@ -87,6 +87,10 @@ class Schedule:
                 out.add("override")
             if op.comm is not None:
                 out.add("comm")
+            if op.stream == HOST_STREAM:
+                out.add("host")
+            if op.kind in ALLOCATOR_KINDS:
+                out.add("alloc")
         return frozenset(out)
 
     @cached_property
@@ -176,6 +180,15 @@ class Schedule:
             body = f"put(->{op.peer}{sig})#{k}"
         elif op.kind is Kind.WAIT_SIGNAL:
             body = f"wait_signal(<-{op.peer},{op.signal})#{k}"
+        elif op.kind is Kind.SYNC:
+            body = (f"sync(event {op.event})" if op.event is not None else f"sync(stream {op.target})"
+                    if op.target is not None else f"sync(op {op.of})" if op.of is not None else "sync(device)")
+        elif op.kind is Kind.ALLOC:
+            body = f"alloc({op.buffer} on {op.target}" + (f", reuses {op.reuses})" if op.reuses else ")")
+        elif op.kind is Kind.FREE:
+            body = f"free({op.buffer})"
+        elif op.kind is Kind.RECORD_STREAM:
+            body = f"record_stream({op.buffer}, {op.target})"
         else:
             body = f"{op.kind}({op.event})"
         if op.name and op.kind is not Kind.COMPUTE:

@@ -24,7 +24,8 @@ _V1_KINDS = frozenset({Kind.COMPUTE, Kind.SEND, Kind.RECV, Kind.RECORD, Kind.WAI
 def _has_v2(op: Op) -> bool:
     return (op.kind not in _V1_KINDS or op.comm is not None or op.p2p is not None or op.batch is not None
             or op.signal is not None or op.counts is not None or op.recv_counts is not None
-            or op.completion is not None)
+            or op.completion is not None or op.target is not None or op.of is not None or op.buffer is not None
+            or op.reuses is not None)
 
 
 def suggest(name: object, choices: Iterable[object]) -> str:
@@ -158,8 +159,6 @@ def _fine_ops(schedule: Schedule, ranks: set[int],
                     return False
                 if kind is record:
                     key = (op.rank, op.event)
-                    if key in recorded:
-                        return False
             if op.size is not None and op.size < 0:
                 return False
             reads, writes = op.reads, op.writes
@@ -174,7 +173,7 @@ def _fine_ops(schedule: Schedule, ranks: set[int],
         except Exception:  # _check_op meets it again, in its own order
             return False
         if key is not None:
-            recorded[key] = op
+            recorded.setdefault(key, op)
         return True
 
     return fine
@@ -255,17 +254,8 @@ def _check_op(schedule: Schedule, pos: int, op: Op, ranks: set[int], recorded: d
         if op.reads or op.writes:
             raise ScheduleError(f"{op.kind} accesses no memory", where)
         key = (op.rank, op.event)
-        if op.kind is Kind.RECORD:
-            if key in recorded:
-                first = recorded[key]
-                raise ScheduleError(
-                    f"event {op.event!r} is recorded twice on rank {op.rank}"
-                    f" (first at op {first.index})",
-                    where,
-                    "give each record its own event name, e.g. "
-                    f"{op.event!r} -> '{op.event}_{op.index}'",
-                )
-            recorded[key] = op
+        if op.kind is Kind.RECORD:  # recorded again: a later wait binds to the latest record before it
+            recorded.setdefault(key, op)
     if op.size is not None and op.size < 0:
         raise ScheduleError(f"size {op.size} is negative", where)
     _check_accesses(schedule, op, op.reads, "reads")
@@ -334,6 +324,7 @@ def validate(schedule: Schedule, _prechecked: PreChecked | None = None) -> None:
             if not op_is_fine(pos, op):
                 _check_op(schedule, pos, op, ranks, recorded)
     _check_batches(schedule)
+    _check_host(schedule)
     for op in waits:
         if op.kind is Kind.WAIT and (op.rank, op.event) not in recorded:
             on_rank = sorted(e for (r, e) in recorded if r == op.rank)
@@ -377,3 +368,60 @@ def _check_batches(schedule: Schedule) -> None:
             raise ScheduleError(f"group call {op.batch!r} has parts on streams {prev.stream!r} and"
                                 f" {op.stream!r}", where, "launch a group call on one stream")
         last[op.rank] = op
+
+
+def _check_host(schedule: Schedule) -> None:
+    """Host syncs name something issued before them; every allocator call
+    follows a tensor's lifetime on its rank: allocated once, used, marked with
+    record_stream, freed once; an allocation reuses a block freed before it on
+    the same allocation stream, of a buffer with the same axes."""
+    src = schedule.source
+    kinds = {Kind.SYNC, Kind.ALLOC, Kind.FREE, Kind.RECORD_STREAM}
+    if not any(op.kind in kinds for op in schedule.ops):
+        return
+    for r in schedule.ranks:
+        names: set[str] = set()
+        alloc: dict[str, Op] = {}
+        freed: dict[str, Op] = {}
+        reused: dict[str, Op] = {}
+        for op in schedule.by_rank[r]:
+            where = f"{src}: {op.where}"
+            k = op.kind
+            if k is Kind.SYNC and op.of is not None and op.of not in names:
+                raise ScheduleError(f"sync waits for op {op.of!r}, but rank {r} issues no op of that name before it",
+                                    where, suggest(op.of, sorted(names)))
+            if k is Kind.ALLOC:
+                b = op.buffer or ""
+                if b in alloc:
+                    raise ScheduleError(f"buffer {b!r} is allocated twice on rank {r} (first at op {alloc[b].index})",
+                                        where, "give each allocation its own buffer name")
+                alloc[b] = op
+                if op.reuses is not None:
+                    x = op.reuses
+                    if x not in freed:
+                        raise ScheduleError(f"alloc of {b!r} reuses the block of {x!r}, which rank {r} has not freed"
+                                            " before it", where, f"free {x!r} first")
+                    if x in reused:
+                        raise ScheduleError(f"the block of {x!r} is handed out twice (first to op"
+                                            f" {reused[x].index})", where)
+                    reused[x] = op
+                    if alloc[x].target != op.target:
+                        raise ScheduleError(
+                            f"alloc of {b!r} on stream {op.target!r} reuses the block of {x!r}, allocated on stream"
+                            f" {alloc[x].target!r}: the caching allocator hands a freed block only to allocations"
+                            " on the stream it was allocated on", where)
+                    ax = schedule.buffer_map[x].axes
+                    if schedule.buffer_map[b].axes != ax:
+                        raise ScheduleError(f"alloc of {b!r} reuses the block of {x!r}, but their axes differ", where,
+                                            "declare both buffers with the same axes")
+            elif k is Kind.FREE or k is Kind.RECORD_STREAM:
+                b = op.buffer or ""
+                if b not in alloc:
+                    raise ScheduleError(f"{k} of {b!r}, which rank {r} has not allocated before it", where,
+                                        f"add an alloc of {b!r} before it")
+                if b in freed:
+                    raise ScheduleError(f"{k} of {b!r} after it was freed (at op {freed[b].index})", where)
+                if k is Kind.FREE:
+                    freed[b] = op
+            if op.name:
+                names.add(op.name)

@@ -178,7 +178,7 @@ def _collective_problems(s: Schedule, seqs: dict[str, dict[int, list[Op]]],
 # Enum members looked up once: ``Kind.SEND`` costs a descriptor call per use
 # in Python 3.11, which a million-op loop notices.
 _SEND, _RECV, _RECORD, _WAIT = Kind.SEND, Kind.RECV, Kind.RECORD, Kind.WAIT
-_PUT, _WAIT_SIGNAL = Kind.PUT, Kind.WAIT_SIGNAL
+_PUT, _WAIT_SIGNAL, _SYNC = Kind.PUT, Kind.WAIT_SIGNAL, Kind.SYNC
 _COLLECTIVES = frozenset(k for k in Kind if k.is_collective)
 
 
@@ -190,6 +190,7 @@ def match(s: Schedule) -> Matching:
     colls: dict[str, dict[int, list[Op]]] = defaultdict(lambda: defaultdict(list))
     records: dict[tuple[int, str], Op] = {}
     waits: list[Op] = []
+    bound: dict[int, Op | None] = {}  # wait -> the latest record of its event issued before it
     puts: dict[tuple[int, int, str | None], list[Op]] = defaultdict(list)
     wsigs: dict[tuple[int, int, str | None], list[Op]] = defaultdict(list)
     for op in s.ops:  # ops are in issue order per rank
@@ -208,12 +209,17 @@ def match(s: Schedule) -> Matching:
             wsigs[(op.peer, op.rank, op.signal)].append(op)
         elif kind is _WAIT:
             waits.append(op)
+            # CUDA: a wait uses the event's state at the time of the call: the latest record before it
+            bound[op.id] = records.get((op.rank, op.event or ""))
         elif kind in _COLLECTIVES:
             assert op.group is not None
             colls[op.group][op.rank].append(op)
         elif kind is _RECORD:
             assert op.event is not None
             records[(op.rank, op.event)] = op
+        elif kind is _SYNC and op.event is not None:  # event.synchronize(): the same binding
+            waits.append(op)
+            bound[op.id] = records.get((op.rank, op.event))
 
     pairs: list[tuple[int, int]] = []
     problems: list[Problem] = []
@@ -284,11 +290,9 @@ def match(s: Schedule) -> Matching:
     noop: list[int] = []
     for op in waits:
         assert op.event is not None
-        rec = records.get((op.rank, op.event))
-        if rec is None:  # validation rejects this; keep the matcher total
-            continue
-        if rec.index < op.index:
+        rec = bound.get(op.id)
+        if rec is not None:
             events.append((rec.id, op.id))
-        else:
+        else:  # no record issued before it: CUDA does nothing
             noop.append(op.id)
     return Matching(tuple(pairs), tuple(instances), tuple(events), tuple(noop), tuple(problems), tuple(signals))

@@ -86,7 +86,18 @@ class MetaOb(NamedTuple):
 
 
 # Ops whose start is only a posting: they wait for something and do no work.
-WAITING_KINDS = frozenset({Kind.RECV, Kind.WAIT, Kind.RECORD})
+# Ops whose start is only a posting: they wait for something and do no work
+# (a posted recv, an event or signal wait, a host sync, allocator calls).  A
+# non-root member of a broadcast or scatter only waits for the root's data
+# too, like a posted recv: see ``only_waits``.
+WAITING_KINDS = frozenset({Kind.RECV, Kind.WAIT, Kind.RECORD, Kind.WAIT_SIGNAL, Kind.SYNC, Kind.ALLOC, Kind.FREE,
+                           Kind.RECORD_STREAM})
+_FROM_ROOT = frozenset({Kind.BROADCAST, Kind.SCATTER})
+
+
+def only_waits(op: Op) -> bool:
+    """May ``op`` be posted early (before the previous step ends)?"""
+    return op.kind in WAITING_KINDS or (op.kind in _FROM_ROOT and op.root != op.rank)
 # looked up once: ``Kind.SEND`` is a descriptor call per use in Python 3.11
 _SEND, _RECV, _PUT = Kind.SEND, Kind.RECV, Kind.PUT
 _COLLECTIVES = frozenset(k for k in Kind if k.is_collective)
@@ -638,6 +649,9 @@ def phase_steps(s: Schedule) -> PhaseSteps:
     by_step_tokens: dict[tuple[object, int], Op] = {}
     groups: dict[object, dict[int, _Step]] = defaultdict(dict)
     star: tuple[object, ...] = ("*",)
+    # an op without ``seqs`` (a batch-wide sampler or norm) belongs to every
+    # sequence of the batch: it is compared with each sequence's steps
+    every = tuple(sorted({q for op in s.ops if op.meta.phase is not None for q in op.meta.seqs})) or star
     waiting = WAITING_KINDS
     lane = lane_of(s)
     for op in s.ops:
@@ -656,7 +670,7 @@ def phase_steps(s: Schedule) -> PhaseSteps:
             t = -1
         else:
             continue
-        seqs: tuple[object, ...] = m.seqs if m.seqs else star
+        seqs: tuple[object, ...] = m.seqs if m.seqs else every
         key = lane(op)
         kind = op.kind
         for q in seqs:
@@ -666,7 +680,7 @@ def phase_steps(s: Schedule) -> PhaseSteps:
                 g = per_q[t] = _Step()
             if kind is not _SEND:
                 g.last[key] = op.id
-            if kind not in waiting and key not in g.first:
+            if key not in g.first and kind not in waiting and not (kind in _FROM_ROOT and op.root != op.rank):
                 g.first[key] = op.id
             if m.sample:
                 g.samples.append(op.id)

@@ -51,6 +51,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..ir import Kind, Op, Schedule
+from ..ir.ops import HOST_STREAM
 from .matching import Matching
 
 
@@ -82,7 +83,7 @@ class Edge(NamedTuple):
 
 
 WHY = ("op", "stream", "event", "p2p", "coll", "batch", "p2p-block", "root", "coll-block", "comm", "progress",
-       "signal")
+       "signal", "host", "sync", "alloc")
 _W = {w: i for i, w in enumerate(WHY)}
 
 
@@ -347,6 +348,8 @@ def build_precedence(s: Schedule, m: Matching) -> Precedence:
         cols.add(u2, v2, st2, "coll", m2, m2)
 
     _communicator_edges(s, cols)
+    if "host" in s.features:
+        _host_edges(s, cols)
     u, v, strict, why, a_c, b_c, cls_c = cols.columns()
     # aux points: the group calls' first, then the instances' (allocated in that order)
     return Precedence(n, aux, u, v, strict, why, a_c, b_c, cls_c, tuple(inst_points), tuple(chains))
@@ -361,7 +364,8 @@ def _communicator_edges(s: Schedule, cols: _Cols) -> None:
     for r in s.ranks:
         units: list[tuple[list[Op], frozenset[str]]] = []
         for op in s.by_rank[r]:
-            c = op.communicator if op.kind.is_comm else None
+            # NCCL's rules: not for host (gloo, CPU) communication, which the host runs in issue order anyway
+            c = op.communicator if op.kind.is_comm and op.stream != HOST_STREAM else None
             if c is None:
                 continue
             if op.batch is not None and units and units[-1][0][-1].batch == op.batch:
@@ -410,3 +414,58 @@ def units_by_rank(s: Schedule) -> dict[int, list[Unit]]:
         if cur:
             out[r].append(tuple(cur))
     return out
+
+
+def _host_edges(s: Schedule, cols: _Cols) -> None:
+    """The host thread (docs/semantics.md, "The host"):
+
+    * host work (an op on the ``host`` stream) runs at its place in issue
+      order: every op issued after it starts after it ends (one edge into the
+      next op issued on each stream; stream order does the rest);
+    * a host ``sync`` ends after what it waits for: the latest record of its
+      event (a matching edge), the last op issued before it on its ``target``
+      stream, the latest op named ``of``, or every stream's last op (device);
+    * an ``alloc`` that reuses a block freed after ``record_stream(s)`` ends
+      after the work issued on ``s`` before that free (the caching allocator
+      hands the block out only once that work has finished)."""
+    for r in s.ranks:
+        last_host: Op | None = None
+        applied: dict[str, int] = {}  # stream -> id of the host op whose barrier it has
+        last_on: dict[str, Op] = {}  # stream -> last op issued on it so far
+        by_name: dict[str, Op] = {}
+        marks: dict[str, list[Op]] = defaultdict(list)  # buffer -> ops its record_streams waited for
+        frees: dict[str, list[Op]] = {}
+        for op in s.by_rank[r]:
+            st = op.stream
+            if st != HOST_STREAM:
+                if last_host is not None and applied.get(st) != last_host.id:
+                    cols.one(2 * last_host.id + 1, 2 * op.id, True, "host", last_host.id, op.id)
+                    applied[st] = last_host.id
+            else:
+                k = op.kind
+                targets: list[Op] = []
+                if k is Kind.SYNC and op.event is None:
+                    if op.target is not None:
+                        t = last_on.get(op.target)
+                        targets = [t] if t is not None else []
+                    elif op.of is not None:
+                        t = by_name.get(op.of)
+                        targets = [t] if t is not None else []
+                    else:  # torch.cuda.synchronize(): every stream of the device
+                        targets = [t for k2, t in last_on.items() if k2 != HOST_STREAM]
+                elif k is Kind.RECORD_STREAM and op.target is not None:
+                    t = last_on.get(op.target)
+                    if t is not None:
+                        marks[op.buffer or ""].append(t)
+                elif k is Kind.FREE:
+                    frees[op.buffer or ""] = list(marks.get(op.buffer or "", ()))
+                elif k is Kind.ALLOC and op.reuses is not None:
+                    targets = frees.get(op.reuses, [])
+                why = "alloc" if k is Kind.ALLOC else "sync"
+                for t in targets:
+                    if t.stream != HOST_STREAM:
+                        cols.one(2 * t.id + 1, 2 * op.id + 1, True, why, t.id, op.id)
+                last_host = op
+            last_on[st] = op
+            if op.name:
+                by_name[op.name] = op
