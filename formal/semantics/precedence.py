@@ -433,7 +433,7 @@ def _host_edges(s: Schedule, cols: _Cols) -> None:
         applied: dict[str, int] = {}  # stream -> id of the host op whose barrier it has
         last_on: dict[str, Op] = {}  # stream -> last op issued on it so far
         by_name: dict[str, Op] = {}
-        marks: dict[str, list[Op]] = defaultdict(list)  # buffer -> ops its record_streams waited for
+        marks: dict[str, list[str]] = defaultdict(list)  # buffer -> the streams record_stream marked
         frees: dict[str, list[Op]] = {}
         for op in s.by_rank[r]:
             st = op.stream
@@ -454,11 +454,9 @@ def _host_edges(s: Schedule, cols: _Cols) -> None:
                     else:  # torch.cuda.synchronize(): every stream of the device
                         targets = [t for k2, t in last_on.items() if k2 != HOST_STREAM]
                 elif k is Kind.RECORD_STREAM and op.target is not None:
-                    t = last_on.get(op.target)
-                    if t is not None:
-                        marks[op.buffer or ""].append(t)
-                elif k is Kind.FREE:
-                    frees[op.buffer or ""] = list(marks.get(op.buffer or "", ()))
+                    marks[op.buffer or ""].append(op.target)
+                elif k is Kind.FREE:  # the allocator records an event on each marked stream at the free
+                    frees[op.buffer or ""] = [last_on[m] for m in marks.get(op.buffer or "", ()) if m in last_on]
                 elif k is Kind.ALLOC and op.reuses is not None:
                     targets = frees.get(op.reuses, [])
                 why = "alloc" if k is Kind.ALLOC else "sync"
