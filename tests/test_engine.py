@@ -101,19 +101,26 @@ def test_send_first_with_rendezvous_still_deadlocks_but_eager_does_not() -> None
     assert verdicts(cross(first_send=True, p2p="eager"))["deadlock"] == "proved"
 
 
-def test_collectives_of_one_group_on_two_streams_may_reorder() -> None:
+def test_collectives_of_one_group_on_two_streams_run_in_issue_order() -> None:
+    """NCCL runs one communicator's ops in issue order whatever the stream
+    (v2): two collectives of one group on two streams, issued in the same
+    order on every rank, cannot hang; issued in opposite orders they can."""
     b = ScheduleBuilder("two-streams")
     b.group("tp", [0, 1]).buffer("x")
     for r in b.ranks(0, 1):
         r.all_reduce("tp", stream="comm")
         r.all_gather("tp", stream="comm2")
-    assert verdicts(b.build())["deadlock"] == "violated"
-    b2 = ScheduleBuilder("two-streams-synced")
-    b2.group("tp", [0, 1]).buffer("x")
-    for r in b2.ranks(0, 1):
-        r.all_reduce("tp", stream="comm").record("e", stream="comm").wait("e", stream="comm2")
-        r.all_gather("tp", stream="comm2")
-    assert verdicts(b2.build())["deadlock"] == "proved"
+    assert verdicts(b.build())["deadlock"] == "proved"
+    b2 = ScheduleBuilder("two-groups-crossed")
+    b2.group("g1", [0, 1]).group("g2", [0, 1]).buffer("x")
+    b2.rank(0).all_reduce("g1", stream="comm").all_reduce("g2", stream="comm2")
+    b2.rank(1).all_reduce("g2", stream="comm2").all_reduce("g1", stream="comm")
+    assert verdicts(b2.build())["deadlock"] == "violated"
+    b3 = ScheduleBuilder("two-groups-crossed-concurrent", progress="concurrent")
+    b3.group("g1", [0, 1]).group("g2", [0, 1]).buffer("x")
+    b3.rank(0).all_reduce("g1", stream="comm").all_reduce("g2", stream="comm2")
+    b3.rank(1).all_reduce("g2", stream="comm2").all_reduce("g1", stream="comm")
+    assert verdicts(b3.build())["deadlock"] == "proved"
 
 
 def test_matching_names_the_rank_that_skipped_not_the_ones_waiting() -> None:

@@ -305,7 +305,7 @@ class PrecedenceGraph:
 
     def _read(self, ob: ReadOb) -> tuple[str, Witness]:
         r = self.reach
-        sr, er = start(ob.read), end(ob.read)
+        sr = start(ob.read)
         for b in ob.bad:  # torn: a bad write lands while the read runs (until its last reader ends)
             eb = end(b)
             for m in ob.until or (ob.read,):

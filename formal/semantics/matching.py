@@ -275,9 +275,9 @@ def match(s: Schedule) -> Matching:
     problems.extend(_collective_problems(s, colls, frozenset(clean)))
 
     signals: list[tuple[int, int]] = []
-    for key in sorted(wsigs, key=str):
-        src, dst, sig = key
-        pp, ww = puts.get(key, []), wsigs[key]
+    for skey in sorted(wsigs, key=str):
+        src, dst, sig = skey
+        pp, ww = puts.get(skey, []), wsigs[skey]
         signals.extend((a.id, b.id) for a, b in zip(pp, ww, strict=False))
         if len(ww) > len(pp):
             extra = ww[len(pp)]

@@ -585,10 +585,10 @@ def _race_obligations(s: Schedule, ops: Sequence[Op]) -> list[OverlapOb]:
         def reads_it(o: int, region: Region) -> bool:  # the weak op's input is in the conflict
             return o in weak and any(a.region.overlaps(region) for a in ops_[o].reads)
 
-        for k, ob in obs.items():
-            if ob.a in weak or ob.b in weak:
-                obs[k] = ob._replace(a_until=weak[ob.a] if reads_it(ob.a, ob.region) else (),
-                                     b_until=weak[ob.b] if reads_it(ob.b, ob.region) else ())
+        for pair, ov in obs.items():
+            if ov.a in weak or ov.b in weak:
+                obs[pair] = ov._replace(a_until=weak[ov.a] if reads_it(ov.a, ov.region) else (),
+                                        b_until=weak[ov.b] if reads_it(ov.b, ov.region) else ())
     return [obs[k] for k in sorted(obs)]
 
 
