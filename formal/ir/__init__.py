@@ -2,12 +2,12 @@
 
 from .builder import RankBuilder, ScheduleBuilder
 from .fileformat import FORMAT_VERSION, dumps, load, loads, save, schedule_from_dict, schedule_to_dict
-from .ops import COLLECTIVES, Access, Kind, Meta, Op
+from .ops import COLLECTIVES, HOST_STREAM, Access, Kind, Meta, Op
 from .region import FULL, Interval, Region
 from .schedule import Buffer, InitValue, Schedule
 
 __all__ = [
-    "COLLECTIVES", "FORMAT_VERSION", "FULL", "Access", "Buffer", "InitValue", "Interval", "Kind",
+    "COLLECTIVES", "FORMAT_VERSION", "FULL", "HOST_STREAM", "Access", "Buffer", "InitValue", "Interval", "Kind",
     "Meta", "Op", "RankBuilder", "Region", "Schedule", "ScheduleBuilder", "dumps", "load", "loads",
     "save", "schedule_from_dict", "schedule_to_dict",
 ]
