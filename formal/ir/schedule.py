@@ -73,8 +73,9 @@ class Schedule:
     @cached_property
     def features(self) -> frozenset[str]:
         """Which v2 constructs the ops use: "batch", "put", "weak", "override"
-        (a per-op p2p mode), "comm" (an explicit communicator).  Lets the
-        semantics skip passes a schedule does not need."""
+        (a per-op p2p mode), "comm" (an explicit communicator), "host" (an op
+        on the host stream), "alloc" (an allocator call).  Lets validation
+        and the semantics skip passes a schedule does not need."""
         out: set[str] = set()
         for op in self.ops:
             if op.batch is not None:

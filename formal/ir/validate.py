@@ -342,6 +342,8 @@ def validate(schedule: Schedule, _prechecked: PreChecked | None = None) -> None:
 def _check_batches(schedule: Schedule) -> None:
     """A group call (ops sharing a ``batch`` id on a rank) is one run of
     consecutive communication ops in the rank's issue order, on one stream."""
+    if "batch" not in schedule.features:
+        return
     src = schedule.source
     last: dict[int, Op] = {}  # per rank: the previous op, when it was in a batch
     done: set[tuple[int, str]] = set()
@@ -375,10 +377,9 @@ def _check_host(schedule: Schedule) -> None:
     follows a tensor's lifetime on its rank: allocated once, used, marked with
     record_stream, freed once; an allocation reuses a block freed before it on
     the same allocation stream, of a buffer with the same axes."""
-    src = schedule.source
-    kinds = {Kind.SYNC, Kind.ALLOC, Kind.FREE, Kind.RECORD_STREAM}
-    if not any(op.kind in kinds for op in schedule.ops):
+    if not {"host", "alloc"} & schedule.features:
         return
+    src = schedule.source
     for r in schedule.ranks:
         names: set[str] = set()
         alloc: dict[str, Op] = {}
