@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
@@ -964,3 +965,275 @@ def test_greedy_firing_decides_deadlock_like_full_enumeration(make: Callable[[],
     s = make()
     stuck, _ = _stuck_states(s)
     assert stuck == bool(explore(s).blocked)
+
+
+# =================================================================== v2 part 2
+# The host thread, host syncs, re-recorded events, the caching allocator and
+# the phase changes of DESIGN.md §2b ("The host", "Events", "Memory
+# lifetime", "Phase"), one rule per test, on tiny format-2 schedules.
+
+def one_rank(ops: str, *, buffers: str = '{"x": {"i": 1}}', extra: str = "", name: str = "host") -> Schedule:
+    """A one-rank schedule (rank 1 idle) from the JSON text of rank 0's ops."""
+    return v2(f'''{{"syncproof": 2, "name": "{name}", "buffers": {buffers}{extra},
+      "ranks": {{"0": [{ops}], "1": []}}}}''')
+
+
+PRODUCE = '{"op": "compute", "stream": "s", "name": "produce", "writes": {"x": "v"}}'
+HOST_READ = '{"op": "compute", "stream": "host", "name": "item", "reads": {"x": "v"}}'
+
+
+@pytest.mark.parametrize(("sync", "ok"), [
+    ("", False),
+    ('{"op": "sync", "target": "s"},', True),          # stream.synchronize()
+    ('{"op": "sync", "target": "other"},', False),     # another stream: nothing issued there
+    ('{"op": "sync"},', True),                          # torch.cuda.synchronize()
+    ('{"op": "sync", "of": "produce"},', True),        # work.wait() / .item()
+    ('{"op": "record", "stream": "s", "event": "e"}, {"op": "sync", "event": "e"},', True),
+])
+def test_host_sync_orders_a_host_read_after_device_work(sync: str, ok: bool) -> None:
+    s = one_rank(f"{PRODUCE}, {sync} {HOST_READ}")
+    v = verdicts(s)
+    assert v == (HOLDS if ok else {**HOLDS, "dataflow": True, "race": True}), v
+
+
+def test_event_sync_before_its_record_does_nothing() -> None:
+    s = one_rank(f'''{PRODUCE}, {{"op": "sync", "event": "e"}}, {{"op": "record", "stream": "s", "event": "e"}},
+                  {HOST_READ}''')
+    assert verdicts(s) == {**HOLDS, "dataflow": True, "race": True}
+
+
+def test_stream_sync_waits_for_the_stream_up_to_the_sync_only() -> None:
+    # the sync waits for what was issued on s before it, not for later work there
+    s = one_rank(f'''{{"op": "sync", "target": "s"}}, {PRODUCE}, {HOST_READ}''')
+    assert verdicts(s)["dataflow"] is True
+
+
+def test_host_work_runs_at_its_place_in_issue_order() -> None:
+    # a host write is done before the device op issued after it starts: no race
+    s = one_rank('''{"op": "compute", "stream": "host", "name": "fill", "writes": {"x": "h"}},
+                    {"op": "compute", "stream": "s", "name": "copy", "reads": {"x": "h"}}''')
+    assert verdicts(s) == HOLDS
+    # the same two ops on two device streams are unordered
+    s = one_rank('''{"op": "compute", "stream": "a", "name": "fill", "writes": {"x": "h"}},
+                    {"op": "compute", "stream": "s", "name": "copy", "reads": {"x": "h"}}''')
+    assert verdicts(s) == {**HOLDS, "dataflow": True, "race": True}
+    # but device work issued before a host op is not ordered with it
+    s = one_rank('''{"op": "compute", "stream": "s", "name": "copy", "reads": {"x": "old"}},
+                    {"op": "compute", "stream": "host", "name": "fill", "writes": {"x": "h"}}''',
+                 extra=', "init": [{"region": "x", "value": "old"}]')
+    assert verdicts(s) == {**HOLDS, "dataflow": True, "race": True}
+
+
+def host_blocked_exchange(sync: bool, p2p: str = "any") -> Schedule:
+    """Each rank posts its recv on stream r, then (optionally) synchronizes
+    that stream on the host before it issues its send on stream w (rank 0
+    sends on channel 1: another communicator; progress asserted concurrent,
+    so that nothing else orders the send after the recv)."""
+    mid = '{"op": "sync", "target": "r"},' if sync else ""
+
+    def ops(peer: int) -> str:
+        to, frm = ('"channel": "1", ', "") if peer == 1 else ("", '"channel": "1", ')
+        return (f'[{{"op": "recv", "stream": "r", {frm}"from": {peer}}}, {mid}'
+                f' {{"op": "send", "stream": "w", {to}"to": {peer}}}]')
+    return v2(f'''{{"syncproof": 2, "name": "host-blocked", "p2p": "{p2p}", "progress": "concurrent",
+      "buffers": {{}}, "ranks": {{"0": {ops(1)}, "1": {ops(0)}}}}}''')
+
+
+def test_a_blocked_host_issues_nothing_more() -> None:
+    # without the syncs the sends are issued at once: nothing hangs
+    assert verdicts(host_blocked_exchange(False)) == HOLDS
+    # each host waits for its recv before it issues the send that the peer's
+    # recv needs: a hang whatever the message sizes
+    res = explore(host_blocked_exchange(True))
+    assert res.violated == {"matching": False, "deadlock": True, "dataflow": None, "race": None, "phase": None}
+    assert len(res.blocked) == 6  # the recvs, the syncs and the sends
+    assert explore(host_blocked_exchange(True, "eager")).violated["deadlock"] is True
+
+
+def test_events_re_recorded_a_wait_binds_to_the_latest_record_before_it() -> None:
+    def ops(wait_between: bool) -> str:
+        return f'''
+        {{"op": "compute", "stream": "a", "name": "w1", "writes": {{"x": "v1"}}}},
+        {{"op": "record", "stream": "a", "event": "e"}},
+        {'{"op": "wait", "stream": "b", "event": "e"},' if wait_between else ""}
+        {{"op": "compute", "stream": "a", "name": "w2", "writes": {{"x": "v2"}}}},
+        {{"op": "record", "stream": "a", "event": "e"}},
+        {'' if wait_between else '{"op": "wait", "stream": "b", "event": "e"},'}
+        {{"op": "compute", "stream": "b", "name": "use", "reads": {{"x": "v2"}}}}'''
+
+    # the wait after the second record waits for w2
+    assert verdicts(one_rank(ops(False))) == HOLDS
+    # issued between the records, it waits for the first one only (the state
+    # at the time of the call): use may run before w2
+    res = explore(one_rank(ops(True)))
+    assert res.violated == {**HOLDS, "dataflow": True, "race": True}
+    m = build_model(one_rank(ops(True)))
+    assert m.matching.record_of == {2: 1}
+
+
+def test_event_sync_binds_to_the_latest_record_before_it() -> None:
+    s = one_rank('''{"op": "compute", "stream": "s", "name": "w1", "writes": {"x": "v1"}},
+                    {"op": "record", "stream": "s", "event": "e"},
+                    {"op": "sync", "event": "e"},
+                    {"op": "compute", "stream": "s", "name": "w2", "writes": {"x": "v2"}},
+                    {"op": "record", "stream": "s", "event": "e"},
+                    {"op": "compute", "stream": "host", "name": "item", "reads": {"x": "v1"}}''')
+    # the host read comes after w1 (the sync) but w2, issued after the sync, may overwrite it
+    assert verdicts(s) == {**HOLDS, "dataflow": True, "race": True}
+
+
+def reuse(record_stream: bool, *, reader_expects: str = "v") -> Schedule:
+    """x is allocated on stream a and written there; stream b reads it (after
+    an event); x is freed and its block handed to y, which a's next kernel
+    writes.  Only record_stream(x, b) before the free keeps b's read of x
+    before y's writer."""
+    mark = '{"op": "record_stream", "buffer": "x", "target": "b"},' if record_stream else ""
+    return one_rank(f'''
+        {{"op": "alloc", "buffer": "x", "target": "a"}},
+        {{"op": "compute", "stream": "a", "name": "fill", "writes": {{"x": "v"}}}},
+        {{"op": "record", "stream": "a", "event": "e"}},
+        {{"op": "wait", "stream": "b", "event": "e"}},
+        {{"op": "compute", "stream": "b", "name": "use", "reads": {{"x": "{reader_expects}"}}}},
+        {mark}
+        {{"op": "free", "buffer": "x"}},
+        {{"op": "alloc", "buffer": "y", "target": "a", "reuses": "x"}},
+        {{"op": "compute", "stream": "a", "name": "overwrite", "writes": {{"y": "w"}}}}''',
+        buffers='{"x": {"i": 2}, "y": {"i": 2}}', name="reuse")
+
+
+def test_a_reused_block_races_with_work_on_other_streams() -> None:
+    res = explore(reuse(False))
+    assert res.violated == {**HOLDS, "dataflow": True, "race": True}
+    assert "overwrite" in res.witnesses["race"]
+
+
+def test_record_stream_orders_the_reuse_after_the_marked_stream() -> None:
+    assert verdicts(reuse(True)) == HOLDS
+
+
+def test_reuse_on_the_allocation_stream_is_ordered_by_the_stream() -> None:
+    # a reader of x on x's own allocation stream runs before y's writer there
+    s = one_rank('''{"op": "alloc", "buffer": "x", "target": "a"},
+                    {"op": "compute", "stream": "a", "name": "fill", "writes": {"x": "v"}},
+                    {"op": "compute", "stream": "a", "name": "use", "reads": {"x": "v"}},
+                    {"op": "free", "buffer": "x"},
+                    {"op": "alloc", "buffer": "y", "target": "a", "reuses": "x"},
+                    {"op": "compute", "stream": "a", "name": "overwrite", "writes": {"y": "w"}},
+                    {"op": "compute", "stream": "a", "name": "next", "reads": {"y": "w"}}''',
+                 buffers='{"x": {"i": 2}, "y": {"i": 2}}')
+    assert verdicts(s) == HOLDS
+
+
+def test_a_reused_buffer_holds_the_blocks_old_contents() -> None:
+    # memory is per block: y, reusing x's block, holds what x's last writer left there
+    def ops(want: str) -> str:
+        return f'''{{"op": "alloc", "buffer": "x", "target": "a"}},
+        {{"op": "compute", "stream": "a", "name": "fill", "writes": {{"x": "v"}}}},
+        {{"op": "free", "buffer": "x"}},
+        {{"op": "alloc", "buffer": "y", "target": "a", "reuses": "x"}},
+        {{"op": "compute", "stream": "a", "name": "peek", "reads": {{"y": "{want}"}}}}'''
+
+    buffers = '{"x": {"i": 2}, "y": {"i": 2}}'
+    assert verdicts(one_rank(ops("v"), buffers=buffers)) == HOLDS
+    s = one_rank(ops("fresh"), buffers=buffers)
+    res = explore(s)
+    assert res.violated == {**HOLDS, "dataflow": True}
+    assert "finds v" in res.witnesses["dataflow"]
+    # a read observation names the block (the first buffer that owned it), or a buffer holding it
+    for region in ("x", "y"):
+        cex = Counterexample(property="dataflow", sentence="", culprits=(4,),
+                             observation=Observation("read", a=4, region=region, expected="fresh", seen=("v",)),
+                             run=Run((0, 2, 4, 6, 8), (1, 3, 5, 7, 9)))
+        assert replay(s, cex) == (True, ""), region
+
+
+def test_record_stream_waits_for_work_issued_on_the_stream_up_to_the_free() -> None:
+    # the marked stream's work issued after record_stream but before the free counts too
+    s = one_rank('''{"op": "alloc", "buffer": "x", "target": "a"},
+                    {"op": "record_stream", "buffer": "x", "target": "b"},
+                    {"op": "compute", "stream": "b", "name": "use", "reads": {"x": null}},
+                    {"op": "free", "buffer": "x"},
+                    {"op": "alloc", "buffer": "y", "target": "a", "reuses": "x"},
+                    {"op": "compute", "stream": "a", "name": "overwrite", "writes": {"y": "w"}}''',
+                 buffers='{"x": {"i": 2}, "y": {"i": 2}}')
+    assert verdicts(s) == HOLDS
+
+
+def host_comm_vs_nccl(host: bool) -> Schedule:
+    """rank 0: an NCCL send, then a recv (on the host: gloo; or on a device
+    stream: NCCL, the same communicator); rank 1: a host send, then its recv."""
+    where = '"host"' if host else '"s2"'
+    return v2(f'''{{"syncproof": 2, "name": "host-comm", "buffers": {{}},
+      "ranks": {{"0": [{{"op": "send", "stream": "s", "to": 1}},
+                      {{"op": "recv", "stream": {where}, "from": 1}}],
+                "1": [{{"op": "send", "stream": "host", "to": 0}},
+                      {{"op": "recv", "stream": "s", "from": 0}}]}}}}''')
+
+
+def test_host_comm_ops_are_in_no_nccl_queue() -> None:
+    # NCCL serializes one communicator's ops on a rank: rank 0's recv waits for
+    # its send, which (capacity 0) waits for rank 1's recv, issued only after
+    # rank 1's host send ended, which waits for rank 0's recv
+    assert explore(host_comm_vs_nccl(False)).violated["deadlock"] is True
+    # a host (gloo) recv is in no communicator queue: no cycle
+    assert verdicts(host_comm_vs_nccl(True)) == HOLDS
+
+
+def test_host_comm_ops_are_in_no_progress_queue() -> None:
+    # serial progress orders NCCL ops of different communicators in issue
+    # order; a host collective between them takes no part
+    s = v2('''{"syncproof": 2, "name": "host-progress", "groups": {"g": [0, 1]}, "buffers": {},
+      "ranks": {"0": [{"op": "send", "stream": "s", "to": 1},
+                      {"op": "all_reduce", "stream": "host", "group": "g"}],
+                "1": [{"op": "all_reduce", "stream": "host", "group": "g"},
+                      {"op": "recv", "stream": "s", "from": 0}]}}''')
+    assert verdicts(s) == HOLDS
+    s2 = dataclasses.replace(s, ops=tuple(dataclasses.replace(op, stream="c") if op.kind.is_collective else op
+                                          for op in s.ops))
+    assert explore(s2).violated["deadlock"] is True
+
+
+def test_phase_an_op_without_seqs_belongs_to_every_sequence() -> None:
+    s = one_rank('''{"op": "compute", "stream": "a", "name": "sampler", "writes": {"tok": "t0"}, "phase": "decode",
+                     "step": 0, "seqs": [0], "sample": true},
+                    {"op": "compute", "stream": "b", "name": "embed", "phase": "decode", "step": 1}''',
+                 buffers='{"tok": []}')
+    res = explore(s)
+    assert res.violated == {**HOLDS, "phase": True}
+    assert "embed" in res.witnesses["phase"]
+    # and a batch-wide op of step 0 precedes the step-1 ops of every sequence on its rank
+    s = one_rank('''{"op": "compute", "stream": "a", "name": "embed", "phase": "decode", "step": 0},
+                    {"op": "compute", "stream": "b", "name": "attn", "phase": "decode", "step": 1, "seqs": [1]}''',
+                 buffers='{}')
+    assert explore(s).violated["phase"] is True
+    # the metadata rule too: a batch-wide decode op shares its step with every sequence
+    s = one_rank('''{"op": "compute", "stream": "a", "name": "p", "phase": "decode", "step": 0, "tokens": "0:1"},
+                    {"op": "compute", "stream": "a", "name": "q", "phase": "decode", "step": 0, "seqs": [3],
+                     "tokens": "1:2"}''', buffers='{}')
+    res = explore(s)
+    assert res.violated["phase"] is True and "different tokens" in res.witnesses["phase"]
+
+
+@pytest.mark.parametrize(("op", "early_ok"), [
+    ('{"op": "sync", "target": "zz"}', True),
+    ('{"op": "alloc", "buffer": "x", "target": "b"}', True),
+    ('{"op": "wait_signal", "stream": "b", "from": 1, "signal": "sig"}', True),
+    ('{"op": "broadcast", "stream": "b", "group": "g", "root": 1}', True),   # non-root member: only waits
+    ('{"op": "broadcast", "stream": "b", "group": "g", "root": 0}', False),  # the root does work
+    ('{"op": "compute", "stream": "b"}', False),
+])
+def test_phase_ops_that_only_wait_may_be_posted_early(op: str, early_ok: bool) -> None:
+    one = op.replace('"stream": "b"', '"stream": "b", "phase": "decode", "step": 1').replace(
+        '"op": "sync"', '"op": "sync", "phase": "decode", "step": 1').replace(
+        '"op": "alloc"', '"op": "alloc", "phase": "decode", "step": 1')
+    peer = []
+    if "broadcast" in op:
+        peer.append(op)  # rank 1's member has no phase
+    if "wait_signal" in op:
+        peer.append('{"op": "put", "stream": "b", "to": 0, "signal": "sig"}')
+    s = v2(f'''{{"syncproof": 2, "name": "early", "groups": {{"g": [0, 1]}}, "buffers": {{"x": []}},
+      "ranks": {{"0": [{{"op": "compute", "stream": "a", "name": "sampler", "phase": "decode", "step": 0,
+                        "sample": true}}, {one}],
+                "1": [{", ".join(peer)}]}}}}''')
+    res = explore(s)
+    assert res.violated["phase"] is (not early_ok), res.witnesses

@@ -84,6 +84,7 @@ _writes_of = attrgetter("writes")
 _PUT = Kind.PUT
 _RECV = Kind.RECV
 _BROADCAST = Kind.BROADCAST
+_ALLOC = Kind.ALLOC
 
 
 class StateLimitExceeded(SyncproofError):
@@ -111,9 +112,25 @@ def _distinct_regions(schedule: Schedule) -> list[Region]:
     return list(seen.values())
 
 
+def memory_blocks(schedule: Schedule) -> dict[tuple[int, str], str]:
+    """``(rank, buffer) -> block`` for every buffer that an ``alloc`` with
+    ``reuses`` gives another buffer's block (the caching allocator hands the
+    freed block of x to b: b's memory is x's).  A block is named by the first
+    buffer that owned it; a buffer not listed is its own block."""
+    out: dict[tuple[int, str], str] = {}
+    if "alloc" not in schedule.features:
+        return out
+    for op in schedule.ops:
+        if op.kind is _ALLOC and op.reuses is not None and op.buffer is not None:
+            out[(op.rank, op.buffer)] = out.get((op.rank, op.reuses), op.reuses)
+    return out
+
+
 def axis_universes(schedule: Schedule) -> dict[tuple[str, str], tuple[int, int]]:
     """``(buffer, axis) -> (lo, hi)``: the half-open range of coordinates the
-    executor models for that axis."""
+    executor models for that axis.  Buffers that share a block on some rank
+    share their universes (the union of their intervals), so that points of
+    one block are the same whichever buffer names them."""
     los: dict[tuple[str, str], int] = {}
     his: dict[tuple[str, str], int] = {}
     for region in _distinct_regions(schedule):
@@ -132,6 +149,34 @@ def axis_universes(schedule: Schedule) -> dict[tuple[str, str], tuple[int, int]]
                     los[key] = lo
                 if iv.hi > his[key]:
                     his[key] = iv.hi
+    blocks = memory_blocks(schedule)
+    if blocks:
+        # one class per set of buffers sharing a block on any rank
+        parent: dict[str, str] = {}
+
+        def find(b: str) -> str:
+            while parent.get(b, b) != b:
+                b = parent[b]
+            return b
+
+        for (_, b), blk in blocks.items():
+            rb, rk = find(b), find(blk)
+            if rb != rk:
+                parent[rb] = rk
+        members: dict[str, list[str]] = defaultdict(list)
+        for buf in schedule.buffers:
+            members[find(buf.name)].append(buf.name)
+        for names in members.values():
+            if len(names) < 2:
+                continue
+            for axis in schedule.buffer_map[names[0]].axis_names:
+                keys = [(b, axis) for b in names if (b, axis) in los]
+                if keys:
+                    lo = min(los[k] for k in keys)
+                    hi = max(his[k] for k in keys)
+                    for b in names:
+                        los[(b, axis)] = lo
+                        his[(b, axis)] = hi
     out: dict[tuple[str, str], tuple[int, int]] = {}
     for buf in schedule.buffers:
         for axis in buf.axis_names:
@@ -141,10 +186,14 @@ def axis_universes(schedule: Schedule) -> dict[tuple[str, str], tuple[int, int]]
 
 
 def region_points(
-    schedule: Schedule, universes: dict[tuple[str, str], tuple[int, int]], rank: int, region: Region
+    schedule: Schedule, universes: dict[tuple[str, str], tuple[int, int]], rank: int, region: Region,
+    blocks: dict[tuple[int, str], str] | None = None,
 ) -> list[Point]:
-    """Every modelled point of ``region`` on ``rank`` (clipped to the universe)."""
+    """Every modelled point of ``region`` on ``rank`` (clipped to the
+    universe), in the block that holds the region's buffer on that rank
+    (``blocks``, see :func:`memory_blocks`)."""
     buf = schedule.buffer_map[region.buffer]
+    name = blocks.get((rank, buf.name), buf.name) if blocks else buf.name
     ranges: list[range] = []
     for axis in buf.axis_names:
         ulo, uhi = universes[(buf.name, axis)]
@@ -153,7 +202,7 @@ def region_points(
             ranges.append(range(ulo, uhi))
         else:
             ranges.append(range(max(iv.lo, ulo), min(iv.hi, uhi)))
-    return [(rank, buf.name, coords) for coords in product(*ranges)]
+    return [(rank, name, coords) for coords in product(*ranges)]
 
 
 def schedule_region_points(model: Model, rank: int, region: Region) -> list[Point]:
@@ -169,25 +218,52 @@ def schedule_region_points(model: Model, rank: int, region: Region) -> list[Poin
             ranges.append(range(ulo, uhi))
         else:
             ranges.append(range(iv.lo, iv.hi))
-    return [(rank, buf.name, coords) for coords in product(*ranges)]
+    blocks = model.blocks
+    name = blocks.get((rank, buf.name), buf.name) if blocks else buf.name
+    return [(rank, name, coords) for coords in product(*ranges)]
 
 
 def initial_memory(
-    schedule: Schedule, universes: dict[tuple[str, str], tuple[int, int]]
+    schedule: Schedule, universes: dict[tuple[str, str], tuple[int, int]],
+    blocks: dict[tuple[int, str], str] | None = None,
 ) -> dict[Point, str]:
-    """Initial contents: init entries in order, later ones overriding earlier."""
+    """Initial contents: init entries in order, later ones overriding earlier
+    (an entry for a reused buffer fills its block)."""
     mem: dict[Point, str] = {}
     for init in schedule.init:
         for rank in schedule.ranks:
             if init.applies_to(rank):
-                for pt in region_points(schedule, universes, rank, init.region):
+                for pt in region_points(schedule, universes, rank, init.region, blocks):
                     mem[pt] = init.value
     return mem
 
 
 # ------------------------------------------------------------------ phases
-def _seq_keys(op: Op) -> tuple[object, ...]:
-    return tuple(op.meta.seqs) if op.meta.seqs else ("*",)
+def sequence_keys(schedule: Schedule) -> Callable[[Op], tuple[object, ...]]:
+    """The sequences each op belongs to in the phase rules: its ``seqs``; an
+    op without ``seqs`` belongs to every sequence of the batch (every entry of
+    ``seqs`` on an op with a phase), or to the one batch-wide sequence ``"*"``
+    when no op with a phase names a sequence."""
+    every = sorted({q for op in schedule.ops if op.meta.phase is not None for q in op.meta.seqs})
+    batch: tuple[object, ...] = tuple(every) if every else ("*",)
+
+    def keys(op: Op) -> tuple[object, ...]:
+        return tuple(op.meta.seqs) if op.meta.seqs else batch
+
+    return keys
+
+
+_WAITS_ONLY = frozenset({Kind.RECV, Kind.WAIT, Kind.RECORD, Kind.WAIT_SIGNAL, Kind.SYNC, Kind.ALLOC, Kind.FREE,
+                         Kind.RECORD_STREAM})
+
+
+def waits_only(op: Op) -> bool:
+    """Does ``op`` only wait (so posting it early does no harm, phase rule
+    "per-rank")?  A recv, wait, record, wait_signal, host sync, allocator
+    call, or a non-root member of a broadcast or scatter (it only waits for
+    the root's data, like a recv)."""
+    k = op.kind
+    return k in _WAITS_ONLY or ((k is Kind.BROADCAST or k is Kind.SCATTER) and op.rank != op.root)
 
 
 def _phase_group(op: Op) -> int | None:
@@ -202,6 +278,7 @@ def meta_problems(schedule: Schedule) -> list[tuple[str, int, int | None]]:
     """Phase rules that need no run: (sentence, op a, op b or None)."""
     out: list[tuple[str, int, int | None]] = []
     decode = [op for op in schedule.ops if op.meta.phase == "decode"]
+    _seq_keys = sequence_keys(schedule)
     for op in decode:
         if op.meta.sp is not None:
             out.append((f"{schedule.label(op)} is a decode op with an SP partition", op.id, None))
@@ -226,15 +303,19 @@ def phase_order(schedule: Schedule, rule: str = "per-rank"
     - ``"per-rank"`` (docs/format.md): for consecutive groups t0 < t1 of a
       key, on each rank every op of t0 ends before any op of t1 starts; and if
       t0 has ops marked ``sample``, every op of t1 (any rank) starts after one
-      of them has ended.  Recv, wait and record ops of t1 are exempt: they
-      only wait, so starting early does no harm; and sends of t0 may still be
-      draining (their input is protected by dataflow and race).
+      of them has ended.  Ops of t1 that only wait are exempt (recv, wait,
+      record, wait_signal, host syncs, allocator calls, non-root members of a
+      broadcast or scatter; see :func:`waits_only`): starting early does no
+      harm; and sends of t0 may still be draining (their input is protected
+      by dataflow and race).  An op without ``seqs`` is in every sequence
+      (:func:`sequence_keys`).
     - ``"global"``: every op of any earlier group of the key, on any rank,
       ends before an op of a later group starts.
     """
     if rule not in ("per-rank", "global"):
         raise ValueError(f"unknown phase rule {rule!r}")
     ops = schedule.ops
+    _seq_keys = sequence_keys(schedule)
     groups = [_phase_group(op) for op in ops]
     members: dict[tuple[object, int], list[Op]] = defaultdict(list)
     for op in ops:
@@ -251,10 +332,10 @@ def phase_order(schedule: Schedule, rule: str = "per-rank"
         g = groups[op.id]
         must: set[int] = set()
         some: set[tuple[int, ...]] = set()
-        # A recv, wait or record only waits: posting it early is harmless, so it
-        # is never the op that starts too early (rule "per-rank").
-        waits_only = rule == "per-rank" and op.kind in (Kind.RECV, Kind.WAIT, Kind.RECORD)
-        if g is not None and not waits_only:
+        # An op that only waits (see waits_only): posting it early is harmless,
+        # so it is never the op that starts too early (rule "per-rank").
+        early = rule == "per-rank" and waits_only(op)
+        if g is not None and not early:
             for q in _seq_keys(op):
                 earlier = [t for t in steps[q] if t < g]
                 if rule == "global":
@@ -337,6 +418,8 @@ class Model:
     weak: dict[int, tuple[int, ...]]
     # messages whose receiver declares other values than they carried
     bad_messages: list[Message]
+    # (rank, buffer) -> the block it holds, for buffers that reuse a freed block
+    blocks: dict[tuple[int, str], str] = field(default_factory=dict)
     _enablings: dict[str, Enabling] = field(default_factory=dict, repr=False)
     _finals: dict[str, bytearray] = field(default_factory=dict, repr=False)
 
@@ -386,6 +469,7 @@ def build_model(schedule: Schedule, phase_rule: str = "per-rank", light: bool = 
     matching = match(schedule)
     weak = {o: inst for o, inst in matching.instance.items()
             if ops[o].completion == "weak" and ops[o].kind.is_collective}
+    blocks = memory_blocks(schedule)
 
     if light:
         def reads_of(o: int) -> list[Any]:
@@ -401,7 +485,7 @@ def build_model(schedule: Schedule, phase_rule: str = "per-rank", light: bool = 
             schedule=schedule, matching=matching, known_universes=None,
             read_pts=_LazyPoints(reads_of), write_pts=_LazyPoints(writes_of),  # type: ignore[arg-type]
             race_w=[], race_r=[], clobbers=[], phase_before=[], phase_samplers=[], meta=[],
-            slot_of={}, read_expect=[], write_slots=[], init_mem=(), weak=weak, bad_messages=[],
+            slot_of={}, read_expect=[], write_slots=[], init_mem=(), weak=weak, bad_messages=[], blocks=blocks,
         )
         return model
 
@@ -410,9 +494,9 @@ def build_model(schedule: Schedule, phase_rule: str = "per-rank", light: bool = 
     write_pts: list[list[tuple[Point, str]]] = []
     for op in ops:
         read_pts.append([(pt, acc.value) for acc in op.reads
-                         for pt in region_points(schedule, universes, op.rank, acc.region)])
+                         for pt in region_points(schedule, universes, op.rank, acc.region, blocks)])
         write_pts.append([(pt, v) for rank, region, v in effective_writes(schedule, matching, op.id)
-                          for pt in region_points(schedule, universes, rank, region)])
+                          for pt in region_points(schedule, universes, rank, region, blocks)])
 
     rset = [{pt for pt, _ in r} for r in read_pts]
     wset = [{pt for pt, _ in w} for w in write_pts]
@@ -444,7 +528,7 @@ def build_model(schedule: Schedule, phase_rule: str = "per-rank", light: bool = 
     slot_of = {pt: i for i, pt in enumerate(slots)}
     read_expect = [tuple((slot_of[pt], v) for pt, v in read_pts[op.id] if v is not None) for op in ops]
     write_slots = [tuple((slot_of[pt], v) for pt, v in write_pts[op.id] if pt in slot_of) for op in ops]
-    mem0 = initial_memory(schedule, universes)
+    mem0 = initial_memory(schedule, universes, blocks)
     init_mem: Mem = tuple(mem0.get(pt) for pt in slots)
 
     return Model(
@@ -453,7 +537,7 @@ def build_model(schedule: Schedule, phase_rule: str = "per-rank", light: bool = 
         race_w=[tuple(c) for c in race_w], race_r=[tuple(c) for c in race_r], clobbers=clobbers,
         phase_before=phase_before, phase_samplers=phase_samplers, meta=meta_problems(schedule),
         slot_of=slot_of, read_expect=read_expect, write_slots=write_slots, init_mem=init_mem,
-        weak=weak, bad_messages=[msg for msg in messages(schedule, matching) if msg.mismatch],
+        weak=weak, bad_messages=[msg for msg in messages(schedule, matching) if msg.mismatch], blocks=blocks,
     )
 
 

@@ -14,8 +14,9 @@ Written from DESIGN.md §2b and the v2 contract, not from the engine:
 - one-sided: the n-th ``wait_signal`` at dst on (src, signal) binds to the n-th
   put from src to dst with that signal; a wait_signal without one never ends
   (a matching problem); a put without a waiter is fine;
-- events (v1): a wait binds to its rank's record of the event when the record
-  was issued before the wait; a wait issued before its record does nothing.
+- events (re-recorded): a wait, or a host ``sync`` on an event, binds to the
+  latest record of the event its rank issued before it (the event's state at
+  the time of the call); a wait with no earlier record does nothing.
 
 Values travel with messages: :func:`message_problems` compares what each recv
 (each non-root member of a broadcast) declares it writes with what its matched
@@ -38,6 +39,7 @@ _RECORD = Kind.RECORD
 _WAIT = Kind.WAIT
 _PUT = Kind.PUT
 _WAIT_SIGNAL = Kind.WAIT_SIGNAL
+_SYNC = Kind.SYNC
 _BROADCAST = Kind.BROADCAST
 _ALL_TO_ALL = Kind.ALL_TO_ALL
 COLLECTIVE_KINDS = frozenset(k for k in Kind if k.is_collective)
@@ -59,7 +61,7 @@ class Matching:
 
     instance: dict[int, tuple[int, ...]] = field(default_factory=dict)
     unmatched: set[int] = field(default_factory=set)
-    record_of: dict[int, int] = field(default_factory=dict)   # wait -> its record (issued before it)
+    record_of: dict[int, int] = field(default_factory=dict)   # wait / event sync -> the latest record before it
     put_of: dict[int, int] = field(default_factory=dict)      # wait_signal -> its bound put
     pairs: list[tuple[int, int]] = field(default_factory=list)           # (send, recv), sizes agreeing or not
     instances: list[tuple[int, ...]] = field(default_factory=list)       # matched collective instances
@@ -167,15 +169,35 @@ def match(schedule: Schedule) -> Matching:
             m.problems.append(f"{label(op)} has no put from rank {op.peer} with signal {op.signal!r}"
                               " to bind to: it never completes")
 
-    # -- events (v1): the rank's record of the event, if issued before the wait
-    records: dict[tuple[int, str | None], Op] = {}
-    for op in compress(ops, map(_RECORD.__eq__, kinds)):
-        records[(op.rank, op.event)] = op
-    for op in compress(ops, map(_WAIT.__eq__, kinds)):
-        rec = records.get((op.rank, op.event))
-        if rec is not None and rec.index < op.index:
-            m.record_of[op.id] = rec.id
+    # -- events: an event holds the state its latest record captured; a wait
+    # (an event sync) binds to the state at its issue: the latest record of
+    # the event issued before it on its rank (none: it does nothing)
+    m.record_of = bind_records(schedule, (_WAIT, _SYNC))
     return m
+
+
+def bind_records(schedule: Schedule, waiters: tuple[Kind, ...] = (Kind.WAIT, Kind.SYNC)) -> dict[int, int]:
+    """``waiter -> record``: each op of a ``waiters`` kind that names an
+    event, bound to the latest record of that event its rank issued before
+    it (CUDA ``cudaStreamWaitEvent``, ``cudaEventSynchronize``: "the most
+    recently captured state at the time of the call").  The host issues a
+    rank's ops in issue order and a record overwrites the event's state, so
+    the state at the waiter's issue is that of the latest record before it."""
+    out: dict[int, int] = {}
+    kinds = list(map(_kind_of, schedule.ops))
+    wanted = set(waiters) | {_RECORD}
+    if not any(map(wanted.__contains__, kinds)):
+        return out
+    # (a schedule lists each rank's ops in issue order)
+    state: dict[tuple[int, str | None], int] = {}
+    for op in compress(schedule.ops, map(wanted.__contains__, kinds)):
+        if op.kind is _RECORD:
+            state[(op.rank, op.event)] = op.id
+        elif op.event is not None:
+            rec = state.get((op.rank, op.event))
+            if rec is not None:
+                out[op.id] = rec
+    return out
 
 
 # ---------------------------------------------------------------- values

@@ -4,9 +4,22 @@ each op may happen.
 Every op has a start event and an end event.  Event codes: ``o`` is the start
 of op ``o`` and ``n + o`` its end.  The mechanism:
 
-- **the host** issues each rank's ops in issue order; no op of IR v2 makes the
-  host wait, so every op is issued before anything runs, and the host only
-  fixes the order that the queues below see;
+- **the host** thread of each rank issues its ops in issue order.  Device
+  work is issued asynchronously; work on the ``"host"`` stream (a host
+  compute, a gloo collective, a host ``sync``, the allocator's calls) the host
+  runs itself, synchronously: it starts when the host reaches it, after the
+  previous host work ended, and the host issues nothing more until it ended,
+  so every op issued after it starts after it ended.  A ``sync`` ends only
+  after what it waits for ended: its event's latest record before it
+  (``event.synchronize()``), the last unit issued on its ``target`` stream
+  before it (``stream.synchronize()``), the latest op named ``of`` before it
+  (``work.wait()``, ``.item()``), or the last unit of every device stream
+  (``torch.cuda.synchronize()``);
+- **the caching allocator**: ``alloc(b, reuses=x)`` gives b the block x held
+  (memory is modelled per block, see the model); ``free(x)`` returns it to the
+  pool of its allocation stream, and after ``record_stream(x, s)`` the block
+  is handed out again only once the work issued on s before the free ended:
+  the reusing alloc (host work) ends after it;
 - **streams**: each (rank, stream) is a FIFO of *units*; a unit is one op, or
   a whole group call (ops of one rank with one ``batch`` id, consecutive in
   issue order, on one stream).  A unit's ops start only once every op of the
@@ -16,15 +29,19 @@ of op ``o`` and ``n + o`` its end.  The mechanism:
 - **communicators**: each (rank, communicator) is a queue of the units that
   use the communicator, in issue order whatever their stream (NCCL
   ``enqueue.cc``): a unit starts only once the previous unit of each of its
-  communicators on its rank has ended;
+  communicators on its rank has ended.  Comm ops on the host stream are not
+  NCCL (gloo, CPU collectives): they are in no communicator or progress
+  queue (the host orders them);
 - **progress**: *serial* (NCCL does not promise that two communicators'
   kernels progress side by side): a communication unit also waits for the
   previous communication unit issued on its rank, whatever its communicator;
   *concurrent*: it does not;
-- **events** (v1): a wait ends only after its record has ended (so the next op
-  on the wait's stream starts after the record); a wait issued before its
-  record does nothing (CUDA ``cudaStreamWaitEvent`` uses the event's state at
-  the time of the call);
+- **events**: each event holds the state its latest record captured; a record
+  issued later overwrites it.  A wait binds to the state at its issue (the
+  latest record issued before it on its rank) and ends only after that
+  record has ended (so the next op on the wait's stream starts after it); a
+  wait with no earlier record does nothing (CUDA ``cudaStreamWaitEvent``:
+  "the most recently captured state at the time of the call");
 - **point to point**: a FIFO per (communicator, source, destination).  A recv
   ends only after its send has started (the data exist).  With message
   capacity 0 a send ends only after its recv has started (nowhere to put the
@@ -66,7 +83,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from ..ir import Kind, Op, Schedule
+from ..ir import HOST_STREAM, Kind, Op, Schedule
 from .matching import COLLECTIVE_KINDS, COMM_KINDS, Matching
 
 DEADLOCK = "deadlock"
@@ -76,7 +93,7 @@ SETTINGS = (DEADLOCK, DATA)
 Codes: TypeAlias = "array[int]"  # event codes, typecode "q"
 
 # reasons, for the messages that say why an event is not enabled
-STREAM, COMM, PROGRESS, EVENT, MESSAGE, BLOCKING, COLLECTIVE, BATCH, SIGNAL = range(9)
+STREAM, COMM, PROGRESS, EVENT, MESSAGE, BLOCKING, COLLECTIVE, BATCH, SIGNAL, HOST, SYNC, REUSE = range(12)
 
 _ALL_PAIRS = frozenset({Kind.ALL_REDUCE, Kind.ALL_GATHER, Kind.REDUCE_SCATTER, Kind.ALL_TO_ALL, Kind.BARRIER})
 _FROM_ROOT = frozenset({Kind.BROADCAST, Kind.SCATTER})
@@ -340,6 +357,8 @@ def build_enabling(schedule: Schedule, m: Matching, setting: str) -> Enabling:
             prev_any = -1
             seq = schedule.by_rank[rank]
             for op in compress(seq, map(COMM_KINDS.__contains__, map(_kind_of, seq))):
+                if op.stream == HOST_STREAM:
+                    continue  # not NCCL (gloo, a CPU collective): the host orders it
                 o = op.id
                 same = last.get(c := op.communicator, -1)
                 if same >= 0:
@@ -355,6 +374,8 @@ def build_enabling(schedule: Schedule, m: Matching, setting: str) -> Enabling:
         last_any: tuple[int, ...] | None = None
         units = units_of(comm_ops)
         for unit in units:
+            if ops[unit[0]].stream == HOST_STREAM:
+                continue  # not NCCL (gloo, a CPU collective): the host orders it
             comms = set(map(comm_of, (ops[o] for o in unit)))
             prevs = {last_of[c] for c in comms if c in last_of}
             for prev in prevs:
@@ -369,7 +390,11 @@ def build_enabling(schedule: Schedule, m: Matching, setting: str) -> Enabling:
             if len(unit) > 1:
                 bld.bar(BATCH, unit, tuple(n + o for o in unit))
 
-    # events
+    # the host thread, host syncs and the caching allocator
+    if any(op.stream == HOST_STREAM for op in ops):
+        _host(schedule, bld)
+
+    # events (and event syncs): the latest record issued before the wait
     for w, rec in m.record_of.items():
         bld.pair(EVENT, n + rec, n + w)
 
@@ -419,6 +444,73 @@ def build_enabling(schedule: Schedule, m: Matching, setting: str) -> Enabling:
     return Enabling(n, setting, dict(bld.pairs), bld.bar_members, bld.bar_deps, bld.bar_why, never)
 
 
+def _host(schedule: Schedule, bld: _Builder) -> None:
+    """The host thread of each rank, which issues the rank's ops in issue
+    order and runs its host-stream ops itself, synchronously:
+
+    - a host unit (an op on the host stream, or a whole group call there)
+      starts when the host reaches it (its stream order: after the previous
+      host work ended) and the host issues nothing more until it has ended:
+      every op issued after it starts after it ended;
+    - a ``sync`` is host work that ends only after what it waits for ended:
+      the last unit issued on its ``target`` stream before it
+      (``stream.synchronize()``: the stream's queue drained up to there), the
+      latest op named ``of`` issued before it (``work.wait()``, ``.item()``),
+      or, with neither (nor an ``event``, bound with the waits), the last unit
+      issued before it on every device stream (``torch.cuda.synchronize()``);
+    - the caching allocator: ``free(x)`` returns x's block to the pool of its
+      allocation stream; at the free, for every stream s that
+      ``record_stream(x, s)`` marked, the allocator records an event on s
+      (the work issued on s up to the free), and hands the block out again,
+      to the alloc that reuses it, only once those events completed: that
+      alloc (host work) ends after the last unit issued on s before the free.
+      Memory of the reusing buffer is the block's (see the model).
+    """
+    ops = schedule.ops
+    n = bld.n
+    _SYNC, _ALLOC, _FREE, _RECORD_STREAM = Kind.SYNC, Kind.ALLOC, Kind.FREE, Kind.RECORD_STREAM
+    for rank in schedule.ranks:
+        seq = schedule.by_rank[rank]
+        if not any(op.stream == HOST_STREAM for op in seq):
+            continue
+        host: tuple[int, ...] | None = None       # the last host unit issued
+        last_unit: dict[str, tuple[int, ...]] = {}  # per stream: its last unit issued so far
+        named: dict[str, int] = {}                # per name: the latest op issued with it
+        marked: dict[str, list[str]] = defaultdict(list)   # buffer -> streams record_stream marked
+        pending: dict[str, tuple[int, ...]] = {}  # freed buffer -> the work its block waits for
+        for unit in units_of(seq):
+            first = ops[unit[0]]
+            if host is not None:
+                bld.unit_after(HOST, host, unit)
+            if first.stream == HOST_STREAM:
+                o = first.id
+                k = first.kind
+                if k is _SYNC and first.event is None:
+                    if first.of is not None:
+                        if first.of in named:
+                            bld.pair(SYNC, n + named[first.of], n + o)
+                    else:
+                        streams = [first.target] if first.target is not None else \
+                            [st for st in last_unit if st != HOST_STREAM]
+                        for st in streams:
+                            for p in last_unit.get(st, ()):
+                                bld.pair(SYNC, n + p, n + o)
+                elif k is _RECORD_STREAM and first.buffer is not None and first.target is not None:
+                    marked[first.buffer].append(first.target)
+                elif k is _FREE and first.buffer is not None:
+                    pending[first.buffer] = tuple(p for st in marked.pop(first.buffer, ())
+                                                  for p in last_unit.get(st, ()))
+                elif k is _ALLOC and first.reuses is not None:
+                    for p in pending.get(first.reuses, ()):
+                        bld.pair(REUSE, n + p, n + o)
+                host = unit
+            last_unit[first.stream] = unit
+            for p in unit:
+                name = ops[p].name
+                if name:
+                    named[name] = p
+
+
 REASON_TEXT = {
     STREAM: "the previous op on its stream",
     COMM: "the previous op of its communicator on its rank",
@@ -430,4 +522,8 @@ REASON_TEXT = {
     COLLECTIVE: "a member of its collective instance",
     BATCH: "a part of its group call",
     SIGNAL: "the put whose signal it waits for",
+    HOST: "host work issued before it (the host thread runs it synchronously and issues nothing meanwhile)",
+    SYNC: "the work its host synchronize waits for",
+    REUSE: "work on a stream that record_stream marked before the block was freed (the allocator hands the"
+           " block out only after it)",
 }

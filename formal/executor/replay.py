@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from heapq import heappop, heappush
 from itertools import compress, product
 from operator import is_not, lt
@@ -31,7 +32,7 @@ from ..ir import Kind, Region, Schedule
 from ..ir.fileformat import resolve_region
 from ..ir.region import FULL_LO
 from ..result import Counterexample, Run
-from .explicit import NOTHING, Model, Point, _seq_keys, build_model, effective_writes
+from .explicit import NOTHING, Model, Point, build_model, effective_writes, sequence_keys
 from .matching import message_of
 from .mechanism import DATA, DEADLOCK, REASON_TEXT, STREAM, Enabling, Index, fire_all, setting_for
 
@@ -283,8 +284,9 @@ def _meta_rule(model: Model, a: int | None, b: int | None) -> tuple[bool, str]:
         return True, ""
     if b is not None:
         y = schedule.ops[b]
+        keys = sequence_keys(schedule)
         if (x.meta.phase == y.meta.phase == "decode" and x.meta.step == y.meta.step
-                and set(_seq_keys(x)) & set(_seq_keys(y))
+                and set(keys(x)) & set(keys(y))
                 and x.meta.tokens is not None and y.meta.tokens is not None and x.meta.tokens != y.meta.tokens):
             return True, ""
     if b is None:
@@ -546,6 +548,16 @@ class _Tracked:
 _PUT = Kind.PUT
 
 
+def _in_block(model: Model, rank: int, region: Region) -> Region:
+    """``region`` on ``rank`` as a region of the block that holds its buffer
+    there (a buffer that reuses a freed block touches that block's memory)."""
+    blocks = model.blocks
+    if not blocks:
+        return region
+    name = blocks.get((rank, region.buffer))
+    return region if name is None else replace(region, buffer=name)
+
+
 def _replay_read(model: Model, cex: Counterexample,
                  ps: Sequence[int | None], pe: Sequence[int | None]) -> tuple[bool, str]:
     """Reproduce a bad read.  Memory matters only at the points the read
@@ -565,6 +577,8 @@ def _replay_read(model: Model, cex: Counterexample,
     op = schedule.ops[a]
     expected = obs.expected
     axes = schedule.buffer_map[region.buffer].axis_names
+    # memory is per block: the observation names the block (or a buffer that holds it)
+    region = _in_block(model, op.rank, region)
     wanted = {pt for pt, v in model.read_pts[a] if v == expected}
     points: set[Point] = set(_in_region(wanted, op.rank, region, axes))
     if not points:
@@ -577,7 +591,7 @@ def _replay_read(model: Model, cex: Counterexample,
     mem: dict[Point, str] = {}
     for init in schedule.init:
         if init.applies_to(op.rank):
-            for pt in tracked.held_by(init.region):
+            for pt in tracked.held_by(_in_block(model, op.rank, init.region)):
                 mem[pt] = init.value
     # only the ops whose writes land in the read's region on its rank can
     # matter (its rank's ops, and puts to it), at the run's positions of their ends
@@ -585,7 +599,7 @@ def _replay_read(model: Model, cex: Counterexample,
     writers.extend(w for w in schedule.ops if w.kind is _PUT and w.peer == op.rank and w.writes)
     ends: list[tuple[int, int]] = []
     for w in writers:
-        if any(acc.region.overlaps(region) for acc in w.writes):
+        if any(_in_block(model, op.rank, acc.region).overlaps(region) for acc in w.writes):
             i = pe[w.id]
             if i is not None:
                 ends.append((i, w.id))
@@ -597,8 +611,8 @@ def _replay_read(model: Model, cex: Counterexample,
             at_start = {mem.get(pt, NOTHING) for pt in points}
             wrong = any(v != expected for v in at_start)
         overwrites = at_start is not None and o != a and (ea is None or i < ea)
-        for _, wregion, val in effective_writes(schedule, model.matching, o):
-            for pt in tracked.held_by(wregion):
+        for wrank, wregion, val in effective_writes(schedule, model.matching, o):
+            for pt in tracked.held_by(_in_block(model, wrank, wregion)):
                 if overwrites and val != expected:
                     wrong = True
                 mem[pt] = val
