@@ -454,15 +454,11 @@ class Gen:
             return
         dev.compute("sampler", M, reads={logits[0]: logits[1]}, writes={tok: val}, sample=True)
         first = pos == 0 and m == 0
-        if c.dp > 1:
-            # DP: gather every replica's token for this step (the batch output), on a side stream.
-            skip_gather = c.fault == "skip-gather" and first and d == c.dp - 1
-            dev.sync("compute", "out", "sampled", M, skip_wait=c.fault == "gather-before-sample" and first
-                     and d == 0)
-            if not skip_gather:
-                outs = {f"outs[seq={d2 * c.mb + m}, pos={it.hi}]": f"tok(s{d2 * c.mb + m},{it.hi})"
-                        for d2 in range(c.dp)}
-                dev.coll("all_gather", "dp", M, stream="out", reads={tok: val}, writes=outs, size=1)
+        # With pp=1 and tp>1, rank 0's in-place token broadcast rewrites the buffer the DP gather
+        # reads: the gather waits for the broadcast (comm stream) instead of the sampler.
+        after_bcast = nxt and c.pp == 1 and c.tp > 1
+        if c.dp > 1 and not after_bcast:
+            self.gather(dev, d, m, it, tok, val, first, "compute", M)
         if nxt:
             if c.pp > 1 and not self.crossed:
                 # The microbatch's token stream waits for the sampler now (the iteration's fence
@@ -480,6 +476,20 @@ class Gen:
             elif c.pp == 1 and c.tp > 1:
                 dev.sync("compute", "comm", "sampled", M)
                 dev.coll("broadcast", group, M, reads={tok: val}, writes={tok: val}, size=1, root=dev.rank)
+        if c.dp > 1 and after_bcast:
+            self.gather(dev, d, m, it, tok, val, first, "comm", M)
+
+    def gather(self, dev: Dev, d: int, m: int, it: Iter, tok: str, val: str, first: bool, after: str,
+               M: Meta) -> None:
+        """DP: gather every replica's token for this step (the batch output), on a side
+        stream, once ``after`` (the stream that last wrote the token) is done with it."""
+        c = self.cfg
+        skip_gather = c.fault == "skip-gather" and first and d == c.dp - 1
+        dev.sync(after, "out", "sampled", M, skip_wait=c.fault == "gather-before-sample" and first and d == 0)
+        if not skip_gather:
+            outs = {f"outs[seq={d2 * c.mb + m}, pos={it.hi}]": f"tok(s{d2 * c.mb + m},{it.hi})"
+                    for d2 in range(c.dp)}
+            dev.coll("all_gather", "dp", M, stream="out", reads={tok: val}, writes=outs, size=1)
 
 
 # ------------------------------------------------------------------ faults
@@ -487,6 +497,12 @@ ITERS2: Requirement = ("at least two iterations (phase=both, or steps>=2)", lamb
 PREFILL_FIRST: Requirement = ("phase=prefill or both", lambda p: p.get("phase", "both") != "decode")
 PP1: Requirement = ("pp=1", lambda p: int(p.get("pp", 1)) == 1)
 TP_OR_PP: Requirement = ("tp>=2 or pp>=2", lambda p: int(p.get("tp", 1)) >= 2 or int(p.get("pp", 1)) >= 2)
+# With pp=1 and several microbatches, the next microbatch's collectives on the shared comm stream
+# already order the token broadcast before the step: skipping its fence changes nothing.
+PP_OR_MB1: Requirement = ("pp>=2 or mb=1", lambda p: int(p.get("pp", 1)) >= 2 or int(p.get("mb", 1)) == 1)
+# The crossing needs the token of microbatch 0 to come back while microbatch mb-1 is still on its
+# way to the last stage: at least as many microbatches as stages.
+MB_GE_PP: Requirement = ("mb>=pp", lambda p: int(p.get("mb", 1)) >= int(p.get("pp", 1)))
 
 F_TP = (
     Fault("no-wait-allreduce", "rank 0 reads the attention all-reduce's output without waiting for it (layer 0)",
@@ -502,7 +518,7 @@ F_ROOT = Fault("root-skips-bcast-wait", "rank 0 already holds the token it sampl
                " without waiting for its in-place broadcast, which is still writing that buffer", "race",
                (at_least("tp", 2), PP1, ITERS2))
 F_STEP = Fault("step-early", "a stage-0 rank starts the next decode step before the sampled token has reached it",
-               "phase", (TP_OR_PP, ITERS2))
+               "phase", (TP_OR_PP, PP_OR_MB1, ITERS2))
 MB1: Requirement = ("mb=1", lambda p: int(p.get("mb", 1)) == 1)
 PP2: Requirement = ("pp=2", lambda p: int(p.get("pp", 1)) == 2)
 DECODE_ONLY: Requirement = ("phase=decode", lambda p: p.get("phase", "both") == "decode")
@@ -516,11 +532,11 @@ F_PP = (
           "dataflow", (at_least("pp", 2), MB1, ITERS2)),
     Fault("single-stream-p2p", "pipeline sends and recvs are blocking calls on the compute stream, and the last"
           " stage sends each token back as soon as it is sampled: a hang even when kernels of different"
-          " communicators run side by side", "deadlock", (at_least("pp", 2), at_least("mb", 2), ITERS2)),
+          " communicators run side by side", "deadlock", (at_least("pp", 2), MB_GE_PP, ITERS2)),
     Fault("crossed-comm-order", "the last stage sends each sampled token back at once, before it receives the"
           " next microbatch's activations, while stage 0 receives it after sending them: the two communicators"
           " are launched in opposite orders on the two ends", "deadlock",
-          (at_least("pp", 2), at_least("mb", 2), ITERS2)),
+          (at_least("pp", 2), MB_GE_PP, ITERS2)),
     Fault("one-comm-two-streams", "the token goes back on the activations' communicator (one per rank pair, as"
           " torch creates) and the last stage receives the next activations before it sends the token: both"
           " ends post a recv, then a send, on one communicator", "deadlock", (PP2, ITERS2)),

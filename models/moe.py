@@ -179,6 +179,12 @@ def exchange(dev: Dev, n: int, M: Meta, src: str, dst: str, value: str, *, group
         issue()
 
 
+def _ep_valid(p: dict[str, Value]) -> str | None:
+    if p.get("a2a") == "p2p" and int(p["ep"]) < 2:
+        return "a2a=p2p needs ep>=2 (with one rank there is no peer to send to)"
+    return None
+
+
 def _reqs_valid(p: dict[str, Value]) -> str | None:
     if int(p["reqs"]) > int(p["ep"]):
         return f"reqs={p['reqs']} cannot exceed ep={p['ep']} (one request per rank at most)"
@@ -209,7 +215,7 @@ MODELS = (
               F_EP + (Fault("no-batch", "the first dispatch's sends and recvs are issued one by one instead of in"
                             " one group call: every rank sends before it receives", "deadlock",
                             (equals("a2a", "p2p"), at_least("ep", 2))),),
-              build_moe, family="moe"),
+              build_moe, _ep_valid, family="moe"),
     ModelSpec("dpattn-ep", "DP attention + EP MoE: ranks without requests run a dummy forward and join every"
               " all-to-all", (Param("ep", 4, "expert-parallel ranks", 1, 8),
                               Param("reqs", 2, "ranks with a request (the others are idle)", 1, 8)) + _COMMON,

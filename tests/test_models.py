@@ -66,6 +66,8 @@ def test_fault_kinds_cover_the_issue() -> None:
     (lambda: build("pp", {"pp": "4", "layers": "2"}), "layers=2 must be at least pp=4"),
     (lambda: build("sp", {"phase": "decode"}), "SP is illegal in decode"),
     (lambda: build("dpattn-ep", {"ep": "2", "reqs": "3"}), "cannot exceed ep=2"),
+    (lambda: build("ep", {"ep": "1", "a2a": "p2p"}), "a2a=p2p needs ep>=2"),
+    (lambda: build("pp", {"pp": "4", "mb": "2"}, "crossed-comm-order"), "needs mb>=pp"),
 ])
 def test_bad_requests_are_usage_errors(call: object, message: str) -> None:
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace("?", r"\?")):
