@@ -1,6 +1,7 @@
 """The builder's format-version-2 API: communicators, per-message p2p
-modes, group calls, counts, weak completion, rooted collectives and
-one-sided put / wait_signal."""
+modes, group calls, counts, weak completion, rooted collectives,
+one-sided put / wait_signal, and the host (host work, host syncs, the
+caching allocator: issue 12)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from syncproof.bench.generators import schedule_of_size
 from syncproof.errors import ScheduleError
 from syncproof.ir import Kind, ScheduleBuilder, dumps, loads, schedule_to_dict
+from syncproof.ir.builder import HOST
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "formal" / "schema" / "schedule-v2.schema.json")
                     .read_text(encoding="utf-8"))
@@ -283,6 +285,130 @@ def test_meta_set_to_none_is_dropped() -> None:
 
 
 def test_generated_benchmark_schedules_use_no_v2_field() -> None:
+    """Only the eager marking of the tiny token messages (the bench's
+    sampled tokens are a few bytes), no other v2 field and no host op."""
     doc = schedule_to_dict(schedule_of_size(2000))
     assert doc["syncproof"] == 2
-    assert not any(_V2_KEYS & op.keys() for ops in doc["ranks"].values() for op in ops)
+    used = [(op["op"], k, op[k]) for ops in doc["ranks"].values() for op in ops for k in _V2_KEYS & op.keys()]
+    assert {(kind, k, v) for kind, k, v in used} <= {("send", "p2p", "eager"), ("recv", "p2p", "eager")}
+    assert not any(op["stream"] == HOST for ops in doc["ranks"].values() for op in ops)
+
+
+# ------------------------------------------------------------------ the host and the allocator (issue 12)
+def _host() -> ScheduleBuilder:
+    b = ScheduleBuilder("h")
+    b.group("g", [0, 1]).buffer("pin").buffer("a", "i").buffer("b", "i").buffer("c", "j")
+    b.ranks(0, 1)
+    return b
+
+
+def test_host_methods_write_host_ops() -> None:
+    b = _host()
+    r = b.rank(0)
+    r.compute("fill", stream=HOST, writes={"pin": "in"})
+    r.alloc("a", "side", layer=0)
+    r.compute("h2d", stream="side", reads={"pin": "in"}, writes={"a": "in"})
+    r.record("e", stream="side").wait("e", stream="main")
+    r.compute("use", stream="main", reads={"a": "in"})
+    r.record_stream("a", "main").free("a").alloc("b", "side", reuses="a", name="next")
+    r.record("e", stream="main")  # recorded again: allowed
+    r.sync(event="e").sync(target="side").all_reduce("g", name="ar").sync(of="ar", name="wait_ar").sync()
+    b.rank(1).all_reduce("g")
+    ops = b.to_dict()["ranks"]["0"]
+    assert ops[1] == {"op": "alloc", "stream": "host", "buffer": "a", "target": "side", "layer": 0}
+    assert ops[6:9] == [{"op": "record_stream", "stream": "host", "buffer": "a", "target": "main"},
+                         {"op": "free", "stream": "host", "buffer": "a"},
+                         {"op": "alloc", "stream": "host", "buffer": "b", "target": "side", "reuses": "a",
+                          "name": "next"}]
+    assert ops[10:] == [{"op": "sync", "stream": "host", "event": "e"},
+                        {"op": "sync", "stream": "host", "target": "side"},
+                        {"op": "all_reduce", "stream": "comm", "group": "g", "name": "ar"},
+                        {"op": "sync", "stream": "host", "of": "ar", "name": "wait_ar"},
+                        {"op": "sync", "stream": "host"}]
+    s = b.build()
+    kinds = [op.kind for op in s.by_rank[0]]
+    assert {Kind.SYNC, Kind.ALLOC, Kind.FREE, Kind.RECORD_STREAM} <= set(kinds)
+    assert all(op.on_host for op in s.by_rank[0] if op.kind in (Kind.SYNC, Kind.ALLOC, Kind.FREE,
+                                                                 Kind.RECORD_STREAM))
+    assert s.by_rank[0][0].on_host and s.by_rank[0][0].kind is Kind.COMPUTE
+    assert s.by_rank[0][8].reuses == "a" and s.by_rank[0][13].of == "ar"
+    assert loads(dumps(s)) == s
+    _valid(json.loads(dumps(s)))
+    _valid(b.to_dict())
+
+
+def test_host_ops_cannot_be_parts_of_a_group_call() -> None:
+    b = _host()
+    r = b.rank(0)
+    with r.group_call("gc"):
+        r.all_reduce("g")
+        with pytest.raises(ValueError, match=r"rank 0, op 1 \(sync on host\): a sync cannot be part of group call"):
+            r.sync()
+        with pytest.raises(ValueError, match="a alloc cannot be part"):
+            r.alloc("a", "s")
+        with pytest.raises(ValueError, match="a free cannot be part"):
+            r.free("a")
+        with pytest.raises(ValueError, match="a record_stream cannot be part"):
+            r.record_stream("a", "s")
+
+
+_BUILD_ERRORS = [
+    ("alloc-reuses-not-freed", lambda r: r.alloc("a", "s").alloc("b", "s", reuses="a"),
+     "<builder h>: rank 0, op 1 (alloc on host): alloc of 'b' reuses the block of 'a', which rank 0 has not freed"
+     " before it (hint: free 'a' first)"),
+    ("reuse-across-allocation-streams", lambda r: r.alloc("a", "s").free("a").alloc("b", "t", reuses="a"),
+     "<builder h>: rank 0, op 2 (alloc on host): alloc of 'b' on stream 't' reuses the block of 'a', allocated on"
+     " stream 's': the caching allocator hands a freed block only to allocations on the stream it was allocated"
+     " on"),
+    ("reuse-with-other-axes", lambda r: r.alloc("a", "s").free("a").alloc("c", "s", reuses="a"),
+     "<builder h>: rank 0, op 2 (alloc on host): alloc of 'c' reuses the block of 'a', but their axes differ"
+     " (hint: declare both buffers with the same axes)"),
+    ("free-before-alloc", lambda r: r.free("a"),
+     "<builder h>: rank 0, op 0 (free on host): free of 'a', which rank 0 has not allocated before it"
+     " (hint: add an alloc of 'a' before it)"),
+    ("record-stream-after-free", lambda r: r.alloc("a", "s").free("a").record_stream("a", "t"),
+     "<builder h>: rank 0, op 2 (record_stream on host): record_stream of 'a' after it was freed (at op 1)"),
+    ("allocated-twice", lambda r: r.alloc("a", "s").alloc("a", "s"),
+     "<builder h>: rank 0, op 1 (alloc on host): buffer 'a' is allocated twice on rank 0 (first at op 0)"
+     " (hint: give each allocation its own buffer name)"),
+    ("sync-with-two-targets", lambda r: r.sync(event="e", target="s"),
+     "<builder h>: rank 0, op 0 (sync on host): a sync waits for one thing: an \"event\" (event.synchronize()),"
+     " a \"target\" stream (stream.synchronize()) or the op named in \"of\" (work.wait(), .item()); none of them"
+     " is torch.cuda.synchronize()"),
+    ("sync-of-an-op-not-issued-before", lambda r: r.sync(of="ar").all_reduce("g", name="ar"),
+     "<builder h>: rank 0, op 0 (sync on host): sync waits for op 'ar', but rank 0 issues no op of that name"
+     " before it"),
+    ("alloc-of-an-undeclared-buffer", lambda r: r.alloc("aa", "s"),
+     "<builder h>: rank 0, op 0 (alloc on host): buffer 'aa' is not declared (hint: did you mean 'a'?)"),
+]
+
+
+@pytest.mark.parametrize(("case", "build", "message"), _BUILD_ERRORS, ids=[c[0] for c in _BUILD_ERRORS])
+def test_host_mistakes_are_schedule_errors_naming_rank_and_op(case: str, build: Any, message: str) -> None:
+    b = _host()
+    build(b.rank(0))
+    with pytest.raises(ScheduleError) as e:
+        b.build()
+    assert str(e.value) == message
+
+
+def test_a_sync_written_on_a_device_stream_is_a_schedule_error() -> None:
+    b = _host()
+    b.rank(0)._ops.append({"op": "sync", "stream": "compute", "target": "compute"})  # as a hand-made document
+    with pytest.raises(ScheduleError) as e:
+        b.build()
+    assert str(e.value) == ("<builder h>: rank 0, op 0 (sync): a sync runs on the host, so its stream is 'host',"
+                            " got 'compute' (hint: drop \"stream\" or write \"stream\": \"host\"; name the"
+                            " device stream in \"target\")")
+
+
+def test_an_event_recorded_every_iteration_builds() -> None:
+    b = _host()
+    r = b.rank(0)
+    for it in range(3):
+        r.compute(f"produce{it}", stream="a", writes={f"a[i={it}]": f"v{it}"})
+        r.record("ready", stream="a").wait("ready", stream="b")
+        r.compute(f"consume{it}", stream="b", reads={f"a[i={it}]": f"v{it}"})
+    s = b.build()
+    assert sum(op.kind is Kind.RECORD for op in s.ops) == 3
+

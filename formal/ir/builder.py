@@ -19,6 +19,21 @@ and group calls::
         r.send(1, reads={"x": "x0"})
         r.recv(1, writes={"y": "y1"})
 
+The host (issue 12) is the stream named ``"host"`` (:data:`HOST`): any op
+built with ``stream=HOST`` is host work, run synchronously at its place in
+issue order (filling a pinned buffer, a gloo collective, reading a result).
+Host synchronization and the caching allocator have their own methods, which
+always run on the host::
+
+    r.sync(event="copied")          # event.synchronize()
+    r.sync(target="copy")           # stream.synchronize()
+    r.sync(of="ar")                 # work.wait() (blocking wait) / .item() on op "ar"
+    r.sync()                        # torch.cuda.synchronize()
+    r.alloc("a", "side")            # a = torch.empty(...) under torch.cuda.stream(side)
+    r.record_stream("a", "main")    # a.record_stream(main)
+    r.free("a")                     # del a
+    r.alloc("b", "side", reuses="a")  # the allocator hands a's block to b
+
 The builder writes the same document the file format reads and goes through
 the same loader, so a built schedule and a loaded one cannot differ.
 """
@@ -30,7 +45,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from .fileformat import FORMAT_VERSION, schedule_from_dict
+from .ops import HOST_STREAM
 from .schedule import Schedule
+
+HOST = HOST_STREAM
+"""The host stream's name: ``r.compute("fill", stream=HOST, ...)`` is host work."""
 
 Accesses = dict[str, str | None] | None
 Counts = Sequence[int] | None
@@ -324,6 +343,58 @@ class RankBuilder:
         d: dict[str, Any] = {"op": "wait", "stream": stream}
         if event is not None and event != _UNSET:
             d["event"] = event
+        return self._put(d, meta)
+
+    # ---- the host and the caching allocator (format version 2, issue 12):
+    # these calls always run on the host stream
+    def sync(self, *, event: str | None = None, target: str | None = None, of: str | None = None,
+             name: str | None = None, **meta: Any) -> RankBuilder:
+        """A host synchronize: the host blocks until what it waits for has
+        finished, and every op issued after it starts after that.  At most
+        one of ``event`` (``event.synchronize()``: the latest record of that
+        event issued before it), ``target`` (``stream.synchronize()``: the
+        last op issued on that stream before it) and ``of`` (the latest op
+        named so, e.g. ``work.wait()`` with blocking wait or ``.item()``);
+        none of them is ``torch.cuda.synchronize()`` (every stream)."""
+        d: dict[str, Any] = {"op": "sync", "stream": HOST_STREAM}
+        if event is not None:
+            d["event"] = event
+        if target is not None:
+            d["target"] = target
+        if of is not None:
+            d["of"] = of
+        if name is not None:
+            d["name"] = name
+        return self._put(d, meta)
+
+    def alloc(self, buffer: str, target: str, *, reuses: str | None = None, name: str | None = None,
+              **meta: Any) -> RankBuilder:
+        """The caching allocator hands ``buffer`` a block from the pool of
+        stream ``target`` (the current stream at the allocation).  ``reuses``:
+        a buffer freed earlier on this rank, allocated on the same stream,
+        whose block this allocation gets (take it from the allocator's trace)."""
+        d: dict[str, Any] = {"op": "alloc", "stream": HOST_STREAM, "buffer": buffer, "target": target}
+        if reuses is not None:
+            d["reuses"] = reuses
+        if name is not None:
+            d["name"] = name
+        return self._put(d, meta)
+
+    def free(self, buffer: str, *, name: str | None = None, **meta: Any) -> RankBuilder:
+        """The last reference to ``buffer`` is dropped: its block returns to
+        the pool of its allocation stream."""
+        d: dict[str, Any] = {"op": "free", "stream": HOST_STREAM, "buffer": buffer}
+        if name is not None:
+            d["name"] = name
+        return self._put(d, meta)
+
+    def record_stream(self, buffer: str, target: str, *, name: str | None = None, **meta: Any) -> RankBuilder:
+        """``buffer.record_stream(target)``: when ``buffer`` is freed, its
+        block is handed out again only after the work queued on ``target`` at
+        the free has finished."""
+        d: dict[str, Any] = {"op": "record_stream", "stream": HOST_STREAM, "buffer": buffer, "target": target}
+        if name is not None:
+            d["name"] = name
         return self._put(d, meta)
 
 
