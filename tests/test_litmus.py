@@ -222,3 +222,12 @@ def test_deadlock_needs_exactly_its_blocking_edges(name: str, checker: str) -> N
         got = _deadlock(name, checker, drop)
         assert got == want, (f"{name} ({checker}) with {' and '.join(drop)} edges switched off: deadlock {got},"
                              f" want {want} (the cycle needs {sorted(needs) or 'no blocking edge'})")
+
+
+def test_semantics_page_names_every_litmus_and_source() -> None:
+    """docs/semantics.md ties every rule to its litmus and its source key."""
+    text = (Path(__file__).parent.parent / "docs" / "semantics.md").read_text(encoding="utf-8")
+    assert [n for n in NAMES if f"`{n}`" not in text] == []
+    assert [k for k in SOURCES if f"`{k}`" not in text] == []
+    for rule in HOST_RULES:
+        assert f"### Rule {rule}" in text, rule
