@@ -206,7 +206,8 @@ def _message_cex(s: Schedule, ob: MetaOb, prec: Precedence) -> Counterexample:
 
 def _property(s: Schedule, prop: str, obs: Sequence[AnyOb],
               backend: Z3Backend | Hybrid, prec: Precedence, max_cex: int, replay: Replayer,
-              proved_text: str, pre: Sequence[MetaOb] = (), orig: Schedule | None = None) -> PropertyResult:
+              proved_text: str, pre: Sequence[MetaOb] = (), orig: Schedule | None = None,
+              noop_waits: Sequence[int] = ()) -> PropertyResult:
     """``pre``: violations already decided without a solver (the values
     messages carry); they come first."""
     t0 = time.perf_counter()
@@ -233,6 +234,10 @@ def _property(s: Schedule, prop: str, obs: Sequence[AnyOb],
     first = found[0]
     assert first.index is not None
     cex = _witness(s, prop, obs[first.index], first, prec, orig)
+    if noop_waits:
+        note = explain.noop_wait_note(s, cex.culprits, noop_waits)
+        if note:
+            cex = replace(cex, sentence=cex.sentence + note)
     cex = _replay(s, cex, replay)
     more = [_one_line(s, obs[a.index]) for a in found[1:] if a.index is not None]
     if final == "limit":
@@ -277,7 +282,7 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
     prec = full.data  # dataflow, race and phase hold for every message size: data edges only
     t = lap("structure", t)
     warnings = tuple(
-        f"{s.label(w)} is issued before the record of its event: in CUDA such a wait does nothing,"
+        f"{s.label(w)} is issued before any record of its event: in CUDA such a wait does nothing,"
         " and syncproof treats it so" for w in m.noop_waits
     )
     phase_pass = phase_steps(s) if "phase" in props else None
@@ -390,7 +395,7 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
             obs = phase_obligations(s, phase_pass)
         t = lap(f"obligations:{p}", t)
         results[p] = _property(mem if p != "phase" else s, p, obs, backend, prec, max_cex, replayer, texts[p], pre,
-                               orig=s)
+                               orig=s, noop_waits=m.noop_waits)
         t = lap(f"decide:{p}", t)
     return _report(s, props, results, t_all, warnings, timings, engine)
 

@@ -51,7 +51,8 @@ def _why(s: Schedule, ed: Edge) -> str:
         op = s.ops[ed.a]
         return f"stream order on r{op.rank}/{op.stream}"
     if w == "event":
-        return f"it waits for event {s.ops[ed.a].event!r}"
+        rec = s.ops[ed.a]
+        return f"it waits for event {rec.event!r}, bound to its latest record before it, r{rec.rank}#{rec.index}"
     if w == "signal":
         return f"it waits for the signal {s.ops[ed.b].signal!r} of that put"
     if w == "p2p":
@@ -240,3 +241,18 @@ def _alloc_index(s: Schedule, rank: int, buffer: str) -> int:
         if op.kind is Kind.ALLOC and op.buffer == buffer:
             return op.index
     return -1
+
+
+def noop_wait_note(s: Schedule, culprits: Sequence[int], noop_waits: Sequence[int]) -> str:
+    """A wait issued before any record of its event does nothing in CUDA; when
+    one sits on a culprit's rank and stream, it is likely the cause: say so."""
+    lanes = {(s.ops[c].rank, s.ops[c].stream) for c in culprits}
+    ranks = {s.ops[c].rank for c in culprits}
+    hits = [w for w in noop_waits if (s.ops[w].rank, s.ops[w].stream) in lanes] or \
+        [w for w in noop_waits if s.ops[w].rank in ranks]
+    if not hits:
+        return ""
+    w = s.ops[hits[0]]
+    return (f". Note: {s.label(w)} is issued before any record of event {w.event!r} on rank {w.rank}, so in CUDA it"
+            " waits for nothing (cudaStreamWaitEvent uses the event's state when it is called); record the event"
+            " before waiting on it")
