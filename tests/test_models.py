@@ -113,6 +113,13 @@ def test_pipelines_prove_for_every_message_size(name: str) -> None:
         assert _verdicts(replace(s, **settings)) == dict.fromkeys(PROPERTIES, "proved"), settings
 
 
+def test_dp_gather_waits_for_the_in_place_token_broadcast() -> None:
+    """Without a pipeline, rank 0's in-place token broadcast rewrites the buffer the DP token gather
+    reads; the gather is ordered after the broadcast."""
+    s = build("tp-pp-dp", {"tp": 2, "pp": 1, "dp": 2, "mb": 1, "layers": 1, "steps": 2, "phase": "decode"})
+    assert _verdicts(s) == dict.fromkeys(PROPERTIES, "proved")
+
+
 def test_crossed_launch_order_needs_the_progress_rule() -> None:
     """crossed-comm-order hangs because NCCL does not promise that two communicators' kernels progress side
     by side; single-stream-p2p hangs even when they do (one stream orders them); one-comm-two-streams hangs
