@@ -213,8 +213,10 @@ def _sp_causal(p: dict[str, Any], fault: str | None, solver: Callable[[], z3.Sol
                T.ops("block", x, y),
                T.E("recv", x, y) < T.S("rec", x, y), T.E("rec", x, y) < T.S("send", x, y + 1),
                T.E("wait", x, y) < T.S("block", x, y),
-               # rendezvous with rank x-1's send of the same pass
-               T.S("send", x - 1, y) < T.E("recv", x, y), T.S("recv", x, y) < T.E("send", x - 1, y)]
+               # a recv ends after rank x-1's send of the same pass started (data); the other
+               # direction (the send waits for its recv) holds only for large messages and is
+               # not assumed: the proof holds for every message size
+               T.S("send", x - 1, y) < T.E("recv", x, y)]
         if fault != "no-wait-kv":
             out.append(T.E("rec", x, y) < T.E("wait", x, y))
         return out
