@@ -1237,3 +1237,26 @@ def test_phase_ops_that_only_wait_may_be_posted_early(op: str, early_ok: bool) -
                 "1": [{", ".join(peer)}]}}}}''')
     res = explore(s)
     assert res.violated["phase"] is (not early_ok), res.witnesses
+
+
+def test_host_work_and_syncs_treat_a_group_call_as_one_unit() -> None:
+    # the host issues a whole group call after its previous host work
+    # returned: every part, not just the first, starts after it
+    s = v2('''{"syncproof": 2, "name": "host-then-group-call", "buffers": {"x": []},
+      "ranks": {"0": [{"op": "compute", "stream": "host", "name": "fill", "writes": {"x": "h"}},
+                      {"op": "recv", "stream": "s", "from": 1, "batch": "b"},
+                      {"op": "send", "stream": "s", "to": 1, "batch": "b", "reads": {"x": "h"}}],
+                "1": [{"op": "send", "stream": "s", "to": 0}, {"op": "recv", "stream": "s", "from": 0}]}}''')
+    assert verdicts(s) == HOLDS
+    # stream.synchronize() drains the stream: every part of its last group call
+    s = v2('''{"syncproof": 2, "name": "sync-after-group-call", "buffers": {"x": []},
+      "ranks": {"0": [{"op": "recv", "stream": "s", "from": 1, "batch": "b", "writes": {"x": "v"}},
+                      {"op": "send", "stream": "s", "to": 1, "batch": "b"},
+                      {"op": "sync", "target": "s"},
+                      {"op": "compute", "stream": "host", "name": "item", "reads": {"x": "v"}}],
+                "1": [{"op": "send", "stream": "s", "to": 0}, {"op": "recv", "stream": "s", "from": 0}]}}''')
+    assert verdicts(s) == HOLDS
+    model = build_model(s)
+    ix = model.enabling(DEADLOCK).index()
+    n = model.n
+    assert {n + 0, n + 1} <= set(ix.preds(n + 2))  # the sync's end waits for both parts' ends

@@ -2,12 +2,15 @@
 brute force.
 
 It simulates the mechanism of DESIGN.md §2b (see :mod:`.mechanism`): a host
-issuing each rank's ops in issue order, each stream a FIFO of units (an op or
-a whole group call), each communicator a queue on its rank, serial or
-concurrent progress across communicators, point-to-point FIFOs whose messages
-have capacity 0 or are buffered, broadcasts and scatters as pipelines from
-their root, reduces and gathers into it, puts landing in the target rank's
-memory, and CUDA events.  It shares no code with the z3 engine or with
+thread per rank issuing its ops in issue order and running host-stream work
+(host computes, gloo collectives, host syncs, allocator calls) itself,
+synchronously, each stream a FIFO of units (an op or a whole group call),
+each communicator a queue on its rank, serial or concurrent progress across
+communicators, point-to-point FIFOs whose messages have capacity 0 or are
+buffered, broadcasts and scatters as pipelines from their root, reduces and
+gathers into it, puts landing in the target rank's memory, CUDA events with
+a recorded state that later records overwrite, and a caching allocator
+handing freed blocks to later allocations.  It shares no code with the z3 engine or with
 ``syncproof.semantics``: matching (:mod:`.matching`), enabling, memory and the
 property rules are all derived here from the schedule IR, so that the two can
 be cross-checked against each other.
@@ -17,7 +20,10 @@ contents of the memory points that some read expects a value in.  Memory is
 modelled with explicit integer points: per rank and buffer, one coordinate per
 axis, over a per-axis universe ``[min_lo - 1, max_hi + 1)`` of the finite
 intervals the schedule uses (``{0}`` when it uses none); a full axis covers
-the whole universe.  An op reads its read regions (on its own rank) during
+the whole universe.  Memory is per *block*: a buffer that an ``alloc``
+with ``reuses`` gives a freed buffer's block is that block (named by the
+first buffer that owned it), so its accesses touch the old tensor's memory.
+An op reads its read regions (on its own rank) during
 ``[start, end]`` and writes its write regions at its end; a put's write
 regions are in its target rank's memory; a recv (a non-root broadcast member)
 writes the values its message carried; a collective declared
