@@ -431,14 +431,17 @@ def _host_edges(s: Schedule, cols: _Cols) -> None:
     for r in s.ranks:
         last_host: Op | None = None
         applied: dict[str, int] = {}  # stream -> id of the host op whose barrier it has
-        last_on: dict[str, Op] = {}  # stream -> last op issued on it so far
-        by_name: dict[str, Op] = {}
+        last_on: dict[str, list[Op]] = {}  # stream -> its last unit issued so far (a group call: every part)
+        by_name: dict[str, list[Op]] = {}  # name -> the unit of the latest op so named (a group call: all parts)
         marks: dict[str, list[str]] = defaultdict(list)  # buffer -> the streams record_stream marked
         frees: dict[str, list[Op]] = {}
         for op in s.by_rank[r]:
             st = op.stream
+            prev = last_on.get(st)
+            same_call = op.batch is not None and prev is not None and prev[-1].batch == op.batch
             if st != HOST_STREAM:
-                if last_host is not None and applied.get(st) != last_host.id:
+                # every part of a group call waits for the host work issued before the call
+                if last_host is not None and (applied.get(st) != last_host.id or same_call):
                     cols.one(2 * last_host.id + 1, 2 * op.id, True, "host", last_host.id, op.id)
                     applied[st] = last_host.id
             else:
@@ -446,17 +449,15 @@ def _host_edges(s: Schedule, cols: _Cols) -> None:
                 targets: list[Op] = []
                 if k is Kind.SYNC and op.event is None:
                     if op.target is not None:
-                        t = last_on.get(op.target)
-                        targets = [t] if t is not None else []
+                        targets = list(last_on.get(op.target, ()))
                     elif op.of is not None:
-                        t = by_name.get(op.of)
-                        targets = [t] if t is not None else []
+                        targets = list(by_name.get(op.of, ()))
                     else:  # torch.cuda.synchronize(): every stream of the device
-                        targets = [t for k2, t in last_on.items() if k2 != HOST_STREAM]
+                        targets = [t for k2, unit in last_on.items() if k2 != HOST_STREAM for t in unit]
                 elif k is Kind.RECORD_STREAM and op.target is not None:
                     marks[op.buffer or ""].append(op.target)
                 elif k is Kind.FREE:  # the allocator records an event on each marked stream at the free
-                    frees[op.buffer or ""] = [last_on[m] for m in marks.get(op.buffer or "", ()) if m in last_on]
+                    frees[op.buffer or ""] = [t for m in marks.get(op.buffer or "", ()) for t in last_on.get(m, ())]
                 elif k is Kind.ALLOC and op.reuses is not None:
                     targets = frees.get(op.reuses, [])
                 why = "alloc" if k is Kind.ALLOC else "sync"
@@ -464,6 +465,10 @@ def _host_edges(s: Schedule, cols: _Cols) -> None:
                     if t.stream != HOST_STREAM:
                         cols.one(2 * t.id + 1, 2 * op.id + 1, True, why, t.id, op.id)
                 last_host = op
-            last_on[st] = op
+            if same_call:
+                assert prev is not None
+                prev.append(op)
+            else:
+                last_on[st] = [op]
             if op.name:
-                by_name[op.name] = op
+                by_name[op.name] = last_on[st]
