@@ -11,7 +11,9 @@ receives microbatch m's token, and the last stage does the opposite, so
 blocking tokens would close a cycle once messages are large.
 ``prefill`` is the same with one prefill pass over a prompt split into
 chunks.  Both are correct by construction; ``fault=True`` drops one event
-wait in the middle, which must give a dataflow counterexample.
+wait in the middle, which must give a dataflow counterexample;
+``host_sync=True`` adds a host ``stream.synchronize()`` of the compute stream
+at the end of every step on every rank (issue 12's benchmark).
 """
 
 from __future__ import annotations
@@ -25,15 +27,15 @@ MIXES = ("decode", "prefill")
 
 
 def tp_pp_decode(tp: int = 2, pp: int = 2, layers: int = 4, steps: int = 4, prompt: int = 16,
-                 mbs: int = 1, fault: bool = False, prefill: bool = False) -> Schedule:
+                 mbs: int = 1, fault: bool = False, prefill: bool = False, host_sync: bool = False) -> Schedule:
     # the document is millions of small acyclic objects: the cyclic collector
     # would only walk it again and again as it grows
     with gc_paused():
-        return _tp_pp_decode(tp, pp, layers, steps, prompt, mbs, fault, prefill)
+        return _tp_pp_decode(tp, pp, layers, steps, prompt, mbs, fault, prefill, host_sync)
 
 
 def _tp_pp_decode(tp: int, pp: int, layers: int, steps: int, prompt: int, mbs: int, fault: bool,
-                  prefill: bool) -> Schedule:
+                  prefill: bool, host_sync: bool = False) -> Schedule:
     kind = "prefill" if prefill else "decode"
     b = ScheduleBuilder(f"synthetic-{kind}-tp{tp}-pp{pp}-L{layers}-t{steps}-mb{mbs}")
     per_stage = max(1, layers // pp)
@@ -96,6 +98,8 @@ def _tp_pp_decode(tp: int, pp: int, layers: int, steps: int, prompt: int, mbs: i
                     r.all_reduce(group, stream="comm", reads={a: a_v}, writes={xout: xout_v}, **lm)
                     r.record(r_ev, stream="comm", **lm)
                     r.wait(r_ev, stream="compute", **lm)
+                if host_sync and mb == mbs - 1:  # the host waits for the step's last kernel (e.g. .item())
+                    r.sync(target="compute", **m)
                 if s < pp - 1:
                     r.send((s + 1) * tp + i, reads={xo: xo_v}, channel="act", stream="compute", **m)
                 else:
@@ -111,7 +115,7 @@ def ops_per_step(tp: int, pp: int, layers: int, mbs: int) -> int:
     return tp * mbs * (7 * layers + 6 * pp)
 
 
-def schedule_of_size(n_ops: int, mix: str = "decode", fault: bool = False) -> Schedule:
+def schedule_of_size(n_ops: int, mix: str = "decode", fault: bool = False, host_sync: bool = False) -> Schedule:
     """A schedule of about ``n_ops`` ops: TP8 x PP4 x 80 layers x 8 microbatches
     when large (the shape of a real 70B-class deployment), scaled down for
     small sizes; the number of steps makes up the size."""
@@ -124,5 +128,6 @@ def schedule_of_size(n_ops: int, mix: str = "decode", fault: bool = False) -> Sc
         per = ops_per_step(tp, pp, layers, mbs)
         if n_ops >= 2 * per or (tp, pp, layers, mbs) == configs[-1]:
             steps = max(2, round(n_ops / per))
-            return tp_pp_decode(tp, pp, layers, steps, mbs=mbs, fault=fault, prefill=(mix == "prefill"))
+            return tp_pp_decode(tp, pp, layers, steps, mbs=mbs, fault=fault, prefill=(mix == "prefill"),
+                                host_sync=host_sync)
     raise AssertionError("unreachable")

@@ -26,10 +26,10 @@ def _rss_mb() -> float:
 
 
 def run_one(n_ops: int, mix: str = "decode", fault: bool = False, engine: str = "hybrid",
-            reference: bool = True) -> dict[str, Any]:
+            reference: bool = True, host_sync: bool = False) -> dict[str, Any]:
     phases: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    s = schedule_of_size(n_ops, mix, fault)
+    s = schedule_of_size(n_ops, mix, fault, host_sync)
     phases.append({"phase": "load", "seconds": time.perf_counter() - t0, "peak_mb": _rss_mb()})
     t1 = time.perf_counter()
     rep = check_schedule(s, engine=engine)
@@ -53,7 +53,7 @@ def run_one(n_ops: int, mix: str = "decode", fault: bool = False, engine: str = 
         if unknown else "proved"
     decision = sum(secs for name, secs in rep.timings if name == "graph" or name.startswith("decide:"))
     out: dict[str, Any] = {
-        "ops": len(s.ops), "mix": mix, "fault": fault, "engine": engine, "schedule": s.name,
+        "ops": len(s.ops), "mix": mix, "fault": fault, "host_sync": host_sync, "engine": engine, "schedule": s.name,
         "seconds": round(check_s, 3), "load_seconds": round(phases[0]["seconds"], 3),
         "decision_seconds": round(decision, 3), "peak_mb": round(_rss_mb(), 1), "verdict": verdict,
         "phases": [{**p, "seconds": round(p["seconds"], 4)} for p in phases],

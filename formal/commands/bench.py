@@ -21,6 +21,8 @@ def register(sub: Any) -> None:
                    help="schedule sizes (default 1000 10000)")
     b.add_argument("--mix", default="decode", choices=["decode", "prefill"])
     b.add_argument("--fault", action="store_true", help="inject one missing event wait (a counterexample)")
+    b.add_argument("--host-sync", action="store_true",
+                   help="add a host stream.synchronize() at the end of every step on every rank")
     b.add_argument("--engine", default="hybrid", choices=["hybrid", "z3"])
     b.add_argument("--no-reference", action="store_true", help="skip the reference lower bound")
     b.add_argument("--format", default="text", choices=["text", "json"])
@@ -37,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'ops':>9} {'load s':>7} {'check s':>8} {'decide s':>9} {'ref s':>7} {'ratio':>6} {'peak MB':>8}"
               "  verdict")
     for n in args.ops:
-        row = run_one(n, args.mix, args.fault, args.engine, reference=not args.no_reference)
+        row = run_one(n, args.mix, args.fault, args.engine, reference=not args.no_reference,
+                      host_sync=args.host_sync)
         rows.append(row)
         if args.format == "text":
             ref = row.get("reference_seconds")
