@@ -1,12 +1,35 @@
-"""Hypothesis strategies: random small valid schedules.
+"""Hypothesis strategies: random small valid schedules of format version 2.
 
 The schedules are small (2-3 ranks, 1-2 streams per rank, about ten ops) so
 that the explicit executor explores them in well under a second, and varied
-enough to hit every property both ways: reads expecting values from a small
-pool (sometimes right, sometimes wrong), p2p pairs (sometimes unmatched,
-sometimes eager, sometimes crossed), collectives on the group of all ranks (sometimes
-mismatched), record/wait pairs (the wait sometimes issued first), initial
-values and phase metadata.
+enough to hit every property both ways and every construct of runtime model
+v2 (DESIGN.md section 2b, /work/v2-contract.md):
+
+* the schedule's ``p2p`` mode (any, rendezvous, eager) and ``progress`` (any,
+  concurrent), and per-op ``p2p`` overrides on sends, recvs and rooted
+  collectives;
+* communicators: the default one per rank pair, channels (a separate
+  communicator each), explicit ``comm`` names (a send/recv on a group's
+  communicator, a collective on a second communicator of its group), and
+  one communicator's ops spread over several streams of a rank;
+* group calls (``batch``): consecutive sends, recvs or collectives of one
+  rank on one stream, the peer's counterparts batched or not;
+* every collective kind, on the group of all ranks or on a two-rank group:
+  rooted ones (broadcast, reduce, gather, scatter) with a random root,
+  all_gather / reduce_scatter ``counts``, all_to_all ``counts`` and
+  ``recv_counts`` (sometimes mismatched), ``completion: "weak"`` on
+  all_reduce; and sometimes a member skips or issues another kind;
+* puts with and without a signal, and wait_signals (sometimes with no put to
+  bind to), sometimes followed by a read of what the put wrote;
+* values carried by messages: a recv (a broadcast member) usually declares
+  what its send (the root) read, sometimes another value;
+* as before: reads expecting values from a small pool (sometimes right,
+  sometimes wrong), p2p pairs (sometimes unmatched, crossed, of different
+  sizes), record/wait pairs (the wait sometimes issued first), initial values
+  and phase metadata.
+
+The budget counts ops; an action may overshoot it by a few ops (a collective
+adds one op per member).
 """
 
 from __future__ import annotations
@@ -16,9 +39,17 @@ from typing import Any
 from hypothesis import strategies as st
 
 from syncproof.ir import Schedule, ScheduleBuilder
+from syncproof.ir.builder import RankBuilder
 
 VALUES = ("a", "b", "c")
-COLLECTIVE_KINDS = ("all_reduce", "all_gather", "barrier", "broadcast")
+# (weights by repetition) the kinds the "coll" action draws
+COLLECTIVE_KINDS = ("all_reduce", "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "barrier",
+                    "broadcast", "broadcast", "reduce", "gather", "scatter")
+ALL_COLLECTIVE_KINDS = tuple(sorted(set(COLLECTIVE_KINDS)))
+ROOTED = frozenset({"broadcast", "reduce", "gather", "scatter"})
+P2P_MODES = ("any", "rendezvous", "eager")
+PROGRESS_MODES = ("any", "concurrent")
+_OVERRIDE = st.sampled_from((None,) * 6 + ("eager", "rendezvous"))
 
 
 @st.composite
@@ -45,6 +76,20 @@ def _accesses(draw: st.DrawFn, buffers: dict[str, int], *, write: bool, allow_no
 
 
 @st.composite
+def _received(draw: st.DrawFn, buffers: dict[str, int], carried: dict[str, Any],
+              values: tuple[str, ...]) -> dict[str, Any]:
+    """What a receiver (a recv, a broadcast member) declares it writes: mostly
+    the values its sender carried (``carried``: the sender's reads), sometimes
+    another value, sometimes nothing."""
+    pick = draw(st.integers(0, 9))
+    if pick == 0:
+        return {}
+    if pick <= 6 and carried and None not in carried.values():
+        return {draw(_region(buffers)): v for v in carried.values()}
+    return draw(_accesses(buffers, write=True, allow_none=False, values=values))
+
+
+@st.composite
 def _meta(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.integers(0, 2)) != 0:
         return {}
@@ -64,97 +109,346 @@ def _meta(draw: st.DrawFn) -> dict[str, Any]:
     return meta
 
 
+class _Gen:
+    """The state of one schedule being drawn: ranks, streams, buffers,
+    groups and their communicators, counters for fresh names."""
+
+    def __init__(self, draw: st.DrawFn, values: tuple[str, ...], max_ranks: int) -> None:
+        self.draw = draw
+        self.values = values
+        n_ranks = draw(st.integers(2, max(2, min(3, max_ranks))))
+        self.ranks = list(range(n_ranks))
+        self.b = ScheduleBuilder("random", p2p=draw(st.sampled_from(P2P_MODES)),
+                                 progress=draw(st.sampled_from(PROGRESS_MODES)))
+        self.groups: dict[str, list[int]] = {"all": self.ranks}
+        if n_ranks == 3 and draw(st.booleans()):
+            self.groups["pair"] = draw(st.sampled_from(([0, 1], [1, 2], [0, 2])))
+        for g, members in self.groups.items():
+            self.b.group(g, members)
+        self.buffers: dict[str, int] = {}
+        for name in ("x", "y")[: draw(st.integers(1, 2))]:
+            self.buffers[name] = draw(st.integers(1, 4))
+            self.b.buffer(name, i=self.buffers[name])
+        self.streams = {r: ["s0", "s1"][: draw(st.integers(1, 2))] for r in self.ranks}
+        self.rb = {r: self.b.rank(r) for r in self.ranks}
+        self.calls = {r: 0 for r in self.ranks}
+        self.events = 0
+        self.signals = 0
+
+    # ---- small draws
+    def stream(self, r: int) -> str:
+        return self.draw(st.sampled_from(self.streams[r]))
+
+    def reads(self, *, allow_none: bool = True) -> dict[str, Any] | None:
+        return self.draw(_accesses(self.buffers, write=False, allow_none=allow_none, values=self.values)) or None
+
+    def writes(self) -> dict[str, Any] | None:
+        return self.draw(_accesses(self.buffers, write=True, allow_none=False, values=self.values)) or None
+
+    def received(self, carried: dict[str, Any] | None) -> dict[str, Any] | None:
+        return self.draw(_received(self.buffers, carried or {}, self.values)) or None
+
+    def meta(self) -> dict[str, Any]:
+        return self.draw(_meta())
+
+    def batch_id(self, r: int) -> str:
+        self.calls[r] += 1
+        return f"g{self.calls[r]}"
+
+    def p2p_comm(self, a: int, c: int) -> dict[str, Any]:
+        """The communicator of a message between ``a`` and ``c``: the pair's
+        default (mostly), a channel, or the communicator of a group holding
+        both (NCCL point to point on a collective's communicator)."""
+        pick = self.draw(st.integers(0, 9))
+        if pick <= 5:
+            return {}
+        if pick <= 7:
+            return {"channel": "1"}
+        shared = [g for g, ms in self.groups.items() if a in ms and c in ms]
+        g = self.draw(st.sampled_from(shared))
+        return {"comm": g if self.draw(st.booleans()) else f"{g}-2"}
+
+    def coll_comm(self, group: str) -> str | None:
+        """A collective's communicator: its group's (mostly), or a second one
+        of the same group."""
+        return f"{group}-2" if self.draw(st.integers(0, 4)) == 0 else None
+
+    def consume(self, r: int, region_values: dict[str, Any] | None) -> int:
+        """Sometimes a compute on ``r`` reading what an op just wrote there
+        (so that proved dataflow is common, not only violations)."""
+        if not region_values or self.draw(st.integers(0, 2)) != 0:
+            return 0
+        self.rb[r].compute("use", stream=self.stream(r), reads=dict(region_values), **self.meta())
+        return 1
+
+    # ---- actions; each returns the number of ops it added
+    def compute(self) -> int:
+        r = self.draw(st.sampled_from(self.ranks))
+        self.rb[r].compute("k", stream=self.stream(r), reads=self.reads(), writes=self.writes(), **self.meta())
+        return 1
+
+    def p2p(self) -> int:
+        draw = self.draw
+        src = draw(st.sampled_from(self.ranks))
+        dst = draw(st.sampled_from([r for r in self.ranks if r != src]))
+        comm = self.p2p_comm(src, dst)
+        which = draw(st.sampled_from(("both",) * 8 + ("send", "recv")))
+        size = draw(st.sampled_from((None, None, 8)))
+        rsize = size if draw(st.integers(0, 9)) else draw(st.sampled_from((None, 4)))
+        added = 0
+        carried = self.reads()
+        if which in ("both", "send"):
+            self.rb[src].send(dst, stream=self.stream(src), size=size, reads=carried, p2p=draw(_OVERRIDE),
+                              **comm, **self.meta())
+            added += 1
+        if which in ("both", "recv"):
+            got = self.received(carried)
+            self.rb[dst].recv(src, stream=self.stream(dst), size=rsize, writes=got, p2p=draw(_OVERRIDE),
+                              **comm, **self.meta())
+            added += 1 + self.consume(dst, got)
+        return added
+
+    def exchange(self) -> int:
+        """Both ranks send to and receive from each other: with blocking
+        messages and sends first on one stream, the classic pipeline hang;
+        sometimes one side (or both) issues its pair as a group call, which
+        never blocks itself."""
+        draw = self.draw
+        a, c = draw(st.permutations(self.ranks))[:2]
+        comm = self.p2p_comm(a, c)
+        for me, other in ((a, c), (c, a)):
+            stream = self.stream(me)
+            batch = self.batch_id(me) if draw(st.integers(0, 2)) == 0 else None
+            first_send = draw(st.booleans())
+            for part in (("send", "recv") if first_send else ("recv", "send")):
+                if part == "send":
+                    self.rb[me].send(other, stream=stream, batch=batch, p2p=draw(_OVERRIDE), **comm)
+                else:
+                    self.rb[me].recv(other, stream=stream, batch=batch, p2p=draw(_OVERRIDE), **comm)
+        return 4
+
+    def crossed(self) -> int:
+        """Two ranks issue two communication ops between them in opposite
+        orders (messages either way, or a collective of a group holding
+        both): a hang once messages block or kernels of different
+        communicators do not co-run, unless streams, eager messages or
+        concurrent progress untie it."""
+        draw = self.draw
+        a, c = draw(st.permutations(self.ranks))[:2]
+        shared = sorted(g for g, ms in self.groups.items() if a in ms and c in ms)
+        ops: list[tuple[str, Any]] = []
+        for _ in range(2):
+            what = draw(st.sampled_from(("a->c", "c->a", "coll")))
+            if what == "coll":
+                kind = draw(st.sampled_from(("all_reduce", "broadcast")))
+                ops.append(("coll", (draw(st.sampled_from(shared)), kind)))
+            else:
+                ops.append((what, self.p2p_comm(a, c)))
+        added = 0
+        for me, order in ((a, ops), (c, ops[::-1])):
+            for what, arg in order:
+                stream = self.stream(me)
+                if what == "coll":
+                    group, kind = arg
+                    for r in self.groups[group]:
+                        if r in (a, c) and r != me:
+                            continue
+                        if r not in (a, c) and me != a:
+                            continue  # the other members join once, in a's order
+                        self.rb[r].collective(kind, group, stream=self.stream(r) if r != me else stream,
+                                              root=c if kind == "broadcast" else None, p2p=draw(_OVERRIDE)
+                                              if kind == "broadcast" else None)
+                        added += 1
+                else:
+                    snd = what[0] == ("a" if me == a else "c")
+                    other = c if me == a else a
+                    if snd:
+                        self.rb[me].send(other, stream=stream, p2p=draw(_OVERRIDE), **arg)
+                    else:
+                        self.rb[me].recv(other, stream=stream, p2p=draw(_OVERRIDE), **arg)
+                    added += 1
+        return added
+
+    def group_call(self) -> int:
+        """One rank issues a group call of two or three parts (sends, recvs to
+        several peers; sometimes a collective of every rank); the peers issue
+        the counterparts in a random order, batched or not."""
+        draw = self.draw
+        r = draw(st.sampled_from(self.ranks))
+        others = [p for p in self.ranks if p != r]
+        batch = self.batch_id(r)
+        stream = self.stream(r)
+        parts = draw(st.lists(st.tuples(st.sampled_from(("send", "recv")), st.sampled_from(others)),
+                              min_size=2, max_size=3))
+        with_coll = draw(st.integers(0, 4)) == 0
+        counterparts: dict[int, list[tuple[str, dict[str, Any] | None]]] = {p: [] for p in others}
+        comms = {p: self.p2p_comm(r, p) for p in others}
+        added = 0
+        for kind, peer in parts:
+            if kind == "send":
+                carried = self.reads()
+                self.rb[r].send(peer, stream=stream, batch=batch, reads=carried, **comms[peer])
+                counterparts[peer].append(("recv", self.received(carried)))
+            else:
+                self.rb[r].recv(peer, stream=stream, batch=batch, writes=self.writes(), **comms[peer])
+                counterparts[peer].append(("send", self.reads()))
+            added += 1
+        if with_coll:
+            self.rb[r].all_reduce("all", stream=stream, batch=batch)
+            added += 1
+        for p in others:
+            todo = counterparts[p]
+            if not todo and not with_coll:
+                continue
+            order = draw(st.permutations(todo)) if todo else []
+            pbatch = self.batch_id(p) if draw(st.booleans()) else None
+            pstream = self.stream(p)
+            if with_coll:
+                at = draw(st.integers(0, len(order)))
+                order = [*order[:at], ("coll", None), *order[at:]]
+            for kind, acc in order:
+                if kind == "send":
+                    self.rb[p].send(r, stream=pstream, batch=pbatch, reads=acc, **comms[p])
+                elif kind == "recv":
+                    self.rb[p].recv(r, stream=pstream, batch=pbatch, writes=acc, **comms[p])
+                else:
+                    self.rb[p].all_reduce("all", stream=pstream, batch=pbatch)
+                added += 1
+        return added
+
+    def collective(self, kind: str | None = None) -> int:
+        draw = self.draw
+        group = draw(st.sampled_from(sorted(self.groups)))
+        members = self.groups[group]
+        if kind is None:
+            kind = draw(st.sampled_from(COLLECTIVE_KINDS))
+        skip = draw(st.sampled_from(members)) if draw(st.integers(0, 9)) == 0 else None
+        odd = draw(st.sampled_from(members)) if draw(st.integers(0, 9)) == 0 else None
+        comm = self.coll_comm(group)
+        root = draw(st.sampled_from(members))
+        weak = kind == "all_reduce" and draw(st.integers(0, 2)) == 0
+        n = len(members)
+        counts: list[list[int] | None] = [None] * n
+        recv_counts: list[list[int] | None] = [None] * n
+        if kind in ("all_gather", "reduce_scatter") and draw(st.integers(0, 2)):
+            vec = draw(st.lists(st.integers(1, 3), min_size=n, max_size=n))
+            counts = [list(vec) for _ in members]
+            if draw(st.integers(0, 4)) == 0:  # one member disagrees
+                i = draw(st.integers(0, n - 1))
+                counts[i] = [v + 1 for v in vec]
+        elif kind == "all_to_all" and draw(st.integers(0, 2)):
+            mat = draw(st.lists(st.lists(st.integers(0, 3), min_size=n, max_size=n), min_size=n, max_size=n))
+            counts = [list(mat[i]) for i in range(n)]
+            recv_counts = [[mat[j][i] for j in range(n)] for i in range(n)]
+            for i in range(n):
+                if draw(st.integers(0, 4)) == 0:
+                    counts[i] = None
+                elif draw(st.integers(0, 4)) == 0:
+                    recv_counts[i] = None
+            rows = [i for i in range(n) if recv_counts[i] is not None and counts[i] is not None]
+            if rows and draw(st.integers(0, 2)) == 0:  # one entry disagrees
+                row = recv_counts[draw(st.sampled_from(rows))]
+                assert row is not None
+                row[draw(st.integers(0, n - 1))] += 1
+        root_reads: dict[str, Any] | None = None
+        if kind == "broadcast":
+            root_reads = self.reads()
+        added = 0
+        for i, r in enumerate(members):
+            if r == skip:
+                continue
+            k = kind
+            if r == odd:
+                k = draw(st.sampled_from([c for c in ALL_COLLECTIVE_KINDS if c != kind]))
+            extra: dict[str, Any] = {}
+            if k in ROOTED:
+                extra["root"] = root
+                extra["p2p"] = draw(_OVERRIDE)
+            if k == kind:
+                if counts[i] is not None:
+                    extra["counts"] = counts[i]
+                if recv_counts[i] is not None:
+                    extra["recv_counts"] = recv_counts[i]
+                if weak:
+                    extra["completion"] = "weak"
+            if k != "barrier":  # a barrier moves no data
+                if k == "broadcast" and kind == "broadcast":
+                    if r == root:
+                        extra["reads"] = root_reads
+                        extra["writes"] = self.writes() if draw(st.integers(0, 3)) == 0 else None
+                    else:
+                        extra["writes"] = self.received(root_reads)
+                else:
+                    extra["reads"] = self.reads()
+                    extra["writes"] = self.writes()
+            self.rb[r].collective(k, group, stream=self.stream(r), comm=comm, **extra, **self.meta())
+            added += 1
+            if extra.get("writes"):
+                added += self.consume(r, extra["writes"])
+        return added
+
+    def put(self) -> int:
+        """A put from one rank into another's memory, with a signal or not; a
+        wait_signal on the target, usually for that put's signal, sometimes
+        for one no put sets (it never completes), sometimes missing."""
+        draw = self.draw
+        src = draw(st.sampled_from(self.ranks))
+        dst = draw(st.sampled_from([r for r in self.ranks if r != src]))
+        signal = f"sig{self.signals}" if draw(st.integers(0, 3)) else None
+        self.signals += 1
+        writes = self.writes()
+        self.rb[src].put(dst, stream=self.stream(src), reads=self.reads(), writes=writes, signal=signal,
+                         **self.meta())
+        added = 1
+        pick = draw(st.integers(0, 9))
+        if pick >= 2:
+            waited = signal if (signal is not None and pick >= 3) else f"sig{self.signals}x"
+            stream = self.stream(dst)
+            self.rb[dst].wait_signal(src, waited, stream=stream, **self.meta())
+            added += 1
+            if writes and draw(st.booleans()):
+                self.rb[dst].compute("use", stream=stream, reads=dict(writes), **self.meta())
+                added += 1
+        return added
+
+    def event(self) -> int:
+        draw = self.draw
+        r = draw(st.sampled_from(self.ranks))
+        ev = f"e{self.events}"
+        self.events += 1
+        rec_stream, wait_stream = self.stream(r), self.stream(r)
+        rb: RankBuilder = self.rb[r]
+        if draw(st.integers(0, 3)) == 0:
+            rb.wait(ev, stream=wait_stream)
+            rb.record(ev, stream=rec_stream)
+        else:
+            rb.record(ev, stream=rec_stream)
+            rb.wait(ev, stream=wait_stream)
+        return 2
+
+
+ACTIONS = ("compute", "compute", "p2p", "p2p", "collective", "collective", "event", "exchange", "crossed",
+           "group_call", "put")
+# Every schedule starts with one of these (then random actions): so that a few hundred examples reach every
+# collective kind and every v2 mechanism, however hypothesis clusters its draws.
+FOCUS = (*ALL_COLLECTIVE_KINDS, "put", "group_call", "crossed", "exchange", "p2p")
+
+
 @st.composite
 def schedules(draw: st.DrawFn, max_ranks: int = 3, max_ops: int = 8,
               values: tuple[str, ...] = VALUES) -> Schedule:
     """``values``: the pool reads and writes draw from; a pool weighted to one
-    value gives reads with several writers of their expected value."""
-    n_ranks = draw(st.integers(2, max(2, max_ranks)))
-    ranks = list(range(n_ranks))
-    eager = draw(st.integers(0, 3)) == 0
-    b = ScheduleBuilder("random", p2p="eager" if eager else "rendezvous")
-    b.group("all", ranks)
-    buffers: dict[str, int] = {}
-    for name in ("x", "y")[: draw(st.integers(1, 2))]:
-        buffers[name] = draw(st.integers(1, 4))
-        b.buffer(name, i=buffers[name])
-    streams = {r: ["s0", "s1"][: draw(st.integers(1, 2))] for r in ranks}
-    rb = {r: b.rank(r) for r in ranks}
-
+    value gives reads with several writers of their expected value.
+    ``max_ranks``: 2 or 3 (more is taken as 3)."""
+    gen = _Gen(draw, values, max_ranks)
     for _ in range(draw(st.integers(0, 2))):
-        ranks_sel = None if draw(st.booleans()) else [draw(st.sampled_from(ranks))]
-        b.init(draw(_region(buffers)), draw(st.sampled_from(values)), ranks=ranks_sel)
-
-    budget = max_ops
-    events = 0
-    for _ in range(draw(st.integers(1, max_ops))):
+        ranks_sel = None if draw(st.booleans()) else [draw(st.sampled_from(gen.ranks))]
+        gen.b.init(draw(_region(gen.buffers)), draw(st.sampled_from(values)), ranks=ranks_sel)
+    focus = draw(st.sampled_from(FOCUS))
+    budget = max_ops - (gen.collective(focus) if focus in ALL_COLLECTIVE_KINDS else getattr(gen, focus)())
+    for _ in range(draw(st.integers(0, max_ops - 1))):
         if budget <= 0:
             break
-        action = draw(st.sampled_from(("compute", "compute", "p2p", "p2p", "coll", "event", "exchange")))
-        if action == "compute":
-            r = draw(st.sampled_from(ranks))
-            rb[r].compute(
-                f"k{budget}", stream=draw(st.sampled_from(streams[r])),
-                reads=draw(_accesses(buffers, write=False, allow_none=True, values=values)) or None,
-                writes=draw(_accesses(buffers, write=True, allow_none=False, values=values)) or None,
-                **draw(_meta()),
-            )
-            budget -= 1
-        elif action == "p2p":
-            src = draw(st.sampled_from(ranks))
-            dst = draw(st.sampled_from([r for r in ranks if r != src]))
-            channel = draw(st.sampled_from((None, None, "1")))
-            which = draw(st.sampled_from(("both",) * 8 + ("send", "recv")))
-            size = draw(st.sampled_from((None, None, 8)))
-            rsize = size if draw(st.integers(0, 9)) else draw(st.sampled_from((None, 4)))
-            if which in ("both", "send"):
-                rb[src].send(dst, stream=draw(st.sampled_from(streams[src])), channel=channel, size=size,
-                             reads=draw(_accesses(buffers, write=False, allow_none=True, values=values)) or None,
-                             **draw(_meta()))
-                budget -= 1
-            if which in ("both", "recv"):
-                rb[dst].recv(src, stream=draw(st.sampled_from(streams[dst])), channel=channel, size=rsize,
-                             writes=draw(_accesses(buffers, write=True, allow_none=False, values=values)) or None,
-                             **draw(_meta()))
-                budget -= 1
-        elif action == "exchange":
-            # both ranks send to and receive from each other: with rendezvous
-            # p2p and sends first on one stream, the classic pipeline hang
-            a, c = draw(st.permutations(ranks))[:2]
-            for me, other in ((a, c), (c, a)):
-                stream = draw(st.sampled_from(streams[me]))
-                if draw(st.booleans()):
-                    rb[me].send(other, stream=stream).recv(other, stream=stream)
-                else:
-                    rb[me].recv(other, stream=stream).send(other, stream=stream)
-            budget -= 4
-        elif action == "coll":
-            kind = draw(st.sampled_from(COLLECTIVE_KINDS))
-            skip = draw(st.sampled_from(ranks)) if draw(st.integers(0, 9)) == 0 else None
-            odd = draw(st.sampled_from(ranks)) if draw(st.integers(0, 9)) == 0 else None
-            for r in ranks:
-                if r == skip:
-                    continue
-                k = kind
-                if r == odd:
-                    k = draw(st.sampled_from([c for c in COLLECTIVE_KINDS if c != kind]))
-                extra: dict[str, Any] = {"root": 0} if k == "broadcast" else {}
-                if k != "barrier":  # a barrier moves no data
-                    extra["reads"] = draw(_accesses(buffers, write=False, allow_none=True, values=values)) or None
-                    extra["writes"] = draw(_accesses(buffers, write=True, allow_none=False, values=values)) or None
-                rb[r].collective(k, "all", stream=draw(st.sampled_from(streams[r])), **extra, **draw(_meta()))
-                budget -= 1
-        else:
-            r = draw(st.sampled_from(ranks))
-            ev = f"e{events}"
-            events += 1
-            rec_stream = draw(st.sampled_from(streams[r]))
-            wait_stream = draw(st.sampled_from(streams[r]))
-            if draw(st.integers(0, 3)) == 0:
-                rb[r].wait(ev, stream=wait_stream)
-                rb[r].record(ev, stream=rec_stream)
-            else:
-                rb[r].record(ev, stream=rec_stream)
-                rb[r].wait(ev, stream=wait_stream)
-            budget -= 2
-    return b.build()
+        action = draw(st.sampled_from(ACTIONS))
+        budget -= getattr(gen, action)()
+    return gen.b.build()

@@ -19,6 +19,13 @@ parameters, fault and properties (ids ``proofs/tp.toml::tp8-decode8``).  An obli
 exactly a model's default schedule shares its test (id ``kv:default=proofs/kv.toml::kv-default``).
 Parametric obligations prove a family of sizes at once and are not schedules: they are left out.
 
+Runtime model v2 settings.  The models are written with the schedule defaults (``p2p: "any"``,
+``progress: "any"``): message and progress edges are *blocking* edges, counted for deadlock only.  So that
+the other settings are compared on schedules of real size too, every model case of the default run (a
+model's default or fault, not a proof obligation) is also checked with ``p2p: "rendezvous"`` (message
+edges become data edges: every property sees them) and with ``p2p: "eager"`` + ``progress: "concurrent"``
+(every blocking edge dropped): ids ``tp:default@rendezvous``, ``tp:default@eager+concurrent``.
+
 Both engines run with ``max_cex=1``: a property is VIOLATED as soon as one counterexample is found, so
 the verdict does not depend on ``max_cex``, and z3 is spared the search for further violations.
 
@@ -68,46 +75,53 @@ Z3_HEAVY = {"proofs/tp.toml::tp1"}
 # written: every case over DEFAULT_MAX_OPS, and Z3_HEAVY.
 SLOW_OPS: dict[str, int] = {
     "tp:default": 235, "tp:no-wait-allreduce": 234, "tp:no-wait-partial": 234, "tp:skip-allreduce": 234,
-    "tp:swapped-collectives": 235, "tp:step-early": 234, "tp:root-skips-bcast-wait": 234, "pp:default": 224,
-    "pp:no-recv-wait": 225, "pp:shared-recv-buffer": 224, "pp:no-send-wait": 223, "pp:swapped-mb-order": 224,
-    "pp:step-early": 225, "kv:default": 473, "kv:no-append-wait": 472, "kv:append-before-qkv": 472,
-    "kv:wrong-position": 473, "kv:step-early": 472, "tp-pp:default": 974, "tp-pp:no-wait-allreduce": 973,
-    "tp-pp:no-wait-partial": 973, "tp-pp:skip-allreduce": 973, "tp-pp:no-recv-wait": 975,
-    "tp-pp:shared-recv-buffer": 974, "tp-pp:no-send-wait": 973, "tp-pp:single-stream-p2p": 882,
-    "tp-pp:swapped-mb-order": 974, "tp-pp:step-early": 973, "tp-pp-dp:default": 1292,
-    "tp-pp-dp:no-wait-allreduce": 1291, "tp-pp-dp:no-wait-partial": 1291, "tp-pp-dp:skip-allreduce": 1291,
-    "tp-pp-dp:no-recv-wait": 1293, "tp-pp-dp:shared-recv-buffer": 1292, "tp-pp-dp:no-send-wait": 1291,
-    "tp-pp-dp:single-stream-p2p": 1108, "tp-pp-dp:swapped-mb-order": 1292, "tp-pp-dp:gather-before-sample": 1291,
-    "tp-pp-dp:skip-gather": 1289, "tp-pp-dp:no-step-wait": 1291, "tp-pp-dp:step-early": 1291, "tp-sp:default": 295,
-    "tp-sp:no-wait-gather": 294, "tp-sp:no-wait-scatter": 294, "tp-sp:skip-reduce-scatter": 294,
-    "tp-sp:sp-in-decode": 295, "ep:default": 396, "ep:no-wait-router": 395, "ep:no-wait-dispatch": 395,
-    "ep:no-wait-combine": 395, "ep:skip-a2a": 395, "dpattn-ep:default": 282, "dpattn-ep:no-wait-router": 281,
-    "dpattn-ep:no-wait-dispatch": 281, "dpattn-ep:no-wait-combine": 281, "dpattn-ep:skip-a2a": 281,
-    "dpattn-ep:idle-skips-a2a": 268, "proofs/chunked-prefill.toml::chunked-8x4-decode8": 320,
-    "proofs/chunked-prefill.toml::chunked-tp4": 1013, "proofs/dp.toml::dp8-decode8": 944,
-    "proofs/dp.toml::dp4-decode-only": 292, "proofs/dpattn-ep.toml::dpattn-ep8-3reqs": 801,
-    "proofs/dpattn-ep.toml::dpattn-ep4-1req": 225, "proofs/dpattn-ep.toml::dpattn-ep-all-busy": 264,
-    "proofs/ep.toml::ep8-decode8": 1296, "proofs/ep.toml::ep8-4layers-decode8": 4536,
-    "proofs/ep.toml::ep8-prefill": 504, "proofs/kv.toml::kv-tp1-decode8": 187, "proofs/kv.toml::kv-tp8-decode8": 2019,
+    "tp:swapped-collectives": 235, "tp:step-early": 234, "tp:root-skips-bcast-wait": 234, "pp:default": 220,
+    "pp:no-recv-wait": 221, "pp:shared-recv-buffer": 220, "pp:crossed-comm-order": 224, "pp:one-comm-two-streams": 220,
+    "pp:relies-on-rendezvous": 237, "pp:swapped-mb-order": 220, "pp:step-early": 221, "kv:default": 473,
+    "kv:no-append-wait": 472, "kv:append-before-qkv": 472, "kv:wrong-position": 473, "kv:step-early": 472,
+    "tp-pp:default": 970, "tp-pp:no-wait-allreduce": 969, "tp-pp:no-wait-partial": 969, "tp-pp:skip-allreduce": 969,
+    "tp-pp:no-recv-wait": 971, "tp-pp:shared-recv-buffer": 970, "tp-pp:single-stream-p2p": 882,
+    "tp-pp:crossed-comm-order": 974, "tp-pp:one-comm-two-streams": 970, "tp-pp:relies-on-rendezvous": 987,
+    "tp-pp:swapped-mb-order": 970, "tp-pp:step-early": 969, "tp-pp-dp:default": 1284,
+    "tp-pp-dp:no-wait-allreduce": 1283, "tp-pp-dp:no-wait-partial": 1283, "tp-pp-dp:skip-allreduce": 1283,
+    "tp-pp-dp:no-recv-wait": 1285, "tp-pp-dp:shared-recv-buffer": 1284, "tp-pp-dp:single-stream-p2p": 1108,
+    "tp-pp-dp:crossed-comm-order": 1292, "tp-pp-dp:one-comm-two-streams": 1284, "tp-pp-dp:relies-on-rendezvous": 1301,
+    "tp-pp-dp:swapped-mb-order": 1284, "tp-pp-dp:gather-before-sample": 1283, "tp-pp-dp:skip-gather": 1281,
+    "tp-pp-dp:no-step-wait": 1283, "tp-pp-dp:step-early": 1283, "tp-sp:default": 295, "tp-sp:no-wait-gather": 294,
+    "tp-sp:no-wait-scatter": 294, "tp-sp:skip-reduce-scatter": 294, "tp-sp:sp-in-decode": 295, "ep:default": 396,
+    "ep:no-wait-router": 395, "ep:no-wait-dispatch": 395, "ep:no-wait-combine": 395, "ep:skip-a2a": 395,
+    "dpattn-ep:default": 282, "dpattn-ep:no-wait-router": 281, "dpattn-ep:no-wait-dispatch": 281,
+    "dpattn-ep:no-wait-combine": 281, "dpattn-ep:skip-a2a": 281, "dpattn-ep:idle-skips-a2a": 268,
+    "proofs/chunked-prefill.toml::chunked-8x4-decode8": 320, "proofs/chunked-prefill.toml::chunked-tp4": 1013,
+    "proofs/dp.toml::dp8-decode8": 944, "proofs/dp.toml::dp4-decode-only": 292,
+    "proofs/dpattn-ep.toml::dpattn-ep8-3reqs": 801, "proofs/dpattn-ep.toml::dpattn-ep4-1req": 225,
+    "proofs/dpattn-ep.toml::dpattn-ep-all-busy": 264, "proofs/ep.toml::ep8-decode8": 1296,
+    "proofs/ep.toml::ep8-4layers-decode8": 4536, "proofs/ep.toml::ep8-prefill": 504, "proofs/ep.toml::ep4-a2a-p2p": 636,
+    "proofs/ep.toml::ep8-a2a-p2p-decode4": 2720, "proofs/ep.toml::ep-no-batch": 636,
+    "proofs/kv.toml::kv-tp1-decode8": 187, "proofs/kv.toml::kv-tp8-decode8": 2019,
     "proofs/kv.toml::kv-decode-only": 764, "proofs/overlap.toml::overlap-a2a-8ranks-prefill": 960,
     "proofs/overlap.toml::overlap-allreduce-8ranks": 1152, "proofs/paged-kv.toml::paged-8seqs-decode8": 231,
-    "proofs/pp.toml::pp4-mb4-decode8": 2128, "proofs/pp.toml::pp4-mb4-decode-only": 1228,
-    "proofs/pp.toml::pp8-mb8-decode8": 8480, "proofs/sp.toml::sp8-allgather": 210, "proofs/sp.toml::sp8-ring": 454,
-    "proofs/tp-pp-dp.toml::tp2-pp2-dp2-mb4-decode4": 4440, "proofs/tp-pp-dp.toml::tp2-pp4-dp2-mb4-decode8": 15256,
-    "proofs/tp-pp-dp.toml::tp1-pp4-dp4": 1456, "proofs/tp-pp-dp.toml::tp-pp-dp-no-wait-allreduce": 827,
-    "proofs/tp-pp-dp.toml::tp-pp-dp-no-wait-partial": 827, "proofs/tp-pp-dp.toml::tp-pp-dp-skip-allreduce": 827,
-    "proofs/tp-pp-dp.toml::tp-pp-dp-no-recv-wait": 829, "proofs/tp-pp-dp.toml::tp-pp-dp-shared-recv-buffer": 828,
-    "proofs/tp-pp-dp.toml::tp-pp-dp-no-send-wait": 827, "proofs/tp-pp-dp.toml::tp-pp-dp-single-stream-p2p": 724,
-    "proofs/tp-pp-dp.toml::tp-pp-dp-swapped-mb-order": 828,
-    "proofs/tp-pp-dp.toml::tp-pp-dp-gather-before-sample": 827, "proofs/tp-pp-dp.toml::tp-pp-dp-skip-gather": 825,
-    "proofs/tp-pp-dp.toml::tp-pp-dp-no-step-wait": 827, "proofs/tp-pp-dp.toml::tp-pp-dp-step-early": 827,
-    "proofs/tp-pp.toml::tp4-pp4-mb4": 4668, "proofs/tp-pp.toml::tp8-pp2-mb2": 2318,
-    "proofs/tp-pp.toml::tp8-pp4-mb4": 15732, "proofs/tp-pp.toml::tp2-pp4-decode8": 3300,
-    "proofs/tp-pp.toml::tp-pp-no-wait-allreduce": 391, "proofs/tp-pp.toml::tp-pp-no-wait-partial": 391,
-    "proofs/tp-pp.toml::tp-pp-skip-allreduce": 391, "proofs/tp-pp.toml::tp-pp-no-recv-wait": 393,
-    "proofs/tp-pp.toml::tp-pp-shared-recv-buffer": 392, "proofs/tp-pp.toml::tp-pp-no-send-wait": 391,
-    "proofs/tp-pp.toml::tp-pp-single-stream-p2p": 340, "proofs/tp-pp.toml::tp-pp-swapped-mb-order": 392,
-    "proofs/tp-pp.toml::tp-pp-step-early": 391, "proofs/tp-sp.toml::tp-sp8-prefill": 523,
+    "proofs/pp.toml::pp4-mb4-decode8": 2120, "proofs/pp.toml::pp4-mb4-decode-only": 1220,
+    "proofs/pp.toml::pp8-mb8-decode8": 8464, "proofs/sp.toml::sp8-allgather": 210, "proofs/sp.toml::sp8-ring": 454,
+    "proofs/tp-pp-dp.toml::tp2-pp2-dp2-mb4-decode4": 4424, "proofs/tp-pp-dp.toml::tp2-pp4-dp2-mb4-decode8": 15240,
+    "proofs/tp-pp-dp.toml::tp1-pp4-dp4": 1440, "proofs/tp-pp-dp.toml::tp-pp-dp-no-wait-allreduce": 819,
+    "proofs/tp-pp-dp.toml::tp-pp-dp-no-wait-partial": 819, "proofs/tp-pp-dp.toml::tp-pp-dp-skip-allreduce": 819,
+    "proofs/tp-pp-dp.toml::tp-pp-dp-no-recv-wait": 821, "proofs/tp-pp-dp.toml::tp-pp-dp-shared-recv-buffer": 820,
+    "proofs/tp-pp-dp.toml::tp-pp-dp-no-send-wait": 409, "proofs/tp-pp-dp.toml::tp-pp-dp-single-stream-p2p": 724,
+    "proofs/tp-pp-dp.toml::tp-pp-dp-swapped-mb-order": 820, "proofs/tp-pp-dp.toml::tp-pp-dp-gather-before-sample": 819,
+    "proofs/tp-pp-dp.toml::tp-pp-dp-skip-gather": 817, "proofs/tp-pp-dp.toml::tp-pp-dp-no-step-wait": 819,
+    "proofs/tp-pp-dp.toml::tp-pp-dp-step-early": 819, "proofs/tp-pp-dp.toml::tp-pp-dp-crossed-comm-order": 828,
+    "proofs/tp-pp-dp.toml::tp-pp-dp-one-comm-two-streams": 820,
+    "proofs/tp-pp-dp.toml::tp-pp-dp-relies-on-rendezvous": 829,
+    "proofs/tp-pp-dp.toml::tp-pp-dp-recv-order-swapped": 372, "proofs/tp-pp.toml::tp4-pp4-mb4": 4660,
+    "proofs/tp-pp.toml::tp8-pp2-mb2": 2314, "proofs/tp-pp.toml::tp8-pp4-mb4": 15724,
+    "proofs/tp-pp.toml::tp2-pp4-decode8": 3296, "proofs/tp-pp.toml::tp-pp-no-wait-allreduce": 387,
+    "proofs/tp-pp.toml::tp-pp-no-wait-partial": 387, "proofs/tp-pp.toml::tp-pp-skip-allreduce": 387,
+    "proofs/tp-pp.toml::tp-pp-no-recv-wait": 389, "proofs/tp-pp.toml::tp-pp-shared-recv-buffer": 388,
+    "proofs/tp-pp.toml::tp-pp-no-send-wait": 193, "proofs/tp-pp.toml::tp-pp-single-stream-p2p": 340,
+    "proofs/tp-pp.toml::tp-pp-swapped-mb-order": 388, "proofs/tp-pp.toml::tp-pp-step-early": 387,
+    "proofs/tp-pp.toml::tp-pp-crossed-comm-order": 392, "proofs/tp-pp.toml::tp-pp-one-comm-two-streams": 388,
+    "proofs/tp-pp.toml::tp-pp-relies-on-rendezvous": 397, "proofs/tp-sp.toml::tp-sp8-prefill": 523,
     "proofs/tp-sp.toml::tp-sp8-decode8": 1819, "proofs/tp.toml::tp1": 117, "proofs/tp.toml::tp4-prefill-64": 263,
     "proofs/tp.toml::tp8-decode8": 2755, "proofs/tp.toml::tp8-decode-only": 2170,
 }
@@ -147,6 +161,18 @@ TOO_SLOW: dict[str, str] = {
 }
 
 
+# The v2 settings each fast model case is also checked under (see the module docstring).
+SETTINGS: dict[str, tuple[str, str]] = {  # (p2p, progress)
+    "rendezvous": ("rendezvous", "any"),
+    "eager+concurrent": ("eager", "concurrent"),
+}
+
+
+def with_setting(s: Schedule, setting: str) -> Schedule:
+    p2p, progress = SETTINGS[setting]
+    return replace(s, p2p=p2p, progress=progress)
+
+
 class Z3GaveUp(UserWarning):
     """z3 hit a solver limit on a property the hybrid engine decided (tolerated in the slow run only)."""
 
@@ -175,13 +201,20 @@ class Case:
         return s
 
 
+def default_faults(spec: Any) -> list[Any]:
+    """The faults of a model that its default parameters admit (a fault that needs other sizes, such as
+    ``pp``'s ``no-send-wait`` with ``mb=1``, is checked through its obligation in proofs/ instead)."""
+    defaults = spec.defaults()
+    return [f for f in spec.faults if not f.unmet(defaults)]
+
+
 def _requests() -> list[tuple[str, str, tuple[tuple[str, str | int], ...], str | None, tuple[str, ...]]]:
     """(id, model, params, fault, properties): each model's default and faults, then each non-parametric
     obligation of proofs/*.toml."""
     out: list[tuple[str, str, tuple[tuple[str, str | int], ...], str | None, tuple[str, ...]]] = []
     for spec in registry.list_models():
         out.append((f"{spec.name}:default", spec.name, (), None, PROPERTIES))
-        out += [(f"{spec.name}:{f.name}", spec.name, (), f.name, PROPERTIES) for f in spec.faults]
+        out += [(f"{spec.name}:{f.name}", spec.name, (), f.name, PROPERTIES) for f in default_faults(spec)]
     for path in discover([ROOT / "proofs"]):
         for ob in load(path):
             if ob.parametric is None and ob.model is not None:
@@ -260,17 +293,50 @@ def test_engines_agree(case: Case) -> None:
     assert not problems, "the engines disagree:\n" + "\n".join(problems)
 
 
+def _settings_params() -> list[Any]:
+    return [pytest.param(c, name, id=f"{c.id}@{name}") for c in CASES for name in SETTINGS
+            if c.key not in SLOW_OPS and not c.key.startswith("proofs/")]
+
+
+@pytest.mark.parametrize(("case", "setting"), _settings_params())
+def test_engines_agree_under_v2_settings(case: Case, setting: str) -> None:
+    s = with_setting(case.build(), setting)
+    assert len(s.ops) <= DEFAULT_MAX_OPS, (
+        f"{case.id} has {len(s.ops)} ops, over DEFAULT_MAX_OPS={DEFAULT_MAX_OPS}: list it in SLOW_OPS")
+    hyb = check_schedule(s, case.properties, engine="hybrid", max_cex=1)
+    z3r = check_schedule(s, case.properties, engine="z3", max_cex=1)
+    problems = disagreements(case, hyb, z3r, slow=False)
+    assert not problems, f"the engines disagree ({setting}):\n" + "\n".join(problems)
+
+
+def test_the_settings_change_what_is_checked() -> None:
+    """The settings variants are not vacuous: a schedule whose pipeline hangs only once messages block
+    deadlocks under "rendezvous" (with its other properties left unchecked, as no run finishes), and under
+    "eager" + "concurrent" (every blocking edge dropped) proves deadlock-free."""
+    from syncproof.ir import ScheduleBuilder
+
+    b = ScheduleBuilder("crossed-sends")
+    for me, other in ((0, 1), (1, 0)):
+        b.rank(me).send(other, stream="s").recv(other, stream="s")
+    s = b.build()
+    rdv = check_schedule(with_setting(s, "rendezvous"), engine="hybrid", max_cex=1)
+    eager = check_schedule(with_setting(s, "eager+concurrent"), engine="hybrid", max_cex=1)
+    assert rdv.result("deadlock").verdict is Verdict.VIOLATED
+    assert rdv.result("dataflow").reason.startswith(NOT_CHECKED)
+    assert eager.result("deadlock").verdict is Verdict.PROVED
+
+
 def test_the_case_list_is_complete_and_the_tables_are_current() -> None:
     ids = [i for c in CASES for i in c.ids]
     assert len(ids) == len(set(ids)), "two cases share an id"
     for spec in registry.list_models():
         assert f"{spec.name}:default" in ids
-        assert all(f"{spec.name}:{f.name}" in ids for f in spec.faults), spec.name
+        assert all(f"{spec.name}:{f.name}" in ids for f in default_faults(spec)), spec.name
     obligations = [ob for p in discover([ROOT / "proofs"]) for ob in load(p)]
     schedules = [f"proofs/{ob.id}" for ob in obligations if not ob.parametric]
     assert schedules and len(schedules) < len(obligations), "expected both kinds of obligation in proofs/"
     assert set(schedules) <= set(ids)
-    assert len(ids) == len(schedules) + sum(1 + len(spec.faults) for spec in registry.list_models())
+    assert len(ids) == len(schedules) + sum(1 + len(default_faults(spec)) for spec in registry.list_models())
     keys = {c.key for c in CASES}
     assert not set(SLOW_OPS) - keys, "SLOW_OPS names a case that no longer exists (or is not the first of its ids)"
     assert not set(TOO_SLOW) - set(SLOW_OPS), "every TOO_SLOW case must be listed in SLOW_OPS"
