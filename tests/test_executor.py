@@ -1260,3 +1260,11 @@ def test_host_work_and_syncs_treat_a_group_call_as_one_unit() -> None:
     ix = model.enabling(DEADLOCK).index()
     n = model.n
     assert {n + 0, n + 1} <= set(ix.preds(n + 2))  # the sync's end waits for both parts' ends
+
+
+def test_decode_ops_without_a_step_are_in_no_step() -> None:
+    # docs/format.md: "decode without step belong to no group": two of them
+    # with different tokens do not split a step
+    s = one_rank('''{"op": "compute", "stream": "a", "name": "p", "phase": "decode", "tokens": "0:1"},
+                    {"op": "compute", "stream": "a", "name": "q", "phase": "decode", "tokens": "1:2"}''', buffers="{}")
+    assert verdicts(s) == HOLDS

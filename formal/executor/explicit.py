@@ -290,7 +290,7 @@ def meta_problems(schedule: Schedule) -> list[tuple[str, int, int | None]]:
             out.append((f"{schedule.label(op)} is a decode op with an SP partition", op.id, None))
     for i, a in enumerate(decode):
         for b in decode[i + 1:]:
-            if (a.meta.step == b.meta.step and set(_seq_keys(a)) & set(_seq_keys(b))
+            if (a.meta.step is not None and a.meta.step == b.meta.step and set(_seq_keys(a)) & set(_seq_keys(b))
                     and a.meta.tokens is not None and b.meta.tokens is not None
                     and a.meta.tokens != b.meta.tokens):
                 out.append((f"{schedule.label(a)} and {schedule.label(b)} are one decode step of one"

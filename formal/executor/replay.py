@@ -285,7 +285,7 @@ def _meta_rule(model: Model, a: int | None, b: int | None) -> tuple[bool, str]:
     if b is not None:
         y = schedule.ops[b]
         keys = sequence_keys(schedule)
-        if (x.meta.phase == y.meta.phase == "decode" and x.meta.step == y.meta.step
+        if (x.meta.phase == y.meta.phase == "decode" and x.meta.step is not None and x.meta.step == y.meta.step
                 and set(keys(x)) & set(keys(y))
                 and x.meta.tokens is not None and y.meta.tokens is not None and x.meta.tokens != y.meta.tokens):
             return True, ""
