@@ -1268,3 +1268,15 @@ def test_decode_ops_without_a_step_are_in_no_step() -> None:
     s = one_rank('''{"op": "compute", "stream": "a", "name": "p", "phase": "decode", "tokens": "0:1"},
                     {"op": "compute", "stream": "a", "name": "q", "phase": "decode", "tokens": "1:2"}''', buffers="{}")
     assert verdicts(s) == HOLDS
+
+
+def test_broadcast_root_without_read_values_carries_its_write_values() -> None:
+    # v2 contract: members are compared with the root's write values when the
+    # root declares no read values (no reads, or a read with value null)
+    s = v2('''{"syncproof": 2, "name": "broadcast-root-none-read", "groups": {"all": [0, 1]}, "buffers": {"x": []},
+      "ranks": {"0": [{"op": "broadcast", "stream": "s0", "group": "all", "root": 1, "writes": {"x": "a"}}],
+                "1": [{"op": "broadcast", "stream": "s0", "group": "all", "root": 1, "reads": {"x": null},
+                       "writes": {"x": "b"}}]}}''')
+    res = explore(s)
+    assert res.violated == {**HOLDS, "dataflow": True}
+    assert "carried b" in res.witnesses["dataflow"]

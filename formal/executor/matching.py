@@ -230,8 +230,12 @@ def _carried_by_send(op: Op) -> tuple[str, ...] | None:
 
 
 def _carried_by_root(op: Op) -> tuple[str, ...] | None:
-    if op.reads:
-        return _carried_by_send(op)
+    """What a broadcast root sends: the values it reads; when it declares no
+    read values (no reads, or a read with value None, as for a send), the
+    values it writes (its own output is the broadcast value)."""
+    read = _carried_by_send(op)
+    if read is not None:
+        return read
     vals = tuple(acc.value for acc in op.writes)
     if not vals or None in vals:
         return None
