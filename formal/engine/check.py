@@ -27,6 +27,7 @@ from ..semantics.obligations import (
     OverlapOb,
     ReadOb,
     SampleOb,
+    carried_values,
     message_obligations,
     phase_obligations,
     phase_steps,
@@ -196,7 +197,7 @@ def _message_cex(s: Schedule, ob: MetaOb, prec: Precedence) -> Counterexample:
     run shows it (matching is deterministic), so the run is one topological
     order of the schedule."""
     recv, send = s.ops[ob.op], s.ops[ob.other if ob.other is not None else ob.op]
-    carried = sorted(a.value or "" for a in send.reads) or sorted(a.value or "" for a in send.writes)
+    carried = carried_values(send) or []
     declared = ", ".join(sorted(w.value or "" for w in recv.writes))
     obs = Observation("message", a=recv.id, b=send.id, region=", ".join(str(w.region) for w in recv.writes),
                       expected=declared, seen=tuple(carried))

@@ -80,6 +80,18 @@ def _why(s: Schedule, ed: Edge) -> str:
         return (f"rank {a.rank} launches {a.communicator!r} before {b.communicator!r}, and NCCL does not promise"
                 " that two communicators' kernels progress side by side (its guide: the host-side launch"
                 " order must match on every device)")
+    if w == "host":
+        h = s.ops[ed.a]
+        return f"the host issues it only after {s.label(h)} has returned (host work runs at its place in issue order)"
+    if w == "sync":
+        t, h = s.ops[ed.a], s.ops[ed.b]
+        what = ("stream.synchronize()" if h.target is not None else "work.wait()" if h.of is not None
+                else "torch.cuda.synchronize()")
+        return f"{what} returns only after {s.label(t)} has finished"
+    if w == "alloc":
+        t, h = s.ops[ed.a], s.ops[ed.b]
+        return (f"the caching allocator hands {h.reuses!r}'s block to {h.buffer!r} only after {s.label(t)} (recorded"
+                " with record_stream before the free) has finished")
     return "a collective finishes only after every member arrives"
 
 

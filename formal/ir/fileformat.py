@@ -249,16 +249,16 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
     allowed = _ALLOWED[kind]
     if not allowed.issuperset(d):
         key = next(k for k in d if k not in allowed)
-        raise ScheduleError(f"field {key!r} does not belong on a {kind} op", where,
+        raise ScheduleError(f"field {key!r} does not belong on {_a(kind)} op", where,
                             suggest(key, _COMMON + _KIND_KEYS[kind] + _V2_KEYS.get(kind, ())))
     if version < 2 and (not _KIND_KEYS[kind] or not _V1_ALLOWED[kind].issuperset(d)):
         # a kind of version 2 has no version-1 fields of its own
-        what = f"a {kind} op" if not _KIND_KEYS[kind] else \
+        what = f"{_a(kind)} op" if not _KIND_KEYS[kind] else \
             f"field {next(k for k in d if k not in _V1_ALLOWED[kind])!r}"
         raise ScheduleError(f"{what} needs format version 2", where, "write \"syncproof\": 2 at the top")
     if kind in HOST_ONLY:  # host API calls: they run on the host thread
         stream = d.get("stream", HOST_STREAM)
-        _want(stream == HOST_STREAM, f"a {kind} runs on the host, so its stream is {HOST_STREAM!r}, got {stream!r}",
+        _want(stream == HOST_STREAM, f"{_a(kind)} runs on the host, so its stream is {HOST_STREAM!r}, got {stream!r}",
               where, f"drop \"stream\" or write \"stream\": \"{HOST_STREAM}\"; name the device stream in"
               " \"target\"")
     else:
@@ -267,10 +267,10 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
     where = f"{src}: rank {rank}, op {index} ({kind} on {stream})"
     peer = None
     if kind is Kind.SEND or kind is Kind.PUT:
-        _want("to" in d, f"a {kind} needs \"to\": the destination rank", where)
+        _want("to" in d, f"{_a(kind)} needs \"to\": the destination rank", where)
         peer = _int(d["to"], "to", where)
     if kind is Kind.RECV or kind is Kind.WAIT_SIGNAL:
-        _want("from" in d, f"a {kind} needs \"from\": the source rank", where)
+        _want("from" in d, f"{_a(kind)} needs \"from\": the source rank", where)
         peer = _int(d["from"], "from", where)
     channel = d.get("channel", "0")
     if isinstance(channel, int) and not isinstance(channel, bool):
@@ -281,7 +281,7 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
     group = _str(d["group"], "group", where) if "group" in d else None
     event = _str(d["event"], "event", where) if "event" in d else None
     if kind in (Kind.RECORD, Kind.WAIT):
-        _want(event is not None, f"a {kind} needs \"event\"", where)
+        _want(event is not None, f"{_a(kind)} needs \"event\"", where)
     if kind.is_collective:
         _want(group is not None, f"{kind} needs \"group\"", where)
     if kind is Kind.BARRIER:
@@ -289,7 +289,7 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
               "drop \"reads\"/\"writes\", or use all_reduce if data is reduced")
     dtype = _str(d["dtype"], "dtype", where) if "dtype" in d else None
     if kind.is_rooted:
-        _want("root" in d, f"a {kind} needs \"root\": the rank it is rooted at", where)
+        _want("root" in d, f"{_a(kind)} needs \"root\": the rank it is rooted at", where)
     comm = _str(d["comm"], "comm", where) if "comm" in d else None
     p2p = None
     if "p2p" in d:
@@ -315,10 +315,10 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
               " (event.synchronize()), a \"target\" stream (stream.synchronize()) or the op named in \"of\""
               " (work.wait(), .item()); none of them is torch.cuda.synchronize()", where)
     if kind in ALLOCATOR_KINDS:
-        _want(buffer is not None, f"a {kind} needs \"buffer\": the tensor's buffer", where)
+        _want(buffer is not None, f"{_a(kind)} needs \"buffer\": the tensor's buffer", where)
         _want(buffer in buffers, f"buffer {buffer!r} is not declared", where, suggest(buffer, buffers))
     if kind is Kind.ALLOC or kind is Kind.RECORD_STREAM:
-        _want(target is not None, f"a {kind} needs \"target\": the device stream"
+        _want(target is not None, f"{_a(kind)} needs \"target\": the device stream"
               + (" it allocates on (its pool)" if kind is Kind.ALLOC else " that uses the tensor"), where)
     if reuses is not None:
         _want(reuses in buffers, f"buffer {reuses!r} is not declared", where, suggest(reuses, buffers))
@@ -336,6 +336,11 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
         comm=comm, p2p=p2p, batch=batch, signal=signal, counts=counts, recv_counts=recv_counts,
         completion=completion, target=target, of=of, buffer=buffer, reuses=reuses,
     )
+
+
+def _a(kind: Kind) -> str:
+    """``a send``, ``an alloc``: the kind with its article."""
+    return f"an {kind}" if kind.value[0] in "aeiou" else f"a {kind}"
 
 
 def _counts(v: Any, what: str, where: str) -> tuple[int, ...]:

@@ -388,6 +388,11 @@ def _check_host(schedule: Schedule) -> None:
         for op in schedule.by_rank[r]:
             where = f"{src}: {op.where}"
             k = op.kind
+            if k is Kind.SYNC and op.event is not None and not any(
+                    o.kind is Kind.RECORD and o.event == op.event for o in schedule.by_rank[r]):
+                recorded = sorted({o.event for o in schedule.by_rank[r] if o.kind is Kind.RECORD and o.event})
+                raise ScheduleError(f"sync on event {op.event!r}, which rank {r} never records", where,
+                                    suggest(op.event, recorded))
             if k is Kind.SYNC and op.of is not None and op.of not in names:
                 raise ScheduleError(f"sync waits for op {op.of!r}, but rank {r} issues no op of that name before it",
                                     where, suggest(op.of, sorted(names)))

@@ -582,13 +582,18 @@ def _race_obligations(s: Schedule, ops: Sequence[Op]) -> list[OverlapOb]:
                             obs[key] = OverlapOb(key[0], key[1], inter)
         ops_ = s.ops
 
-        def reads_it(o: int, region: Region) -> bool:  # the weak op's input is in the conflict
-            return o in weak and any(a.region.overlaps(region) for a in ops_[o].reads)
+        def reads_it(o: int, other: int, region: Region) -> bool:
+            """Is the weak op's input read in the conflict (``other`` writes what ``o`` reads)?"""
+            if o not in weak:
+                return False
+            mine = [a.region for a in ops_[o].reads if a.region.overlaps(region)]
+            theirs = [a.region for a in ops_[other].writes if a.region.overlaps(region)]
+            return any(x.overlaps(y) for x in mine for y in theirs)
 
         for pair, ov in obs.items():
             if ov.a in weak or ov.b in weak:
-                obs[pair] = ov._replace(a_until=weak[ov.a] if reads_it(ov.a, ov.region) else (),
-                                        b_until=weak[ov.b] if reads_it(ov.b, ov.region) else ())
+                obs[pair] = ov._replace(a_until=weak[ov.a] if reads_it(ov.a, ov.b, ov.region) else (),
+                                        b_until=weak[ov.b] if reads_it(ov.b, ov.a, ov.region) else ())
     return [obs[k] for k in sorted(obs)]
 
 
@@ -746,6 +751,16 @@ def _values(accs: tuple[Access, ...]) -> list[str] | None:
     return sorted(v for v in vals if v is not None)
 
 
+def carried_values(sender: Op) -> list[str] | None:
+    """What a message carries, as the sender declares it: a send's read values;
+    a broadcast root's read values, or its write values when it declares no
+    read value.  None when the sender declares none."""
+    got = _values(sender.reads)
+    if got is None and sender.kind is Kind.BROADCAST:
+        got = _values(sender.writes)
+    return got
+
+
 def message_obligations(s: Schedule, m: Matching) -> tuple[list[MetaOb], int]:
     """Values travel with messages: a recv receives what its matched send
     read, and a broadcast's non-root members what the root sent.  The values
@@ -759,7 +774,7 @@ def message_obligations(s: Schedule, m: Matching) -> tuple[list[MetaOb], int]:
         send, recv = ops[a], ops[b]
         if not recv.writes:
             continue
-        carried = _values(send.reads)
+        carried = carried_values(send)
         if carried is None:
             trusted += 1
             continue
@@ -774,7 +789,7 @@ def message_obligations(s: Schedule, m: Matching) -> tuple[list[MetaOb], int]:
         if first.kind is not Kind.BROADCAST:
             continue
         root = next(ops[o] for o in inst.ops if ops[o].rank == first.root)
-        carried = _values(root.reads) or _values(root.writes)
+        carried = carried_values(root)
         for o in inst.ops:
             member = ops[o]
             if o == root.id or not member.writes:
