@@ -399,7 +399,7 @@ V2_CASES: list[Case] = [
      'p2p on an op must be "eager" (a message known to fit the transport\'s buffer) or "rendezvous"'
      " (one known to block until its receiver posts), got 'any'", "", True),
     ("op-p2p-on-all-reduce", _set(1, 3, p2p="eager"), "rank 1, op 3 (all_reduce)",
-     "field 'p2p' does not belong on a all_reduce op", "", True),
+     "field 'p2p' does not belong on an all_reduce op", "", True),
     ("progress-mode", _top("progress", "always"), "", "progress mode 'always' is unknown",
      "use one of any, concurrent", True),
     ("progress-not-a-string", _top("progress", True), "", 'progress must be "any" or "concurrent"', "", True),
@@ -417,10 +417,10 @@ V2_CASES: list[Case] = [
      _replace_op(1, 3, {"op": "reduce_scatter", "stream": "comm", "group": "tp", "counts": [1, -2]}),
      "rank 1, op 3 (reduce_scatter on comm)", "counts must be a list of non-negative integers", "", True),
     ("counts-on-all-reduce", _set(1, 3, counts=[1, 1]), "rank 1, op 3 (all_reduce)",
-     "field 'counts' does not belong on a all_reduce op", "", True),
+     "field 'counts' does not belong on an all_reduce op", "", True),
     ("recv-counts-on-all-gather",
      _replace_op(1, 3, {"op": "all_gather", "stream": "comm", "group": "tp", "recv_counts": [1, 1]}),
-     "rank 1, op 3 (all_gather)", "field 'recv_counts' does not belong on a all_gather op", "", True),
+     "rank 1, op 3 (all_gather)", "field 'recv_counts' does not belong on an all_gather op", "", True),
     ("batch-not-consecutive",
      _both(_append(1, {**_SEND, "batch": "b0"}), _append(1, {"op": "compute", "stream": "comm"}),
            _append(1, {**_RECV, "batch": "b0"})),
@@ -473,7 +473,7 @@ V2_CASES: list[Case] = [
      "rank 1, op 4 (sync)", "a sync runs on the host, so its stream is 'host', got 'comm'",
      'name the device stream in "target"', True),
     ("alloc-on-device-stream", _append(1, {"op": "alloc", "stream": "compute", "buffer": "x", "target": "compute"}),
-     "rank 1, op 4 (alloc)", "a alloc runs on the host, so its stream is 'host', got 'compute'", "", True),
+     "rank 1, op 4 (alloc)", "an alloc runs on the host, so its stream is 'host', got 'compute'", "", True),
     ("sync-of-unknown-op", _append(1, {"op": "sync", "of": "ar"}), "rank 1, op 4 (sync on host)",
      "sync waits for op 'ar', but rank 1 issues no op of that name before it", "", False),
     ("sync-with-buffer", _append(1, {"op": "sync", "buffer": "x"}), "rank 1, op 4 (sync)",
@@ -532,7 +532,7 @@ V2_CASES: list[Case] = [
     ("free-with-target", _append(1, {"op": "free", "buffer": "x", "target": "comm"}), "rank 1, op 4 (free)",
      "field 'target' does not belong on a free op", "", True),
     ("alloc-in-batch", _append(1, {"op": "alloc", "buffer": "x", "target": "comm", "batch": "b"}),
-     "rank 1, op 4 (alloc)", "field 'batch' does not belong on a alloc op", "", True),
+     "rank 1, op 4 (alloc)", "field 'batch' does not belong on an alloc op", "", True),
 ]
 
 # Version-2 fields in a version-1 file: the error names the field and the fix.
@@ -561,7 +561,7 @@ V1_CASES: list[Case] = [
     ("v1-sync", _append(1, {"op": "sync", "stream": "host"}), "rank 1, op 4 (sync)",
      "a sync op needs format version 2", _NEEDS_V2, True),
     ("v1-alloc", _append(1, {"op": "alloc", "stream": "host", "buffer": "x", "target": "compute"}),
-     "rank 1, op 4 (alloc)", "a alloc op needs format version 2", _NEEDS_V2, True),
+     "rank 1, op 4 (alloc)", "an alloc op needs format version 2", _NEEDS_V2, True),
     ("v1-free", _append(1, {"op": "free", "stream": "host", "buffer": "x"}), "rank 1, op 4 (free)",
      "a free op needs format version 2", _NEEDS_V2, True),
     ("v1-record-stream", _append(1, {"op": "record_stream", "stream": "host", "buffer": "x", "target": "comm"}),
@@ -1111,6 +1111,14 @@ def _doc_json_blocks() -> list[Any]:
     return out
 
 
+def _record_for(op: dict[str, Any]) -> list[dict[str, Any]]:
+    """A record of the event an op shown alone waits or syncs on: an event the
+    rank never records is a load error."""
+    if op.get("op") in ("sync", "wait") and "event" in op:
+        return [{"op": "record", "stream": "compute", "event": op["event"]}]
+    return []
+
+
 def test_format_doc_json_blocks_are_valid(validator: jsonschema.Draft202012Validator) -> None:
     """Every schedule in docs/format.md loads and matches the schema of its
     version; every op shown there is a valid version 2 op."""
@@ -1127,7 +1135,7 @@ def test_format_doc_json_blocks_are_valid(validator: jsonschema.Draft202012Valid
         kinds.add(op["op"])
         wrapped = {"syncproof": 2, "groups": {g: [0, 1, 2] for g in ("tp", "sp", "ep")},
                    "buffers": {n: [] for n in ("act", "tok", "kv", "part", "h")},
-                   "ranks": {"0": [op], "1": [], "2": []}}
+                   "ranks": {"0": [op] + _record_for(op), "1": [], "2": []}}
         assert _schema_errors(validator, wrapped) == [], op
         schedule_from_dict(wrapped, "format.md")
     assert {"send", "all_gather", "all_to_all", "all_reduce"} <= kinds
