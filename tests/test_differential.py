@@ -114,56 +114,33 @@ class KnownBug:
     case: str
 
 
-def _weak_read_and_write(schedule: Schedule, line: str) -> bool:
-    return (line.startswith("race:") and "did not replay" in line
-            and any(op.completion == "weak" for op in schedule.ops))
+KNOWN_BUGS: tuple[KnownBug, ...] = ()  # none open: see FIXED for those found here and fixed since
 
-
-def _broadcast_root_none_read(schedule: Schedule, line: str) -> bool:
-    return (line.startswith("dataflow:") and "taken on trust" in line
-            and any(op.kind is Kind.BROADCAST and op.rank == op.root and op.writes
-                    and any(a.value is None for a in op.reads) for op in schedule.ops))
-
-
-KNOWN_BUGS: tuple[KnownBug, ...] = (
-    KnownBug(
-        "broadcast-root-reads-without-value",
-        "executor bug (formal/executor/matching.py, _carried_by_root): a broadcast root whose read declares no"
-        " value (value null) but whose writes do is taken as carrying nothing, so members' values are taken on"
-        " trust; the v2 contract compares members with the root's write values when the root declares no read"
-        " values (as for a send, a read with value null declares none). The engines find the mismatch, the"
-        " executor does not replay it",
-        _broadcast_root_none_read,
-        """{"syncproof": 2, "name": "broadcast-root-none-read", "groups": {"all": [0, 1]}, "buffers": {"x": []},
-            "ranks": {"0": [{"op": "broadcast", "stream": "s0", "group": "all", "root": 1, "writes": {"x": "a"}}],
-                      "1": [{"op": "broadcast", "stream": "s0", "group": "all", "root": 1, "reads": {"x": null},
-                             "writes": {"x": "b"}}]}}""",
-    ),
-    KnownBug(
-        "weak-collective-reads-and-writes",
-        "engine bug (formal/semantics/obligations.py, _race_obligations, reads_it): a member of a weak"
-        " collective instance that reads one part of a region and writes all of it gets its access extended"
-        " until every member ends whenever its input overlaps the conflict region, even when the other op only"
-        " reads (read against read is no conflict: only the write conflicts, and it lands at the member's own"
-        " end). z3 then picks an overlap inside the extension, whose counterexample does not replay: z3 says"
-        " unknown (internal error) where the hybrid and the executor say race is violated",
-        _weak_read_and_write,
-        """{"syncproof": 2, "name": "weak-read-and-write", "groups": {"all": [0, 1, 2]}, "buffers": {"x": {"i": 3}},
-            "init": {"x[i=0:3]": "c"},
-            "ranks": {"0": [{"op": "all_reduce", "stream": "s1", "group": "all", "reads": {"x[i=2]": "b"},
-                             "writes": {"x[i=0:3]": "c"}},
-                            {"op": "compute", "stream": "s0", "reads": {"x[i=0:3]": "c"}},
-                            {"op": "send", "stream": "s1", "to": 1, "channel": "1"},
-                            {"op": "recv", "stream": "s1", "from": 1}],
-                      "1": [{"op": "all_reduce", "stream": "s0", "group": "all"},
-                            {"op": "send", "stream": "s0", "to": 0, "p2p": "rendezvous"},
-                            {"op": "recv", "stream": "s0", "from": 0, "channel": "1"}],
-                      "2": [{"op": "all_reduce", "stream": "s0", "group": "all", "completion": "weak"}]}}""",
-    ),
-)
 
 # Disagreements this file found and that are fixed: (name, what was wrong, minimal schedule); they must stay agreed.
 FIXED: tuple[tuple[str, str, str], ...] = (
+    ("broadcast-root-reads-without-value",
+     "executor: a broadcast root whose read declares no value (null) but whose writes do carried nothing, so the"
+     " members' values were taken on trust (the contract compares them with the root's write values)",
+     """{"syncproof": 2, "name": "broadcast-root-none-read", "groups": {"all": [0, 1]}, "buffers": {"x": []},
+         "ranks": {"0": [{"op": "broadcast", "stream": "s0", "group": "all", "root": 1, "writes": {"x": "a"}}],
+                   "1": [{"op": "broadcast", "stream": "s0", "group": "all", "root": 1, "reads": {"x": null},
+                          "writes": {"x": "b"}}]}}"""),
+    ("weak-collective-reads-and-writes",
+     "engine: a weak collective member that reads part of a region and writes all of it had its access extended"
+     " to every member's end against an op that only reads it (read against read is no conflict), so z3's"
+     " race counterexample did not replay",
+     """{"syncproof": 2, "name": "weak-read-and-write", "groups": {"all": [0, 1, 2]}, "buffers": {"x": {"i": 3}},
+         "init": {"x[i=0:3]": "c"},
+         "ranks": {"0": [{"op": "all_reduce", "stream": "s1", "group": "all", "reads": {"x[i=2]": "b"},
+                          "writes": {"x[i=0:3]": "c"}},
+                         {"op": "compute", "stream": "s0", "reads": {"x[i=0:3]": "c"}},
+                         {"op": "send", "stream": "s1", "to": 1, "channel": "1"},
+                         {"op": "recv", "stream": "s1", "from": 1}],
+                   "1": [{"op": "all_reduce", "stream": "s0", "group": "all"},
+                         {"op": "send", "stream": "s0", "to": 0, "p2p": "rendezvous"},
+                         {"op": "recv", "stream": "s0", "from": 0, "channel": "1"}],
+                   "2": [{"op": "all_reduce", "stream": "s0", "group": "all", "completion": "weak"}]}}"""),
     ("weak-collective-output",
      "the output of a weak all_reduce was taken as accessed until every member ended, like its input",
      """{"syncproof": 2, "name": "weak-allreduce-output", "groups": {"all": [0, 1]}, "buffers": {"x": []},
