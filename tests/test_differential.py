@@ -9,8 +9,8 @@ property by property:
   or none does) is violated exactly when the engines say so, and a property it
   leaves undecided (matching is violated, or no run can finish whatever the
   message sizes) is exactly one the engines call unknown;
-* every counterexample either engine gives replays on the executor, and the
-  engine's own replay flag says so.
+* every violation comes with a counterexample, which replays on the executor
+  (and the engine's own replay flag says so).
 
 On a failure the schedule is printed in the file format (``syncproof.ir.loads``
 reads it back); with ``SYNCPROOF_DISAGREEMENTS=<dir>`` set, the failing
@@ -66,7 +66,9 @@ def _engine_problems(schedule: Schedule, engine: str, report: Report, violated: 
             problems.append(f"{prop}: {engine} says {res.verdict}, the executor says"
                             f" {'violated' if mine else 'holds'} ({why})")
         cex = res.counterexample
-        if res.verdict is Verdict.VIOLATED and cex is not None:
+        if res.verdict is Verdict.VIOLATED and cex is None:
+            problems.append(f"{prop}: {engine} says violated but gives no counterexample")
+        elif res.verdict is Verdict.VIOLATED and cex is not None:
             ok, why = replay(schedule, cex)
             if not ok:
                 problems.append(f"{prop}: the {engine} counterexample ({cex.observation.kind}:"
@@ -199,6 +201,33 @@ def test_known_disagreement(bug: KnownBug) -> None:
     problems = disagreements(schedule)
     assert all(bug.applies(schedule, p) for p in problems), problems
     assert not problems, "\n".join(problems)
+
+
+def test_the_comparison_reports_what_it_should() -> None:
+    """The checker is not vacuous: a verdict the executor does not share, a decided property the executor
+    leaves undecided, and a violation without a counterexample are each reported."""
+    from dataclasses import replace
+
+    from syncproof.ir import ScheduleBuilder
+
+    b = ScheduleBuilder("crossed", p2p="rendezvous")
+    for me, other in ((0, 1), (1, 0)):
+        b.rank(me).send(other, stream="s").recv(other, stream="s")
+    s = b.build()
+    rep = check_schedule(s, engine="hybrid")
+    mine = explore(s)
+    assert mine.violated["deadlock"] is True and rep.result("deadlock").verdict is Verdict.VIOLATED
+    assert _engine_problems(s, "hybrid", rep, mine.violated, mine.witnesses) == []
+    flipped = {**mine.violated, "deadlock": False}
+    assert any(p.startswith("deadlock: hybrid says violated, the executor says holds")
+               for p in _engine_problems(s, "hybrid", rep, flipped, {}))
+    decided = {**mine.violated, "matching": None}
+    assert any(p.startswith("matching: hybrid says proved, the executor leaves it undecided")
+               for p in _engine_problems(s, "hybrid", rep, decided, {}))
+    bare = replace(rep, results=tuple(replace(r, counterexample=None) if r.property == "deadlock" else r
+                                      for r in rep.results))
+    assert "deadlock: hybrid says violated but gives no counterexample" in _engine_problems(
+        s, "hybrid", bare, mine.violated, mine.witnesses)
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=n) for n, _, c in FIXED])
