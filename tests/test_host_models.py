@@ -11,6 +11,7 @@ replays.  The sizes that proofs/host.toml pins run there.
 
 from __future__ import annotations
 
+import json
 from functools import cache
 
 import pytest
@@ -119,6 +120,17 @@ def test_the_host_overlaps_the_device_step() -> None:
     syncs = [i for i, op in enumerate(ops) if op.kind is Kind.SYNC and str(op.event).startswith("out")]
     assert prep[1] < syncs[0] and prep[2] < syncs[1]
     assert all(op.meta.step is None for op in ops if op.stream in (HOST, "h2d", "d2h"))
+
+
+def test_record_stream_decides_the_trace_not_the_order() -> None:
+    """With the default trace (x{t} gets x{t-2}'s block) the host's syncs
+    already order the reuse: dropping only the record_stream ops keeps every
+    proof.  What record_stream changes is which block is handed out; without
+    it the allocator gives x{t-1}'s, the no-record-stream fault."""
+    d = json.loads(dumps(build("async-decode", {"tp": 1, "steps": 3})))
+    for r in d["ranks"]:
+        d["ranks"][r] = [o for o in d["ranks"][r] if o["op"] != "record_stream"]
+    check(loads(json.dumps(d)), PROVED)
 
 
 def test_oversync_adds_one_redundant_wait_per_batch() -> None:
