@@ -208,7 +208,7 @@ def _message_cex(s: Schedule, ob: MetaOb, prec: Precedence) -> Counterexample:
 def _property(s: Schedule, prop: str, obs: Sequence[AnyOb],
               backend: Z3Backend | Hybrid, prec: Precedence, max_cex: int, replay: Replayer,
               proved_text: str, pre: Sequence[MetaOb] = (), orig: Schedule | None = None,
-              noop_waits: Sequence[int] = ()) -> PropertyResult:
+              noop_waits: Sequence[int] = (), events: Sequence[tuple[int, int]] = ()) -> PropertyResult:
     """``pre``: violations already decided without a solver (the values
     messages carry); they come first."""
     t0 = time.perf_counter()
@@ -237,6 +237,10 @@ def _property(s: Schedule, prop: str, obs: Sequence[AnyOb],
     cex = _witness(s, prop, obs[first.index], first, prec, orig)
     if noop_waits:
         note = explain.noop_wait_note(s, cex.culprits, noop_waits)
+        if note:
+            cex = replace(cex, sentence=cex.sentence + note)
+    if events and "re-recorded" in s.features:
+        note = explain.stale_wait_note(s, cex.culprits, events)
         if note:
             cex = replace(cex, sentence=cex.sentence + note)
     cex = _replay(s, cex, replay)
@@ -396,7 +400,7 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
             obs = phase_obligations(s, phase_pass)
         t = lap(f"obligations:{p}", t)
         results[p] = _property(mem if p != "phase" else s, p, obs, backend, prec, max_cex, replayer, texts[p], pre,
-                               orig=s, noop_waits=m.noop_waits)
+                               orig=s, noop_waits=m.noop_waits, events=m.events)
         t = lap(f"decide:{p}", t)
     return _report(s, props, results, t_all, warnings, timings, engine)
 

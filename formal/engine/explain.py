@@ -268,3 +268,30 @@ def noop_wait_note(s: Schedule, culprits: Sequence[int], noop_waits: Sequence[in
     return (f". Note: {s.label(w)} is issued before any record of event {w.event!r} on rank {w.rank}, so in CUDA it"
             " waits for nothing (cudaStreamWaitEvent uses the event's state when it is called); record the event"
             " before waiting on it")
+
+
+def stale_wait_note(s: Schedule, culprits: Sequence[int], events: Sequence[tuple[int, int]]) -> str:
+    """An event recorded again: a wait binds to the latest record issued
+    before it, so a wait issued before this iteration's record waits for the
+    previous iteration's.  When a wait on one culprit's stream is bound that
+    way and the other culprit is followed by a record of the same event that
+    the wait was meant for, say so."""
+    if len(culprits) != 2:
+        return ""
+    bound = {w: r for r, w in events}
+    for x, y in ((culprits[0], culprits[1]), (culprits[1], culprits[0])):
+        reader, writer = s.ops[x], s.ops[y]
+        if reader.rank != writer.rank:
+            continue
+        ops = s.by_rank[reader.rank]
+        for w in ops[:reader.index]:
+            if w.kind.value != "wait" or w.stream != reader.stream or w.id not in bound:
+                continue
+            later = [o for o in ops[writer.index + 1:] if o.kind.value == "record" and o.event == w.event
+                     and o.stream == writer.stream]
+            if later and later[0].index > w.index:
+                rec = s.ops[bound[w.id]]
+                return (f". Note: {s.label(w)} binds to the record of {w.event!r} at r{rec.rank}#{rec.index}, the"
+                        f" latest issued before it (CUDA uses the event's state when the wait is called), not to"
+                        f" r{later[0].rank}#{later[0].index} after {s.label(writer)}: issue the wait after that record")
+    return ""

@@ -74,9 +74,11 @@ class Schedule:
     def features(self) -> frozenset[str]:
         """Which v2 constructs the ops use: "batch", "put", "weak", "override"
         (a per-op p2p mode), "comm" (an explicit communicator), "host" (an op
-        on the host stream), "alloc" (an allocator call).  Lets validation
+        on the host stream), "alloc" (an allocator call), "re-recorded" (an
+        event recorded more than once on a rank).  Lets validation
         and the semantics skip passes a schedule does not need."""
         out: set[str] = set()
+        recorded: set[tuple[int, str | None]] = set()
         for op in self.ops:
             if op.batch is not None:
                 out.add("batch")
@@ -92,6 +94,10 @@ class Schedule:
                 out.add("host")
             if op.kind in ALLOCATOR_KINDS:
                 out.add("alloc")
+            if op.kind is Kind.RECORD:
+                if (op.rank, op.event) in recorded:
+                    out.add("re-recorded")
+                recorded.add((op.rank, op.event))
         return frozenset(out)
 
     @cached_property
