@@ -429,8 +429,8 @@ def _host_edges(s: Schedule, cols: _Cols) -> None:
       after the work issued on ``s`` before that free (the caching allocator
       hands the block out only once that work has finished)."""
     for r in s.ranks:
-        last_host: Op | None = None
-        applied: dict[str, int] = {}  # stream -> id of the host op whose barrier it has
+        last_host: list[Op] = []  # the last host unit (a group call on the host: every part)
+        applied: dict[str, int] = {}  # stream -> id of the host unit's first op whose barrier it has
         last_on: dict[str, list[Op]] = {}  # stream -> its last unit issued so far (a group call: every part)
         by_name: dict[str, list[Op]] = {}  # name -> the unit of the latest op so named (a group call: all parts)
         marks: dict[str, list[str]] = defaultdict(list)  # buffer -> the streams record_stream marked
@@ -441,9 +441,10 @@ def _host_edges(s: Schedule, cols: _Cols) -> None:
             same_call = op.batch is not None and prev is not None and prev[-1].batch == op.batch
             if st != HOST_STREAM:
                 # every part of a group call waits for the host work issued before the call
-                if last_host is not None and (applied.get(st) != last_host.id or same_call):
-                    cols.one(2 * last_host.id + 1, 2 * op.id, True, "host", last_host.id, op.id)
-                    applied[st] = last_host.id
+                if last_host and (applied.get(st) != last_host[0].id or same_call):
+                    for h in last_host:
+                        cols.one(2 * h.id + 1, 2 * op.id, True, "host", h.id, op.id)
+                    applied[st] = last_host[0].id
             else:
                 k = op.kind
                 targets: list[Op] = []
@@ -464,7 +465,9 @@ def _host_edges(s: Schedule, cols: _Cols) -> None:
                 for t in targets:
                     if t.stream != HOST_STREAM:
                         cols.one(2 * t.id + 1, 2 * op.id + 1, True, why, t.id, op.id)
-                last_host = op
+                if not same_call:
+                    last_host = []
+                last_host.append(op)
             if same_call:
                 assert prev is not None
                 prev.append(op)
