@@ -576,3 +576,31 @@ def test_make_pictures_script(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "crossed-communicators.deadlock.png").exists()
     assert (ROOT / "docs" / "img" / "crossed-communicators.deadlock.png").exists()
+
+
+def test_allocator_reuse_is_drawn_as_the_block_changing_owner() -> None:
+    from syncproof.engine.check import check_schedule
+    from syncproof.ir import load
+    from syncproof.render.dot import counterexample_dot, find_syncs
+
+    s = load(Path(__file__).parent / "regressions" / "alloc-bug.json")
+    syncs = find_syncs(s)
+    free = next(op.id for op in s.ops if op.kind.value == "free")
+    alloc = next(op.id for op in s.ops if op.kind.value == "alloc" and op.reuses)
+    assert syncs.reuses == ((free, alloc),)
+    cex = check_schedule(s).result("race").counterexample
+    assert cex is not None
+    assert f"o{free} -> o{alloc}" in counterexample_dot(s, cex) and "block of t -> u" in counterexample_dot(s, cex)
+
+
+def test_a_wait_binds_to_the_latest_record_before_it_in_pictures() -> None:
+    from syncproof.ir import loads
+    from syncproof.render.dot import find_syncs
+
+    s = loads(json.dumps({"syncproof": 2, "buffers": {"x": []}, "ranks": {"0": [
+        {"op": "record", "stream": "a", "event": "e"},
+        {"op": "wait", "stream": "b", "event": "e"},
+        {"op": "record", "stream": "a", "event": "e"},
+        {"op": "wait", "stream": "b", "event": "e"}]}}))
+    assert find_syncs(s).events == ((0, 1), (2, 3))
+    assert not find_syncs(s).noop_waits

@@ -80,6 +80,7 @@ class Syncs:
     instances: tuple[Instance, ...]
     puts: tuple[tuple[int, int], ...] = ()  # (put, wait_signal)
     batches: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (group call id, its parts), per rank
+    reuses: tuple[tuple[int, int], ...] = ()  # (free of a tensor, the alloc that gets its block)
 
     @cached_property
     def instance_of(self) -> dict[int, Instance]:
@@ -88,7 +89,7 @@ class Syncs:
     @cached_property
     def partners(self) -> dict[int, tuple[int, ...]]:
         out: dict[int, list[int]] = defaultdict(list)
-        for a, b in self.p2p + self.events + self.puts:
+        for a, b in self.p2p + self.events + self.puts + self.reuses:
             out[a].append(b)
             out[b].append(a)
         return {k: tuple(v) for k, v in out.items()}
@@ -108,6 +109,9 @@ def find_syncs(s: Schedule) -> Syncs:
     puts: dict[tuple[object, ...], int] = {}
     wsigs: dict[tuple[object, ...], int] = {}
     batches: dict[tuple[int, str], list[int]] = defaultdict(list)
+    bound: dict[int, int | None] = {}
+    freed: dict[tuple[int, str], int] = {}
+    reuses: list[tuple[int, int]] = []
     seq = s.seq_numbers
     for op in s.ops:  # kinds compared with local names: ``Kind.X`` is a descriptor call per use
         kind = op.kind
@@ -123,9 +127,14 @@ def find_syncs(s: Schedule) -> Syncs:
             wsigs[(op.peer, op.rank, op.signal, seq[op.id])] = op.id
         elif kind is _WAIT:
             waits.append(op)
+            bound[op.id] = records.get((op.rank, op.event or ""))  # the latest record issued before it
         elif kind is _RECORD:
             if op.event is not None:
                 records[(op.rank, op.event)] = op.id
+        elif kind is Kind.FREE and op.buffer is not None:
+            freed[(op.rank, op.buffer)] = op.id
+        elif kind is Kind.ALLOC and op.reuses is not None and (op.rank, op.reuses) in freed:
+            reuses.append((freed[(op.rank, op.reuses)], op.id))
         elif kind in _COLLECTIVES and op.group is not None:
             k = seq[op.id]
             if k is not None:
@@ -134,19 +143,18 @@ def find_syncs(s: Schedule) -> Syncs:
     events: list[tuple[int, int]] = []
     noop: set[int] = set()
     for w in waits:
-        rec = records.get((w.rank, w.event or ""))
-        if rec is None:
+        rec = bound.get(w.id)
+        if rec is None:  # issued before any record of its event: it orders nothing
+            noop.add(w.id)
             continue
         events.append((rec, w.id))
-        if s.ops[rec].index > w.index:
-            noop.add(w.id)
     instances = tuple(
         Instance(g, k, tuple(sorted(ops, key=lambda o: s.ops[o].rank)))
         for (g, k), ops in sorted(colls.items())
     )
     signals = tuple(sorted((p, wsigs[k]) for k, p in puts.items() if k in wsigs))
     groups = tuple((b, tuple(ops)) for (_, b), ops in sorted(batches.items()))
-    return Syncs(p2p, tuple(sorted(events)), frozenset(noop), instances, signals, groups)
+    return Syncs(p2p, tuple(sorted(events)), frozenset(noop), instances, signals, groups, tuple(reuses))
 
 
 # ------------------------------------------------------------- selection
@@ -525,6 +533,11 @@ def counterexample_dot(s: Schedule, cex: Counterexample, *, full: bool = False, 
             regions = ", ".join(str(w_.region) for w_ in op.writes)
             w(f'  o{put} -> o{o} [color="{ORANGE}", style=dotted, penwidth=1.2,'
               f' label={_q(f"put writes {regions} on rank {op.peer}")}, fontcolor="{ORANGE}", constraint=false];')
+    for fr, al in syncs.reuses:  # the caching allocator hands the freed block to a new tensor
+        if fr in shown_set and al in shown_set:
+            lab = f"block of {s.ops[fr].buffer} -> {s.ops[al].buffer}"
+            w(f'  o{fr} -> o{al} [color="{ORANGE}", style=bold, penwidth=1.6, label={_q(lab)},'
+              f' fontcolor="{ORANGE}", constraint=false];')
     for rec, wt in syncs.events:
         if rec in shown_set and wt in shown_set and (rec, wt) not in cycle_pairs:
             ev = s.ops[wt].event or ""
