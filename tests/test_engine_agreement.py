@@ -144,6 +144,7 @@ TOO_SLOW: dict[str, str] = {
     "proofs/overlap.toml::overlap-allreduce-8ranks": "z3 did not finish in 150 s",
     "proofs/pp.toml::pp4-mb4-decode-only": "z3 did not finish in 150 s",
     "proofs/ep.toml::ep8-decode8": "z3 did not finish in 150 s",
+    "proofs/ep.toml::ep8-a2a-p2p-decode4": "the two engines together did not finish in 600 s",
     "proofs/tp-pp-dp.toml::tp1-pp4-dp4": "not measured",
     "proofs/tp-sp.toml::tp-sp8-decode8": "not measured",
     "proofs/kv.toml::kv-tp8-decode8": "not measured",
