@@ -178,7 +178,9 @@ def check_agreement(schedule: Schedule, name: str = "schedule") -> None:
     assert not left, "\n".join(left) + "\nschedule:\n" + text
 
 
-@settings(max_examples=DEFAULT_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# the default run draws the same schedules every time (CI is reproducible); the slow run explores anew
+@settings(max_examples=DEFAULT_EXAMPLES, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(schedule=schedules())
 def test_engines_agree_with_executor(schedule: Schedule) -> None:
     check_agreement(schedule, "default")
