@@ -8,6 +8,7 @@ get hints of their own."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -349,3 +350,26 @@ def test_every_candidate_edit_of_a_communicator_cycle_loads() -> None:
         if e.kind == "own_comm":
             assert "a communicator of their own (channel fix0)" in text
             assert check_schedule(edited).result("matching").verdict is Verdict.PROVED
+
+
+def test_a_wait_bound_to_an_earlier_record_is_moved_after_the_record_it_was_meant_for() -> None:
+    """An event recorded again each iteration: the hint re-issues the wait
+    after this iteration's record instead of adding a new event pair."""
+    from syncproof.engine.check import check_schedule
+    from syncproof.engine.repair import hint_for
+    from syncproof.ir import loads
+
+    s = loads(json.dumps({"syncproof": 2, "buffers": {"x": ["step"]}, "ranks": {"0": [
+        {"op": "compute", "stream": "copy", "name": "load0", "writes": {"x[step=0]": "in0"}},
+        {"op": "record", "stream": "copy", "event": "copied"},
+        {"op": "wait", "stream": "compute", "event": "copied"},
+        {"op": "compute", "stream": "compute", "name": "fwd0", "reads": {"x[step=0]": "in0"}},
+        {"op": "wait", "stream": "compute", "event": "copied"},
+        {"op": "compute", "stream": "copy", "name": "load1", "writes": {"x[step=1]": "in1"}},
+        {"op": "record", "stream": "copy", "event": "copied"},
+        {"op": "compute", "stream": "compute", "name": "fwd1", "reads": {"x[step=1]": "in1"}}]}}))
+    rep = check_schedule(s)
+    hint = hint_for(s, rep.result("dataflow"), rep)
+    assert hint.proved
+    assert "issue wait(copied) right after record(copied)" in hint.line()
+    assert "fix" not in hint.line()  # no new event pair

@@ -123,7 +123,8 @@ class _Edit:
 
     ``kind``: ``event``, ``p2p``, ``p2p_side`` (``eager``: the sync message is
     a 1-element eager send), ``signal``, ``barrier``, ``unbatch``, ``move``
-    (issue ``a`` right before ``b``), ``swap``, ``batch`` (``a``/``b`` and every
+    (issue ``a`` right before ``b``), ``rebind`` (issue wait ``a`` right after
+    record ``b``), ``swap``, ``batch`` (``a``/``b`` and every
     pair in ``more`` become group calls).  ``why`` picks the wording."""
 
     kind: str
@@ -248,6 +249,12 @@ def _apply(s: Schedule, edit: _Edit, names: _Names) -> tuple[Schedule, str]:
                     f" {a.communicator!r}'s ops in issue order, whatever their streams)")
         else:
             text = f"on rank {a.rank}, issue {_short(s, a.id)} before {_short(s, b.id)} (both on {_lane(s, b.id)})"
+    elif edit.kind == "rebind":  # a is a wait bound to an older record; issue it right after record b
+        moved = ra.pop(a.index)
+        ra.insert(b.index, moved)  # b.index > a.index: after the pop, b sits at b.index - 1
+        text = (f"on rank {a.rank}, issue {_short(s, a.id)} right after {_short(s, b.id)}: a wait binds to the"
+                f" latest record of its event issued before it, so where it stands now it waits for an earlier"
+                f" record of {a.event!r}")
     elif edit.kind == "swap":
         ra[a.index], ra[b.index] = ra[b.index], ra[a.index]
         if edit.why.startswith("value:"):
@@ -289,6 +296,22 @@ def _apply(s: Schedule, edit: _Edit, names: _Names) -> tuple[Schedule, str]:
     return schedule_from_dict(doc, s.source), text
 
 
+def _rebind_edits(s: Schedule, oa: Op, ob: Op) -> list[_Edit]:
+    """A wait on ``ob``'s stream bound to an earlier record of an event that is
+    recorded again after ``oa`` (a loop's re-recorded event, waited for too
+    early): issue the wait right after that record instead of adding a pair."""
+    ops = s.by_rank[oa.rank]
+    out: list[_Edit] = []
+    for w in reversed(ops[:ob.index]):  # the wait closest before ob is the one that orders it
+        if w.kind is not Kind.WAIT or w.stream != ob.stream:
+            continue
+        later = [o for o in ops[oa.index + 1:ob.index] if o.kind is Kind.RECORD and o.event == w.event
+                 and o.stream == oa.stream]
+        if later and later[0].index > w.index:
+            out.append(_Edit("rebind", w.id, later[0].id))
+    return out[:1]
+
+
 def _order_edits(s: Schedule, a: int, b: int) -> tuple[list[_Edit], str]:
     """Edits that make ``a`` end before ``b`` starts, or why none exists."""
     oa, ob = s.ops[a], s.ops[b]
@@ -307,7 +330,7 @@ def _order_edits(s: Schedule, a: int, b: int) -> tuple[list[_Edit], str]:
             return [], (f"on rank {oa.rank}, {_short(s, b)} is issued before {_short(s, a)}, so an event"
                         " recorded after the latter cannot be waited for before the former (such a wait"
                         " is a no-op); issue them in the other order first")
-        return [_Edit("event", a, b)], ""
+        return _rebind_edits(s, oa, ob) + [_Edit("event", a, b)], ""
     edits = []
     if oa.kind is Kind.PUT and oa.peer == ob.rank:
         edits.append(_Edit("signal", a, b))
