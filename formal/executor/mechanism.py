@@ -111,14 +111,13 @@ def setting_for(prop: str) -> str:
 
 def message_mode(schedule: Schedule, members: Iterable[Op]) -> str:
     """``"rendezvous"``, ``"eager"`` or ``"any"`` for one message (a p2p pair
-    or a rooted collective instance): an override on any of its ops wins,
-    rendezvous over eager; else the schedule's mode."""
-    modes = {op.p2p for op in members}
-    if "rendezvous" in modes:
-        return "rendezvous"
-    if "eager" in modes:
-        return "eager"
-    return schedule.p2p
+    or a rooted collective instance): an override on any of its ops wins;
+    overrides that contradict each other (eager and rendezvous) assert
+    nothing, so the message may block or not ("any"); else the schedule's mode."""
+    modes = {op.p2p for op in members} - {None}
+    if len(modes) > 1:
+        return "any"
+    return modes.pop() if modes else schedule.p2p
 
 
 def blocks(mode: str, setting: str) -> bool:

@@ -221,14 +221,14 @@ def message_class(mode: str) -> int:
 
 
 def _mode(s: Schedule, ops: list[Op]) -> str:
-    """A message's mode: a per-op override on any side (rendezvous first),
-    else the schedule's."""
-    modes = {op.p2p for op in ops}
-    if "rendezvous" in modes:
-        return "rendezvous"
-    if "eager" in modes:
-        return "eager"
-    return s.p2p
+    """A message's mode: the per-op override on either side, else the
+    schedule's.  Two sides that contradict each other (one says eager, the
+    other rendezvous) assert nothing: the message is "any" (its blocking edge
+    counts for deadlock and not for dataflow, race or phase)."""
+    modes = {op.p2p for op in ops} - {None}
+    if len(modes) > 1:
+        return "any"
+    return modes.pop() if modes else s.p2p
 
 
 Unit = tuple[int, ...]  # the op ids of one unit: an op, or the parts of a group call
