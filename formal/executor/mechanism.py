@@ -114,7 +114,7 @@ def message_mode(schedule: Schedule, members: Iterable[Op]) -> str:
     or a rooted collective instance): an override on any of its ops wins;
     overrides that contradict each other (eager and rendezvous) assert
     nothing, so the message may block or not ("any"); else the schedule's mode."""
-    modes = {op.p2p for op in members} - {None}
+    modes = {op.p2p for op in members if op.p2p is not None}
     if len(modes) > 1:
         return "any"
     return modes.pop() if modes else schedule.p2p

@@ -225,7 +225,7 @@ def _mode(s: Schedule, ops: list[Op]) -> str:
     schedule's.  Two sides that contradict each other (one says eager, the
     other rendezvous) assert nothing: the message is "any" (its blocking edge
     counts for deadlock and not for dataflow, race or phase)."""
-    modes = {op.p2p for op in ops} - {None}
+    modes = {op.p2p for op in ops if op.p2p is not None}
     if len(modes) > 1:
         return "any"
     return modes.pop() if modes else s.p2p
