@@ -85,19 +85,14 @@ class MetaOb(NamedTuple):
     sentence: str
 
 
-# Ops whose start is only a posting: they wait for something and do no work.
 # Ops whose start is only a posting: they wait for something and do no work
 # (a posted recv, an event or signal wait, a host sync, allocator calls).  A
 # non-root member of a broadcast or scatter only waits for the root's data
-# too, like a posted recv: see ``only_waits``.
+# too, like a posted recv (``phase_steps`` tests that in line).
 WAITING_KINDS = frozenset({Kind.RECV, Kind.WAIT, Kind.RECORD, Kind.WAIT_SIGNAL, Kind.SYNC, Kind.ALLOC, Kind.FREE,
                            Kind.RECORD_STREAM})
 _FROM_ROOT = frozenset({Kind.BROADCAST, Kind.SCATTER})
 
-
-def only_waits(op: Op) -> bool:
-    """May ``op`` be posted early (before the previous step ends)?"""
-    return op.kind in WAITING_KINDS or (op.kind in _FROM_ROOT and op.root != op.rank)
 # looked up once: ``Kind.SEND`` is a descriptor call per use in Python 3.11
 _SEND, _RECV, _PUT = Kind.SEND, Kind.RECV, Kind.PUT
 _COLLECTIVES = frozenset(k for k in Kind if k.is_collective)

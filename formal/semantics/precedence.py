@@ -396,26 +396,6 @@ def _unit_edges(cols: _Cols, before: list[Op], after: list[Op], why: str, cls: i
                 cols.one(2 * a.id + 1, 2 * b.id, True, why, a.id, b.id, cls)
 
 
-def units_by_rank(s: Schedule) -> dict[int, list[Unit]]:
-    """Every rank's communication units in issue order (for explanations)."""
-    out: dict[int, list[Unit]] = defaultdict(list)
-    for r in s.ranks:
-        cur: list[int] = []
-        batch: str | None = None
-        for op in s.by_rank[r]:
-            if not op.kind.is_comm:
-                continue
-            if op.batch is not None and op.batch == batch:
-                cur.append(op.id)
-                continue
-            if cur:
-                out[r].append(tuple(cur))
-            cur, batch = [op.id], op.batch
-        if cur:
-            out[r].append(tuple(cur))
-    return out
-
-
 def _host_edges(s: Schedule, cols: _Cols) -> None:
     """The host thread (docs/semantics.md, "The host"):
 
