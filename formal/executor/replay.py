@@ -20,7 +20,7 @@ light=True)`` to build the model once.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from heapq import heappop, heappush
 from itertools import compress, product
@@ -444,15 +444,18 @@ def _hang(model: Model, run: Run, setting: str, blocked: set[int]) -> tuple[bool
     final = fire_all(model.enabling(setting), _happened(n, run))
     stuck = {o for o in range(n) if not final[n + o]}
     if stuck != blocked:
-        extra = sorted(stuck - blocked)
-        missing = sorted(blocked - stuck)
-        parts = []
-        if extra:
-            parts.append("also blocked: " + "; ".join(label(o) for o in extra))
-        if missing:
-            parts.append("not blocked: " + "; ".join(label(o) for o in missing))
-        return False, "the ops that never end differ from the observation (" + ", ".join(parts) + ")"
+        return False, _blocked_differ(label, stuck, blocked)
     return True, ""
+
+
+def _blocked_differ(label: Callable[[int], str], stuck: set[int], blocked: set[int]) -> str:
+    """Why a replayed hang does not match its observation: which ops differ."""
+    parts = []
+    if stuck - blocked:
+        parts.append("also blocked: " + "; ".join(label(o) for o in sorted(stuck - blocked)))
+    if blocked - stuck:
+        parts.append("not blocked: " + "; ".join(label(o) for o in sorted(blocked - stuck)))
+    return "the ops that never end differ from the observation (" + ", ".join(parts) + ")"
 
 
 def _cycle(model: Model, cex: Counterexample) -> tuple[bool, str]:
@@ -486,14 +489,7 @@ def _cycle(model: Model, cex: Counterexample) -> tuple[bool, str]:
                 return False, f"{label(o)} is in the cycle but a maximal run ends it"
     blocked = set(cex.observation.blocked)
     if blocked and blocked != stuck:
-        extra = sorted(stuck - blocked)
-        missing = sorted(blocked - stuck)
-        parts = []
-        if extra:
-            parts.append("also blocked: " + "; ".join(label(o) for o in extra))
-        if missing:
-            parts.append("not blocked: " + "; ".join(label(o) for o in missing))
-        return False, "the ops that never end differ from the observation (" + ", ".join(parts) + ")"
+        return False, _blocked_differ(label, stuck, blocked)
     return True, ""
 
 
