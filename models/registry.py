@@ -12,11 +12,11 @@ import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from . import dense, host, moe, overlap, paged, sp
+from . import choices, dense, host, moe, overlap, paged, sp
 from .common import ModelSpec, Param, Schedule, UsageError, Value
 
 _ALL: tuple[ModelSpec, ...] = (dense.MODELS + sp.MODELS + moe.MODELS + paged.MODELS + overlap.MODELS
-                               + host.MODELS)
+                               + host.MODELS + choices.MODELS)
 MODELS: dict[str, ModelSpec] = {m.name: m for m in _ALL}
 
 
