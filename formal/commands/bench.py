@@ -15,7 +15,8 @@ def register(sub: Any) -> None:
         "bench", help="time the checker on generated schedules",
         description="Generate TP x PP inference schedules of about N ops, check them, and print wall time and"
         " peak memory per phase, the growth exponent, and the ratio of the decision part to a numpy"
-        " reference lower bound answering the same reachability queries.",
+        " reference lower bound answering the same reachability queries. With --choices: how the check of a"
+        " schedule with rank-local choices grows with the number of ranks.",
     )
     b.add_argument("--ops", type=int, nargs="+", default=[1000, 10000], metavar="N",
                    help="schedule sizes (default 1000 10000)")
@@ -25,12 +26,21 @@ def register(sub: Any) -> None:
                    help="add a host stream.synchronize() at the end of every step on every rank")
     b.add_argument("--engine", default="hybrid", choices=["hybrid", "z3"])
     b.add_argument("--no-reference", action="store_true", help="skip the reference lower bound")
+    b.add_argument("--choices", action="store_true",
+                   help="instead: the growth with ranks of a choice schedule (DP attention + EP, every rank's"
+                   " state idle/prefill/decode its own: 3^N assignments), correct and broken, at --ranks")
+    b.add_argument("--ranks", type=int, nargs="+", default=[8, 32, 128, 512], metavar="N",
+                   help="with --choices: the numbers of ranks, multiples of 8 (default 8 32 128 512)")
+    b.add_argument("--method", default="auto", choices=["auto", "enumerate", "symbolic"],
+                   help="with --choices: how every assignment is covered (as check --choices)")
     b.add_argument("--format", default="text", choices=["text", "json"])
     b.add_argument("--json-out", metavar="FILE", help="also write the JSON result to FILE")
     b.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.choices:
+        return _run_choices(args)
     from ..bench.run import growth_exponent, run_one
     from ..bench.targets import judge, table
 
@@ -61,6 +71,30 @@ def run(args: argparse.Namespace) -> int:
         if growth is not None:
             print(f"cost growth exponent (check time ~ ops^k): k = {growth}")
         print(table(targets))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return EXIT_OK
+
+
+def _run_choices(args: argparse.Namespace) -> int:
+    from ..bench.choices import EP, growth_table, run_choices_growth
+    from ..errors import UsageError
+
+    bad = [n for n in args.ranks if n < EP or n % EP]
+    if bad:
+        raise UsageError(f"--ranks: {', '.join(map(str, bad))} is not a positive multiple of {EP} (the EP group)")
+    rows = []
+    for n in args.ranks:  # one size at a time, so that a text run shows each row as it is measured
+        rows.extend(run_choices_growth((n,), choices=args.method))
+        if args.format == "text":
+            print(growth_table(rows).splitlines()[-1] if len(rows) > 2 else growth_table(rows), flush=True)
+    doc = {"format": 1, "benchmark": "choices-growth", "method": args.method, "runs": rows}
+    if args.format == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        for row in rows:
+            if row["decided_by"]:
+                print(f"{row['ranks']} ranks, {'broken' if row['broken'] else 'correct'}: {row['decided_by']}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return EXIT_OK
