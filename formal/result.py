@@ -115,6 +115,12 @@ class PropertyResult:
     obligations: int = 0
     more: tuple[str, ...] = ()
     seconds: float = 0.0
+    # choice schedules (DESIGN.md section 2c): the assignment the counterexample
+    # runs under, and the plain schedule it selects (the counterexample's op ids
+    # are that schedule's)
+    assignment: str = ""
+    assignment_json: tuple[Any, ...] = ()
+    selection: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,8 @@ class Report:
     seconds: float = 0.0
     warnings: tuple[str, ...] = ()
     timings: tuple[tuple[str, float], ...] = field(default=())
+    decided_by: str = ""  # choice schedules: how every assignment was covered
+    assignments: str = ""  # choice schedules: how many assignments there are ("3^128")
 
     @property
     def exit_code(self) -> int:

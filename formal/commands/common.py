@@ -32,6 +32,10 @@ def add_solver_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="hybrid", choices=["hybrid", "z3"],
                    help="hybrid (default): decide pure precedence exactly on the graph, the rest with z3;"
                    " z3: everything through the solver")
+    p.add_argument("--choices", default="auto", choices=["auto", "enumerate", "symbolic"],
+                   help="a schedule with choices is checked for every assignment: enumerate them one by one,"
+                   " or symbolic (z3 for matching, a verified reduction for the rest); auto (default)"
+                   " enumerates up to 256 assignments")
 
 
 def solver_kwargs(args: argparse.Namespace) -> dict[str, object]:
@@ -43,7 +47,8 @@ def solver_kwargs(args: argparse.Namespace) -> dict[str, object]:
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
     return {"properties": args.properties or PROPERTIES, "engine": args.engine, "timeout": args.timeout,
-            "rlimit": args.rlimit, "memory_mb": args.memory, "max_cex": args.max_cex}
+            "rlimit": args.rlimit, "memory_mb": args.memory, "max_cex": args.max_cex,
+            "choices": getattr(args, "choices", "auto")}
 
 
 def most_severe(codes: list[int]) -> int:

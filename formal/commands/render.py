@@ -88,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
         what = f"for {args.property}" if args.property else "at all"
         raise UsageError(f"{src}: {doc.get('schedule')} has no counterexample {what}; nothing to draw")
     item = items[0]
+    if isinstance(item.get("selection_doc"), dict):  # a choice schedule: the run's selected schedule
+        from ..ir import schedule_from_dict
+        schedule = schedule_from_dict(item["selection_doc"], str(src))
     cex = counterexample_from_json(item["counterexample"], len(schedule.ops))
     repair = item.get("repair")
     hint = str(repair["line"]) if isinstance(repair, dict) and repair.get("line") else None

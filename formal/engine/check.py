@@ -254,12 +254,21 @@ def _property(s: Schedule, prop: str, obs: Sequence[AnyOb],
 
 def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engine: str = "hybrid",
                    timeout: float | None = None, rlimit: int | None = None,
-                   memory_mb: int | None = None, max_cex: int = 3, replay: bool = True) -> Report:
+                   memory_mb: int | None = None, max_cex: int = 3, replay: bool = True,
+                   choices: str = "auto") -> Report:
     """Check ``properties`` of ``s`` and return the report.
+
+    A schedule with choices (DESIGN.md section 2c) is checked for every
+    assignment (``engine/choices.py``); ``choices`` picks the method:
+    ``"auto"``, ``"enumerate"`` or ``"symbolic"``.
 
     ``timeout`` (seconds), ``rlimit`` (z3 resource units, reproducible) and
     ``memory_mb`` bound each solver call; hitting one gives ``unknown``.
     """
+    if s.choices or any(op.choice is not None for op in s.ops):
+        from .choices import check_choices
+        return check_choices(s, properties, method=choices, engine=engine, timeout=timeout, rlimit=rlimit,
+                             memory_mb=memory_mb, max_cex=max_cex, replay=replay)
     with gc_paused():
         return _check_schedule(s, properties, engine=engine, timeout=timeout, rlimit=rlimit,
                                memory_mb=memory_mb, max_cex=max_cex, replay=replay)

@@ -433,6 +433,32 @@ class ScheduleBuilder:
         self._doc["init"].append(entry)
         return self
 
+    def choice(self, name: str, *, scope: str | list[str], values: Sequence[Any] | None = None,
+               range: tuple[int, int] | None = None, length: int | None = None, value: str | None = None,
+               gathers: str | None = None, via: str | None = None) -> ScheduleBuilder:
+        """Declare a choice (DESIGN.md section 2c; docs/format.md, "Choices").
+        ``scope``: ``"rank"``, ``"job"``, a group or a list of groups.  A free
+        choice has ``values`` or ``range=(lo, hi)``; a derived one ``value``
+        (an aggregate such as ``"any(state != idle)"``) or ``gathers`` (a
+        rank-local choice), with ``via`` the collective it comes out of.  Ops
+        then take ``when="..."`` (a guard) and expressions as ``size`` or
+        ``counts`` entries."""
+        d: dict[str, Any] = {"scope": scope}
+        if values is not None:
+            d["values"] = list(values)
+        if range is not None:
+            d["range"] = list(range)
+        if length is not None:
+            d["length"] = length
+        if value is not None:
+            d["value"] = value
+        if gathers is not None:
+            d["gathers"] = gathers
+        if via is not None:
+            d["via"] = via
+        self._doc.setdefault("choices", {})[name] = d
+        return self
+
     def rank(self, rank: int) -> RankBuilder:
         """The builder of ``rank``'s ops (the same one on every call)."""
         rb = self._rank_builders.get(rank)

@@ -15,6 +15,8 @@ from typing import Any
 
 from ..errors import ScheduleError
 from ..gcpause import gc_paused
+from .choices import Choice, OpChoice, choice_to_dict, choices_from_dict
+from .expr import Expr, Lit, parse_expr
 from .ops import ALLOCATOR_KINDS, HOST_ONLY, HOST_STREAM, P2P_MODES_OP, Access, Kind, Meta, Op
 from .region import FULL, Interval, Region, RegionSyntaxError, parse_region_parts, shared_interval
 from .schedule import Buffer, InitValue, Schedule
@@ -25,7 +27,7 @@ READS_VERSIONS = (1, 2)
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 
-TOP_KEYS = ("syncproof", "name", "description", "p2p", "progress", "groups", "buffers", "init", "ranks")
+TOP_KEYS = ("syncproof", "name", "description", "p2p", "progress", "groups", "buffers", "init", "choices", "ranks")
 META_KEYS = ("phase", "step", "layer", "mb", "seqs", "tokens", "sp", "sample")
 _COMMON = ("op", "stream", "name") + META_KEYS
 _KIND_KEYS: dict[Kind, tuple[str, ...]] = {
@@ -63,6 +65,8 @@ _V2_KEYS[Kind.FREE] = ("buffer",)
 _V2_KEYS[Kind.RECORD_STREAM] = ("buffer", "target")
 for _k in (Kind.SYNC, Kind.ALLOC, Kind.FREE, Kind.RECORD_STREAM):
     _KIND_KEYS[_k] = ()
+for _k in Kind:  # a guard on any op (DESIGN.md section 2c): format v2
+    _V2_KEYS[_k] = _V2_KEYS.get(_k, ()) + ("when",)
 _V1_ALLOWED = {k: frozenset(_COMMON + v) for k, v in _KIND_KEYS.items()}
 _ALLOWED = {k: frozenset(_COMMON + v + _V2_KEYS.get(k, ())) for k, v in _KIND_KEYS.items()}
 COMPLETIONS = ("weak",)
@@ -322,6 +326,21 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
               + (" it allocates on (its pool)" if kind is Kind.ALLOC else " that uses the tensor"), where)
     if reuses is not None:
         _want(reuses in buffers, f"buffer {reuses!r} is not declared", where, suggest(reuses, buffers))
+    when = parse_expr(d["when"], where + ", when") if "when" in d else None
+    size_expr = None
+    if isinstance(d.get("size"), str):
+        size_expr = parse_expr(d["size"], where + ", size")
+        d = {k: v for k, v in d.items() if k != "size"}
+    counts_expr = recv_expr = None
+    if isinstance(d.get("counts"), list) and any(isinstance(x, str) for x in d["counts"]):
+        counts_expr = _count_exprs(d["counts"], "counts", where)
+        d = {k: v for k, v in d.items() if k != "counts"}
+    if isinstance(d.get("recv_counts"), list) and any(isinstance(x, str) for x in d["recv_counts"]):
+        recv_expr = _count_exprs(d["recv_counts"], "recv_counts", where)
+        d = {k: v for k, v in d.items() if k != "recv_counts"}
+    choice = None
+    if when is not None or size_expr is not None or counts_expr is not None or recv_expr is not None:
+        choice = OpChoice(when, size_expr, counts_expr, recv_expr)
     counts = _counts(d["counts"], "counts", where) if "counts" in d else None
     recv_counts = _counts(d["recv_counts"], "recv_counts", where) if "recv_counts" in d else None
     return Op(
@@ -334,8 +353,20 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
         writes=_accesses(d.get("writes", {}), "writes", buffers, where, writes=True),
         meta=_meta(d, where),
         comm=comm, p2p=p2p, batch=batch, signal=signal, counts=counts, recv_counts=recv_counts,
-        completion=completion, target=target, of=of, buffer=buffer, reuses=reuses,
+        completion=completion, target=target, of=of, buffer=buffer, reuses=reuses, choice=choice,
     )
+
+
+def _count_exprs(v: list[Any], what: str, where: str) -> tuple[Expr, ...]:
+    out: list[Expr] = []
+    for i, x in enumerate(v):
+        if isinstance(x, str):
+            out.append(parse_expr(x, f"{where}, {what}[{i}]"))
+        else:
+            _want(type(x) is int and x >= 0, f"{what}[{i}] must be a non-negative integer or an expression,"
+                  f" got {x!r}", where)
+            out.append(Lit(x))
+    return tuple(out)
 
 
 def _a(kind: Kind) -> str:
@@ -581,7 +612,7 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
                 f["meta"] = meta
                 f["comm"] = f["p2p"] = f["batch"] = f["signal"] = None
                 f["counts"] = f["recv_counts"] = f["completion"] = None
-                f["target"] = f["of"] = f["buffer"] = f["reuses"] = None
+                f["target"] = f["of"] = f["buffer"] = f["reuses"] = f["choice"] = None
                 if rkey is not None:  # a record (an event may be recorded again: a wait binds to the latest)
                     recorded.setdefault(rkey, op)
                 elif kind is wait:
@@ -664,6 +695,10 @@ def _schedule_from_dict(doc: Any, source: str) -> Schedule:
         (g, tuple(_int(m, f"member of group {g!r}", src) for m in mem)) for g, mem in groups_raw.items()
     )
     buffers = _buffers(doc.get("buffers", {}), src)
+    choices: tuple[Choice, ...] = ()
+    if "choices" in doc:
+        _want(version >= 2, "field 'choices' needs format version 2", src, "write \"syncproof\": 2 at the top")
+        choices = choices_from_dict(doc["choices"], dict(groups), src)
     _want("ranks" in doc, "missing \"ranks\": the ops of each rank in issue order", src,
           "e.g. \"ranks\": {\"0\": [...], \"1\": [...]}")
     ranks_raw = doc["ranks"]
@@ -700,7 +735,7 @@ def _schedule_from_dict(doc: Any, source: str) -> Schedule:
     sched = Schedule(
         name=name, ranks=tuple(sorted(ranks)), groups=groups,
         buffers=tuple(buffers.values()), ops=tuple(ops), init=tuple(init),
-        p2p=p2p, description=description, source=source, progress=progress,
+        p2p=p2p, description=description, source=source, progress=progress, choices=choices,
     )
     validate(sched, prechecked)
     return sched
@@ -785,6 +820,16 @@ def op_to_dict(op: Op) -> dict[str, Any]:
         d["counts"] = list(op.counts)
     if op.recv_counts is not None:
         d["recv_counts"] = list(op.recv_counts)
+    oc = op.choice
+    if oc is not None:
+        if oc.when is not None:
+            d["when"] = str(oc.when)
+        if oc.size is not None:
+            d["size"] = str(oc.size)
+        if oc.counts is not None:
+            d["counts"] = [_expr_out(e) for e in oc.counts]
+        if oc.recv_counts is not None:
+            d["recv_counts"] = [_expr_out(e) for e in oc.recv_counts]
     m = op.meta
     if m.phase is not None:
         d["phase"] = m.phase
@@ -803,6 +848,10 @@ def op_to_dict(op: Op) -> dict[str, Any]:
     if m.sample:
         d["sample"] = True
     return d
+
+
+def _expr_out(e: Expr) -> int | str:
+    return e.value if isinstance(e, Lit) and type(e.value) is int else str(e)
 
 
 def schedule_to_dict(s: Schedule) -> dict[str, Any]:
@@ -826,6 +875,8 @@ def schedule_to_dict(s: Schedule) -> dict[str, Any]:
                 {"region": str(i.region), "value": i.value, **({"ranks": list(i.ranks)} if i.ranks is not None else {})}
                 for i in s.init
             ]
+    if s.choices:
+        doc["choices"] = {c.name: choice_to_dict(c) for c in s.choices}
     doc["ranks"] = {str(r): [op_to_dict(op) for op in s.by_rank[r]] for r in s.ranks}
     return doc
 

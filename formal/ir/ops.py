@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from .region import Interval, Region
+
+if TYPE_CHECKING:
+    from .choices import OpChoice
 
 
 class Kind(StrEnum):
@@ -170,6 +174,8 @@ class Op:
     of: str | None = None  # sync: the name of the op whose completion the host waits for (work.wait(), .item())
     buffer: str | None = None  # alloc/free/record_stream: the buffer (tensor) allocated, freed or marked
     reuses: str | None = None  # alloc: the freed buffer whose block this allocation gets
+    # ---- choices (format v2): the op's guard and size expressions; None for a plain op
+    choice: OpChoice | None = None
 
     @property
     def on_host(self) -> bool:

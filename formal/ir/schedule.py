@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from .choices import Choice
 from .ops import ALLOCATOR_KINDS, HOST_STREAM, Kind, Op
 from .region import Region
 
@@ -53,6 +54,7 @@ class Schedule:
     description: str = ""
     progress: str = "any"
     source: str = field(default="<schedule>", compare=False)
+    choices: tuple[Choice, ...] = ()  # DESIGN.md section 2c: a choice schedule is checked for every assignment
 
     # ---- lookups -------------------------------------------------------
     @cached_property

@@ -25,7 +25,7 @@ def _has_v2(op: Op) -> bool:
     return (op.kind not in _V1_KINDS or op.comm is not None or op.p2p is not None or op.batch is not None
             or op.signal is not None or op.counts is not None or op.recv_counts is not None
             or op.completion is not None or op.target is not None or op.of is not None or op.buffer is not None
-            or op.reuses is not None)
+            or op.reuses is not None or op.choice is not None)
 
 
 def suggest(name: object, choices: Iterable[object]) -> str:
@@ -276,8 +276,11 @@ class _OpWhere:
 PreChecked = tuple[dict[tuple[int, str], Op], list[Op]]
 
 
-def validate(schedule: Schedule, _prechecked: PreChecked | None = None) -> None:
-    """Raise :class:`ScheduleError` for the first problem found."""
+def validate(schedule: Schedule, _prechecked: PreChecked | None = None, *, selected: bool = False) -> None:
+    """Raise :class:`ScheduleError` for the first problem found.  ``selected``:
+    the schedule one assignment of a choice schedule selects, where a guard
+    may drop every record of an event: a wait or sync on it is then a no-op
+    (CUDA: waiting on an event never recorded returns at once), not an error."""
     src = schedule.source
     if schedule.p2p not in P2P_MODES:
         raise ScheduleError(
@@ -323,8 +326,16 @@ def validate(schedule: Schedule, _prechecked: PreChecked | None = None) -> None:
         for pos, op in enumerate(schedule.ops):
             if not op_is_fine(pos, op):
                 _check_op(schedule, pos, op, ranks, recorded)
+    if schedule.choices or any(op.choice is not None for op in schedule.ops):
+        # a choice schedule superposes every branch: the checks across ops
+        # (group calls, lifetimes, events) run on each selected schedule
+        from .select import validate_choices
+        validate_choices(schedule)
+        return
     _check_batches(schedule)
-    _check_host(schedule)
+    _check_host(schedule, selected)
+    if selected:
+        return
     for op in waits:
         if op.kind is Kind.WAIT and (op.rank, op.event) not in recorded:
             on_rank = sorted(e for (r, e) in recorded if r == op.rank)
@@ -372,7 +383,7 @@ def _check_batches(schedule: Schedule) -> None:
         last[op.rank] = op
 
 
-def _check_host(schedule: Schedule) -> None:
+def _check_host(schedule: Schedule, selected: bool = False) -> None:
     """Host syncs name something issued before them; every allocator call
     follows a tensor's lifetime on its rank: allocated once, used, marked with
     record_stream, freed once; an allocation reuses a block freed before it on
@@ -388,7 +399,7 @@ def _check_host(schedule: Schedule) -> None:
         for op in schedule.by_rank[r]:
             where = f"{src}: {op.where}"
             k = op.kind
-            if k is Kind.SYNC and op.event is not None and not any(
+            if k is Kind.SYNC and op.event is not None and not selected and not any(
                     o.kind is Kind.RECORD and o.event == op.event for o in schedule.by_rank[r]):
                 recorded = sorted({o.event for o in schedule.by_rank[r] if o.kind is Kind.RECORD and o.event})
                 raise ScheduleError(f"sync on event {op.event!r}, which rank {r} never records", where,

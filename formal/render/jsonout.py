@@ -71,6 +71,8 @@ def report_json(s: Schedule, rep: Report, timings: bool = True, repair: bool = T
         "warnings": list(rep.warnings),
         "results": [],
     }
+    if rep.decided_by:
+        d["choices"] = {"assignments": rep.assignments, "decided_by": rep.decided_by}
     for r in rep.results:
         item: dict[str, Any] = {
             "property": r.property, "verdict": r.verdict.value, "reason": r.reason,
@@ -78,12 +80,18 @@ def report_json(s: Schedule, rep: Report, timings: bool = True, repair: bool = T
         }
         if timings:
             item["seconds"] = round(r.seconds, 4)
+        sr = r.selection if r.selection is not None else s  # a choice schedule: the selected schedule
+        if r.assignment:
+            item["assignment"] = list(r.assignment_json)
+            item["assignment_text"] = r.assignment
         if r.counterexample is not None:
-            item["counterexample"] = counterexample_json(s, r.counterexample)
+            item["counterexample"] = counterexample_json(sr, r.counterexample)
+            if r.selection is not None and embed_schedule:
+                item["selection_doc"] = schedule_to_dict(sr)
         if repair and r.verdict is Verdict.VIOLATED:
             from ..engine.repair import hint_for  # re-checks: only when a hint is asked for
 
-            hint = hint_for(s, r, rep)
+            hint = hint_for(sr, r, rep)
             if hint is not None:
                 item["repair"] = hint.to_json()
         d["results"].append(item)

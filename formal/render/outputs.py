@@ -69,7 +69,8 @@ def write_outputs(schedule: Schedule, report: Report, out_dir: Path) -> list[Pat
     for r in report.results:
         if r.counterexample is None:
             continue
-        hint = hint_for(schedule, r, report) if r.verdict is Verdict.VIOLATED else None
-        paths += write_counterexample(schedule, r.counterexample, out_dir / f"{schedule.name}.{r.property}",
+        sr = r.selection if r.selection is not None else schedule  # a choice schedule: the selected one
+        hint = hint_for(sr, r, report) if r.verdict is Verdict.VIOLATED else None
+        paths += write_counterexample(sr, r.counterexample, out_dir / f"{schedule.name}.{r.property}",
                                       hint.line() if hint is not None else None)
     return paths

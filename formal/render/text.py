@@ -173,6 +173,8 @@ def report_text(s: Schedule, rep: Report, show_grid: bool = True, repair: bool =
     """The report for a terminal.  ``repair`` adds a repair hint (proved by
     re-checking an edited copy) to every violated property."""
     out = [f"{rep.schedule} ({rep.source}): {rep.ops} ops, {rep.seconds:.2f} s"]
+    if rep.decided_by:
+        out.append(f"  choices: {rep.assignments} assignments; {rep.decided_by}")
     for w in rep.warnings:
         out.append(f"  warning: {w}")
     for r in rep.results:
@@ -180,13 +182,17 @@ def report_text(s: Schedule, rep: Report, show_grid: bool = True, repair: bool =
         detail = r.counterexample.sentence if r.counterexample else r.reason
         n = f"{r.obligations} obligation{'s' if r.obligations != 1 else ''}"
         out.append(f"  {r.property:<9} {verdict:<9} {n:<16} {detail}")
+    top = s
     for r in rep.results:
         cex = r.counterexample
         if cex is None:
             continue
+        s = r.selection if r.selection is not None else top  # a choice schedule: the run's selected schedule
         replay = "replayed on the executor" if cex.replayed else cex.replay_note or "not replayed"
         out.append("")
         out.append(f"  {r.property} counterexample ({replay}):")
+        if r.assignment:
+            out.append(f"    under: {r.assignment}")
         out.append(f"    {cex.sentence}")
         if cex.culprits:
             out.append("    culprits: " + "; ".join(s.label(o) for o in cex.culprits))
