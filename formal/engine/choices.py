@@ -462,7 +462,8 @@ class _Symbolic:
                     variants: dict[int, list[dict[Key, Any]]]) -> Assignment:
         chosen: dict[Key, Any] = dict(free_sigma)
         for r, i in row.items():
-            chosen.update(variants[r][i])
+            if r >= 0:
+                chosen.update(variants[r][i])
         extra = row.get(-1)  # the values of local choices no guard reads (from the constraint solver)
         vals: list[tuple[Key, Any]] = []
         for c, key in free_keys(self.s.choices, self.s.ranks):
