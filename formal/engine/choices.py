@@ -140,6 +140,13 @@ def _enumerate(s: Schedule, props: tuple[str, ...], total: int, t0: float, why: 
             tallies[r.property].add(r, sel)
         if all(t.violated is not None for t in tallies.values()):
             break
+    m = tallies.get("matching")
+    if m is not None and m.violated is not None and m.violated.counterexample is not None:
+        div = find_divergence(s, timeout_s=kw.get("timeout"), rlimit=kw.get("rlimit")).found
+        if div is not None and div.local:
+            cex = m.violated.counterexample
+            m.violated = replace(m.violated, counterexample=replace(
+                cex, sentence=f"{cex.sentence}. {_local_cause(div)}"))
     how = f"enumeration: {n} of {total} assignment{'s' if total != 1 else ''} checked one by one" + (
         " (every property already had a counterexample)" if n < total else "") + (f"; {why}" if why else "")
     results = tuple(_final(tallies[p], f"for all {total} assignments") for p in props)
@@ -155,7 +162,9 @@ def _final(t: _Tally, every: str, unknown_reason: str = "") -> PropertyResult:
                               seconds=t.seconds)
     if t.unknown is not None:
         u = t.unknown
-        return replace(u, reason=f"{u.reason} (under {u.assignment})")
+        rest = u.reason.removeprefix("not checked: ")
+        head = "not checked: " if rest != u.reason else ""
+        return replace(u, reason=f"{head}under {u.assignment}, {rest}")
     if t.proved is None:
         return PropertyResult(t.prop, Verdict.UNKNOWN, "no assignment was checked", seconds=t.seconds)
     p = t.proved
@@ -242,12 +251,8 @@ class _Symbolic:
         return self.report(results, how)
 
     def _cause(self, d: Divergence) -> str:
-        loc = [n for n in d.local]
-        if loc:
-            names = ", ".join(loc)
-            return (f"On {d.where}, what rank {d.ranks[0]} and rank {d.ranks[1]} issue depends on {names},"
-                    f" which {'is' if len(loc) == 1 else 'are'} rank-local (each rank picks its own): take"
-                    " the branch on a value the ranks share (gathered, reduced or broadcast on the group)")
+        if d.local:
+            return _local_cause(d)
         names = ", ".join(d.choices) or "no choice"
         return f"On {d.where}, rank {d.ranks[0]} and rank {d.ranks[1]} issue different sequences (choices: {names})"
 
@@ -522,6 +527,13 @@ class _Symbolic:
                     return (f"rank {r} orders its communication ops differently when {va} than when {vb}: its"
                             " local choices change what other ranks can rely on")
         return ""
+
+
+def _local_cause(d: Divergence) -> str:
+    names = ", ".join(d.local)
+    return (f"On {d.where}, what the ranks issue depends on {names}, which {'is' if len(d.local) == 1 else 'are'}"
+            " rank-local (each rank picks its own): branch on a value the ranks share (gathered, reduced or"
+            " broadcast on the group)")
 
 
 class _TooMany(Exception):

@@ -452,7 +452,8 @@ def _reorder(s: Schedule, g: str, rank: int, first: int, edits: list[_Edit]) -> 
                        for m in s.group_map.get(g, ()) if m != rank})
         at = f"#{first}" + (f": {_sig_text(mine[first])}" if first < len(mine) else "")
         if lens and len(mine) not in lens:
-            return (f"rank {rank} issues {len(mine)} collectives on {g} where the others issue"
+            return (f"rank {rank} issues {len(mine)} collective{'s' if len(mine) != 1 else ''} on {g} where the"
+                    f" others issue"
                     f" {' or '.join(map(str, lens))} (first difference at {at}); no reorder or sync fixes a"
                     " missing or extra collective: every member must issue the same ones")
         return (f"rank {rank}'s collectives on {g} differ from the other members' in kind, size, root or counts"
