@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if args.full and len(schedule.ops) > FULL_WARN_OPS and fmt != "dot":
         error_note(f"drawing all {len(schedule.ops)} ops takes minutes (about 40 s for 3,000 ops, 12 min for"
                    " 10,000 on a 2-core machine); the Perfetto trace (-o FILE.json) shows a whole run at once")
-    dot = counterexample_dot(schedule, cex, full=args.full, hint=hint)
+    under = item.get("assignment_text") if isinstance(item.get("assignment_text"), str) else None
+    dot = counterexample_dot(schedule, cex, full=args.full, hint=hint, under=under)
     if fmt == "dot":
         out.write_text(dot, encoding="utf-8")
         return EXIT_OK

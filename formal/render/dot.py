@@ -342,12 +342,14 @@ def _family(op: Op) -> str:
 
 # ------------------------------------------------------------------ DOT
 def counterexample_dot(s: Schedule, cex: Counterexample, *, full: bool = False, budget: int = BUDGET,
-                       hint: str | None = None, title: str | None = None) -> str:
+                       hint: str | None = None, title: str | None = None, under: str | None = None) -> str:
     """DOT text of one counterexample: a timeline of the run, one cluster per
     rank and one lane per stream, the culprits and what went wrong in red.
 
-    ``hint`` (a repair sentence) is printed under the title; ``full`` draws
-    every op instead of the ones that explain the counterexample."""
+    ``hint`` (a repair sentence) is printed under the title, and so is
+    ``under`` (the assignment of a choice schedule the run is under);
+    ``full`` draws every op instead of the ones that explain the
+    counterexample."""
     syncs = find_syncs(s)
     shown = list(range(len(s.ops))) if full else select_ops(s, cex, budget, syncs)
     shown_set = set(shown)
@@ -367,7 +369,7 @@ def counterexample_dot(s: Schedule, cex: Counterexample, *, full: bool = False, 
     w('  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10, margin="0.08,0.03",'
       ' height=0.3, fillcolor="#ffffff", color="#555555"];')
     w(f'  edge [fontname="Helvetica", fontsize=9, color="{GREY}", arrowsize=0.6, penwidth=0.8];')
-    w(f"  label=<{_title_html(s, cex, hint, title, shown, full)}>;")
+    w(f"  label=<{_title_html(s, cex, hint, title, shown, full, under)}>;")
 
     # Layout.  Every column has a time anchor T<c>; ``rank=same`` puts each op
     # in the column of its anchor (newrank lets that cross clusters).  dot
@@ -656,10 +658,13 @@ def _node(s: Schedule, cex: Counterexample, o: int, red: bool) -> str:
 
 
 def _title_html(s: Schedule, cex: Counterexample, hint: str | None, title: str | None,
-                shown_ops: Sequence[int], full: bool) -> str:
+                shown_ops: Sequence[int], full: bool, under: str | None = None) -> str:
     shown = len(shown_ops)
     head = title or f"{s.name}: {cex.property} violated"
     rows = [f'<B><FONT POINT-SIZE="14">{_html(head)}</FONT></B>']
+    if under:
+        for line in _wrap(f"under the assignment {under}", 110).split("\n"):
+            rows.append(f"<B>{_html(line)}</B>")
     for line in _wrap(plain_sentence(s, cex), 110).split("\n"):
         rows.append(f'<FONT COLOR="{RED}">{_html(line)}</FONT>')
     if hint:

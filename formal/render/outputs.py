@@ -28,15 +28,16 @@ _warned = False
 
 
 def write_counterexample(schedule: Schedule, cex: Counterexample, base: Path, hint: str | None = None,
-                         full: bool = False) -> list[Path]:
+                         full: bool = False, under: str | None = None) -> list[Path]:
     """``base.dot``, ``base.svg``, ``base.png`` and ``base.trace.json`` for one
     counterexample (``base`` without suffix); returns the paths written."""
     global _warned
-    dot = counterexample_dot(schedule, cex, hint=hint, full=full)
+    dot = counterexample_dot(schedule, cex, hint=hint, full=full, under=under)
     paths = [base.with_name(base.name + ".dot")]
     paths[0].write_text(dot, encoding="utf-8")
     trace = base.with_name(base.name + ".trace.json")
-    trace.write_text(json.dumps(counterexample_trace(schedule, cex, hint)) + "\n", encoding="utf-8")
+    note = f"under the assignment {under}" + (f"; {hint}" if hint else "") if under else hint
+    trace.write_text(json.dumps(counterexample_trace(schedule, cex, note)) + "\n", encoding="utf-8")
     paths.append(trace)
     for fmt in FORMATS:
         try:
@@ -72,5 +73,5 @@ def write_outputs(schedule: Schedule, report: Report, out_dir: Path) -> list[Pat
         sr = r.selection if r.selection is not None else schedule  # a choice schedule: the selected one
         hint = hint_for(sr, r, report) if r.verdict is Verdict.VIOLATED else None
         paths += write_counterexample(sr, r.counterexample, out_dir / f"{schedule.name}.{r.property}",
-                                      hint.line() if hint is not None else None)
+                                      hint.line() if hint is not None else None, under=r.assignment or None)
     return paths
