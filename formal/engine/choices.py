@@ -266,9 +266,16 @@ class _Symbolic:
         or gathered choice), or ""."""
         for op in self.s.ops:
             oc = op.choice
-            if oc is None or oc.when is None or not is_cross_rank(op):
+            if oc is None or oc.when is None:
                 continue
             names = uses(oc.when, self.by_name)
+            gathered = [n for n in sorted(names) if self.by_name[n].derived == "gathers"]
+            if gathered:
+                return (f"{self.s.label(op)} is issued only when {oc.when}, which reads {', '.join(gathered)}"
+                        " (other ranks' local values, gathered): the reduction covers guards on local and shared"
+                        " values only")
+            if not is_cross_rank(op):
+                continue
             bad = [n for n in sorted(names) if self._local(n) or self.by_name[n].derived == "gathers"]
             if bad:
                 return (f"{self.s.label(op)} is issued only when {oc.when}, which reads {', '.join(bad)}"

@@ -387,8 +387,8 @@ def evaluate(e: Expr, lookup: Lookup) -> Value:
             return x - y
         if e.op == "*":
             return x * y
-        if y == 0:
-            raise ZeroDivisionError(str(e))
+        if y <= 0:  # floor division and modulo by a positive number only (z3's Int division agrees there)
+            raise ValueError(f"{e} divides by {y}: // and % take a positive divisor")
         return x // y if e.op == "//" else x % y
     if isinstance(e, Call) and e.fn in ("min", "max") and len(e.args) > 1:
         vals = [_int(evaluate(a, lookup)) for a in e.args]
