@@ -83,7 +83,7 @@ class Cmp:
     right: Expr
 
     def __str__(self) -> str:
-        return f"{self.left} {self.op} {self.right}"
+        return f"{_operand(self.left)} {self.op} {_operand(self.right)}"
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class In:
 
     def __str__(self) -> str:
         vals = ", ".join(str(Lit(v)) for v in self.values)
-        return f"{self.arg} {'not in' if self.negate else 'in'} {{{vals}}}"
+        return f"{_operand(self.arg)} {'not in' if self.negate else 'in'} {{{vals}}}"
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,11 @@ class Call:
 
 
 Expr = Lit | Var | Not | BoolOp | Cmp | In | Arith | Call
+
+
+def _operand(e: Expr) -> str:
+    """An operand of a comparison: a condition in parentheses (comparisons do not chain)."""
+    return f"({e})" if isinstance(e, Cmp | In | Not | BoolOp) else str(e)
 
 
 def _paren(e: Expr, inside: type) -> str:
