@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -17,7 +18,7 @@ from .commands.common import EXIT_CODES, EXIT_ERROR, EXIT_INTERNAL
 from .errors import InternalError, UserError
 
 # Subcommands, in the order `--help` lists them.
-COMMANDS = ("check", "render", "models", "prove", "sweep", "bench")
+COMMANDS = ("check", "capture", "render", "models", "prove", "sweep", "bench")
 # `syncproof import <kind>`: modules syncproof.commands.import_<kind>.
 IMPORTERS = ("torch_pp", "flight_recorder", "profiler")
 
@@ -75,6 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("syncproof: interrupted", file=sys.stderr)
         return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001  any other exception is a bug: exit 4, never 1 ("counterexample")
+        import traceback
+
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        print(f"syncproof: internal error (a bug in syncproof, please report it): {type(exc).__name__}: {exc}"
+              f" (at {Path(where.filename).name}:{where.lineno})", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

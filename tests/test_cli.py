@@ -171,3 +171,35 @@ def test_both_engines_agree_on_every_example(path: Path, capsys: pytest.CaptureF
         assert doc["engine"] == engine
         got[engine] = (code, {r["property"]: r["verdict"] for r in doc["results"]})
     assert got["hybrid"] == got["z3"]
+
+
+def test_a_schedule_name_cannot_write_outside_the_out_directory(tmp_path: Path) -> None:
+    """Issue 16: a hostile ``name`` (``../``, an absolute path) must not make
+    ``check --out DIR`` write anywhere but DIR."""
+    out = tmp_path / "a" / "b"
+    victim = tmp_path / "victim"
+    for name in ("../../victim", str(victim), "..", ".hidden/../../x", "a/b\\c:d"):
+        doc = {"syncproof": 2, "name": name, "groups": {}, "buffers": {"x": []},
+               "ranks": {"0": [{"op": "compute", "stream": "a", "writes": {"x": "A"}},
+                               {"op": "compute", "stream": "b", "reads": {"x": "A"}}]}}
+        f = tmp_path / "evil.json"
+        f.write_text(json.dumps(doc), encoding="utf-8")
+        assert main(["check", str(f), "--out", str(out), "--no-grid"]) == 1
+        written = {p.resolve() for p in tmp_path.rglob("*") if p.is_file()} - {f.resolve()}
+        assert written and all(out.resolve() in p.parents for p in written), sorted(map(str, written))
+        assert not victim.exists()
+
+
+def test_an_unexpected_exception_exits_4_not_1(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit code 1 means "counterexample found": a crash must never read as one."""
+    import syncproof.engine as engine
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(engine, "check_schedule", boom)
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps({"syncproof": 2, "ranks": {"0": []}}), encoding="utf-8")
+    assert main(["check", str(f)]) == 4
+    assert "internal error" in capsys.readouterr().err

@@ -13,6 +13,7 @@ still written and one note on standard error says why there is no picture.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -56,15 +57,27 @@ def write_counterexample(schedule: Schedule, cex: Counterexample, base: Path, hi
     return paths
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=+,\[\]-]")
+
+
+def safe_stem(name: str) -> str:
+    """A file name made from a schedule name that cannot leave the output
+    directory: separators, ``..`` and every character outside a small safe
+    set become ``_``; at most 120 characters; never empty or hidden."""
+    stem = _UNSAFE.sub("_", name)[:120].lstrip(".") or "schedule"
+    return stem.replace("..", "_")
+
+
 def write_outputs(schedule: Schedule, report: Report, out_dir: Path) -> list[Path]:
     """Write the report (``<name>.json``, ``<name>.txt``) and the files of
     every counterexample; returns the paths."""
     from ..engine.repair import hint_for  # the report was just checked: the engine is loaded
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    js = out_dir / f"{schedule.name}.json"
+    stem = safe_stem(schedule.name)
+    js = out_dir / f"{stem}.json"
     js.write_text(json.dumps(report_json(schedule, report), indent=2) + "\n", encoding="utf-8")
-    txt = out_dir / f"{schedule.name}.txt"
+    txt = out_dir / f"{stem}.txt"
     txt.write_text(report_text(schedule, report) + "\n", encoding="utf-8")
     paths = [js, txt]
     for r in report.results:
@@ -72,6 +85,6 @@ def write_outputs(schedule: Schedule, report: Report, out_dir: Path) -> list[Pat
             continue
         sr = r.selection if r.selection is not None else schedule  # a choice schedule: the selected one
         hint = hint_for(sr, r, report) if r.verdict is Verdict.VIOLATED else None
-        paths += write_counterexample(sr, r.counterexample, out_dir / f"{schedule.name}.{r.property}",
+        paths += write_counterexample(sr, r.counterexample, out_dir / f"{stem}.{r.property}",
                                       hint.line() if hint is not None else None, under=r.assignment or None)
     return paths
