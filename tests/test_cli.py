@@ -203,3 +203,17 @@ def test_an_unexpected_exception_exits_4_not_1(monkeypatch: pytest.MonkeyPatch, 
     f.write_text(json.dumps({"syncproof": 2, "ranks": {"0": []}}), encoding="utf-8")
     assert main(["check", str(f)]) == 4
     assert "internal error" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, code", [
+    (["--memory", "1"], 3), (["--memory", "8"], 3), (["--timeout", "nan"], 2), (["--timeout", "inf"], 2),
+    (["--timeout", "-1"], 2), (["--rlimit", "-5"], 2), (["--rlimit", "0"], 2), (["--memory", "0"], 2),
+])
+def test_solver_limits_give_unknown_or_a_usage_error(args: list[str], code: int,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 16: a limit z3 hits is ``unknown`` (exit 3); a limit that is not a
+    positive finite number is bad usage (exit 2); never a traceback."""
+    got = main(["check", "examples/pp-sendrecv-deadlock.json", "--engine", "z3", "--no-grid", *args])
+    err = capsys.readouterr().err
+    assert got == code, err
+    assert "Traceback" not in err and "internal error" not in err

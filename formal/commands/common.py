@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 EXIT_OK, EXIT_VIOLATED, EXIT_ERROR, EXIT_UNKNOWN, EXIT_INTERNAL = 0, 1, 2, 3, 4
@@ -44,8 +45,12 @@ def solver_kwargs(args: argparse.Namespace) -> dict[str, object]:
 
     if args.max_cex < 1:
         raise UsageError("--max-cex must be at least 1")
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError("--timeout must be positive")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if args.rlimit is not None and args.rlimit < 1:
+        raise UsageError(f"--rlimit must be a positive number of z3 resource units, got {args.rlimit}")
+    if args.memory is not None and args.memory < 1:
+        raise UsageError(f"--memory must be a positive number of MB, got {args.memory}")
     return {"properties": args.properties or PROPERTIES, "engine": args.engine, "timeout": args.timeout,
             "rlimit": args.rlimit, "memory_mb": args.memory, "max_cex": args.max_cex,
             "choices": getattr(args, "choices", "auto")}

@@ -15,6 +15,8 @@ from dataclasses import replace
 
 import numpy as np
 
+import z3  # type: ignore[import-untyped]
+
 from ..errors import InternalError, UsageError
 from ..gcpause import gc_paused
 from ..ir import Kind, Schedule
@@ -269,9 +271,18 @@ def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engin
         from .choices import check_choices
         return check_choices(s, properties, method=choices, engine=engine, timeout=timeout, rlimit=rlimit,
                              memory_mb=memory_mb, max_cex=max_cex, replay=replay)
-    with gc_paused():
-        return _check_schedule(s, properties, engine=engine, timeout=timeout, rlimit=rlimit,
-                               memory_mb=memory_mb, max_cex=max_cex, replay=replay)
+    try:
+        with gc_paused():
+            return _check_schedule(s, properties, engine=engine, timeout=timeout, rlimit=rlimit,
+                                   memory_mb=memory_mb, max_cex=max_cex, replay=replay)
+    except z3.Z3Exception as exc:  # a resource limit hit inside z3 (out of memory): the verdict is unknown
+        msg = exc.value.decode() if isinstance(exc.value, bytes) else str(exc.value)
+        why = f"solver gave up: z3 stopped with {msg!r}" + (f" (--memory {memory_mb} MB)" if memory_mb else "")
+        props = tuple(p for p in PROPERTIES if p in tuple(properties))
+        return Report(s.name, s.source, len(s.ops), tuple(_unknown(p, why) for p in props), engine)
+    finally:
+        if memory_mb is not None:
+            z3.set_param("memory_max_size", 0)  # the limit is global in z3: lift it for later checks
 
 
 def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, timeout: float | None,
