@@ -14,7 +14,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 import numpy as np
-
 import z3  # type: ignore[import-untyped]
 
 from ..errors import InternalError, UsageError
