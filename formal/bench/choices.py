@@ -41,9 +41,22 @@ TOKENS = 16  # per member and direction of an all_to_all (static counts)
 SIZES = (8, 32, 128, 512)
 
 
-def dp_ep_states(ranks: int, broken: bool = False, layers: int = LAYERS) -> Schedule:
+SHAPES = ("dummy", "gathered")
+
+
+def dp_ep_states(ranks: int, broken: bool = False, layers: int = LAYERS, shape: str = "dummy") -> Schedule:
     """DP attention over ``ranks`` ranks with EP groups of 8; every rank's
-    ``state`` in {idle, prefill, decode} is its own (rank scope)."""
+    ``state`` in {idle, prefill, decode} is its own (rank scope).
+
+    ``shape="gathered"`` is the other fix vLLM and SGLang use: the ranks first
+    all-reduce whether any of them has work (the derived ``any_busy``) and
+    skip the whole step together when none has; every op is labelled with
+    the decode step and its rank's sequence, and a busy rank samples its
+    token, so the phase rule's sampling order is checked across ranks (the
+    reduction then needs pairs of ranks: a covering array)."""
+    if shape not in SHAPES:
+        raise ValueError(f"shape must be one of {', '.join(SHAPES)}, got {shape!r}")
+    gathered = shape == "gathered"
     if ranks < EP or ranks % EP:
         raise ValueError(f"ranks must be a positive multiple of {EP}, got {ranks}")
     b = ScheduleBuilder(f"dp{ranks}-ep{EP}-states{'-broken' if broken else ''}",
@@ -58,15 +71,27 @@ def dp_ep_states(ranks: int, broken: bool = False, layers: int = LAYERS) -> Sche
         b.buffer(buf, "layer")
     b.init("x[layer=0]", "x0")
     b.choice("state", scope="rank", values=list(STATES))
+    if gathered:
+        b.buffer("flag").buffer("flags").buffer("tok")
+        b.choice("any_busy", scope="dp", value="any(state != idle)", via="sync_busy")
     counts = [TOKENS] * EP
     for rank in range(ranks):
         r = b.rank(rank)
         ep = f"ep{rank // EP}"
+        step: dict[str, Any] = {"phase": "decode", "step": 0} if gathered else {}
+        if gathered:
+            r.compute("busy_flag", writes={"flag": "f"}, **step)
+            r.record("flag", stream="compute").wait("flag", stream="comm")
+            r.all_reduce("dp", reads={"flag": "f"}, writes={"flags": "fs"}, name="sync_busy", **step)
+            r.sync(of="sync_busy")  # .item(): the host branches on the gathered flag
         for L in range(layers):
             x, q, h, g = (f"{n}[layer={L}]" for n in "xqhg")
             d, e, y, nxt = f"d[layer={L}]", f"e[layer={L}]", f"y[layer={L}]", f"x[layer={L + 1}]"
             xv = f"x{L}"
             # attention: the kernels differ by state; an idle rank runs a dummy batch
+            if gathered:
+                _gathered_layer(r, L, ep, counts, rank)
+                continue
             r.compute("qkv", reads={x: xv}, writes={q: f"q{L}"}, layer=L, when="state != idle")
             r.compute("attn_prefill", reads={q: f"q{L}"}, writes={h: f"h{L}"}, layer=L,
                       when="state == prefill")
@@ -92,7 +117,39 @@ def dp_ep_states(ranks: int, broken: bool = False, layers: int = LAYERS) -> Sche
             r.all_to_all(ep, reads={y: f"y{L}"}, writes={nxt: f"x{L + 1}"}, counts=counts, recv_counts=counts,
                          name="combine", layer=L)
             r.record(f"x{L + 1}", stream="comm", layer=L).wait(f"x{L + 1}", stream="compute", layer=L)
+        if gathered:
+            r.compute("sample", reads={f"x[layer={layers}]": f"x{layers}"}, writes={"tok": "t"}, when="state != idle",
+                      sample=True, seqs=[rank], phase="decode", step=0)
+            r.compute("next_embed", reads={"tok": "t"}, writes={"x[layer=0]": "x0n"}, when="state != idle",
+                      seqs=[rank], phase="decode", step=1)
     return b.build()
+
+
+def _gathered_layer(r: Any, L: int, ep: str, counts: list[int], rank: int) -> None:
+    """One layer of the gathered shape: every collective issued when some
+    rank is busy (a shared value), the attention kernels by the rank's own
+    state; a busy rank's ops carry its sequence."""
+    x, q, h, g = (f"{n}[layer={L}]" for n in "xqhg")
+    d, e, y, nxt = f"d[layer={L}]", f"e[layer={L}]", f"y[layer={L}]", f"x[layer={L + 1}]"
+    m: dict[str, Any] = {"layer": L, "phase": "decode", "step": 0, "seqs": [rank]}
+    busy = "any_busy"
+    r.compute("qkv", reads={x: f"x{L}"}, writes={q: f"q{L}"}, when="state != idle", **m)
+    r.compute("attn_prefill", reads={q: f"q{L}"}, writes={h: f"h{L}"}, when="state == prefill", **m)
+    r.compute("attn_decode", reads={q: f"q{L}"}, writes={h: f"h{L}"}, when="state == decode", **m)
+    r.compute("attn_dummy", reads={x: f"x{L}"}, writes={h: f"h{L}"}, when=f"{busy} and state == idle", **m)
+    r.record(f"h{L}", stream="compute", when=busy, **m).wait(f"h{L}", stream="comm", when=busy, **m)
+    r.all_gather("dp", reads={h: f"h{L}"}, writes={g: f"g{L}"}, name="mlp_sync", when=busy, **m)
+    r.record(f"g{L}", stream="comm", when=busy, **m).wait(f"g{L}", stream="compute", when=busy, **m)
+    r.compute("router", reads={g: f"g{L}"}, writes={d: f"d{L}"}, when=busy, **m)
+    r.record(f"d{L}", stream="compute", when=busy, **m).wait(f"d{L}", stream="comm", when=busy, **m)
+    r.all_to_all(ep, reads={d: f"d{L}"}, writes={e: f"e{L}"}, counts=counts, recv_counts=counts,
+                 name="dispatch", when=busy, **m)
+    r.record(f"e{L}", stream="comm", when=busy, **m).wait(f"e{L}", stream="compute", when=busy, **m)
+    r.compute("expert", reads={e: f"e{L}"}, writes={y: f"y{L}"}, when=busy, **m)
+    r.record(f"y{L}", stream="compute", when=busy, **m).wait(f"y{L}", stream="comm", when=busy, **m)
+    r.all_to_all(ep, reads={y: f"y{L}"}, writes={nxt: f"x{L + 1}"}, counts=counts, recv_counts=counts,
+                 name="combine", when=busy, **m)
+    r.record(f"x{L + 1}", stream="comm", when=busy, **m).wait(f"x{L + 1}", stream="compute", when=busy, **m)
 
 
 def _verdict(rep: Any) -> str:

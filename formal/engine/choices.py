@@ -414,8 +414,8 @@ class _Symbolic:
         try:
             rows = _Rows(self.s, variants, derived, free_sigma, strength).build()
         except _TooManyRows:
-            return 0, ("the phase rule's sampling needs every pair of ranks' local variants covered, which the"
-                       " reduction does not build under derived values in guards")
+            return 0, ("the phase rule's sampling needs every pair of ranks' local variants covered, and more"
+                       " than 2000 pairs had to be asked of z3 one by one under the derived values")
         if rows is None:
             return None
         if len(rows) > ROW_LIMIT:
@@ -616,8 +616,6 @@ class _Rows:
 
     def build(self) -> list[dict[int, Any]] | None:
         if self.derived:
-            if self.strength > 1 and len(self.varying) > 1:
-                raise _TooManyRows()
             return self._constrained()
         n = [len(self.variants[r]) for r in self.varying]
         if not self.varying:
@@ -630,8 +628,11 @@ class _Rows:
 
     def _constrained(self) -> list[dict[int, Any]] | None:
         """Rows under derived values: each row is a z3 model of 'the derived
-        values are these', maximising the variants not yet covered (strength
-        1); a variant no row can take is impossible in this case."""
+        values are these'.  Strength 1: maximise the variants not yet covered
+        (a variant no model takes is impossible in this case).  Strength 2:
+        greedy covering-array candidates, each repaired to the nearest model
+        (most ranks keep the candidate's variant); a pair no repaired row
+        covers is asked of z3 directly, and dropped when impossible."""
         ctx = z3.Context()
         enc = Encoder(self.s, ctx)
         base = list(enc.domain)
@@ -643,8 +644,7 @@ class _Rows:
             base.append(t == (z3.BoolVal(val, ctx) if isinstance(val, bool) else z3.IntVal(val, ctx)))
         for key, val in self.free_sigma.items():
             c = by_name[key[0]]
-            if c.length is None:
-                base.append(enc.var(c, key, None) == _z3val(enc, c, val))
+            base.append(_equals(enc, c, key, val))
         chk = new_solver(ctx)
         chk.add(*base)
         if chk.check() != z3.sat:
@@ -652,18 +652,16 @@ class _Rows:
         lits: dict[tuple[int, int], z3.BoolRef] = {}
         for r in self.s.ranks:
             for i, var in enumerate(self.variants.get(r, [{}])):
-                conj = [enc.var(by_name[k[0]], k, None) == _z3val(enc, by_name[k[0]], v) for k, v in var.items()
-                        if by_name[k[0]].length is None]
+                conj = [_equals(enc, by_name[k[0]], k, v) for k, v in var.items()]
                 lits[(r, i)] = z3.And(conj) if conj else z3.BoolVal(True, ctx)
-        uncovered = set(lits)
-        rows: list[dict[int, Any]] = []
-        while uncovered and len(rows) <= ROW_LIMIT:
+
+        def model_row(soft: list[z3.BoolRef], hard: list[z3.BoolRef] = ()) -> dict[int, Any] | None:  # type: ignore[assignment]
             opt = new_solver(ctx, optimize=True)
-            opt.add(*base, *enc.domain)
-            for key in uncovered:
-                opt.add_soft(lits[key], 1)
+            opt.add(*base, *enc.domain, *hard)
+            for lit in soft:
+                opt.add_soft(lit, 1)
             if opt.check() != z3.sat:
-                break
+                return None
             model = opt.model()
             row: dict[int, Any] = {}
             for r in self.s.ranks:
@@ -671,17 +669,82 @@ class _Rows:
                     if z3.is_true(model.eval(lits[(r, i)], model_completion=True)):
                         row[r] = i
                         break
-            extra: dict[Key, Any] = {}
-            a = enc.assignment(model)
-            for key, val in a.values:
-                extra[key] = val
-            row[-1] = extra
+            row[-1] = dict(enc.assignment(model).values)
+            return row
+
+        uncovered = set(lits)
+        rows: list[dict[int, Any]] = []
+        while uncovered and len(rows) <= ROW_LIMIT:
+            row = model_row([lits[k] for k in uncovered])
+            if row is None:
+                break
             new = {(r, i) for r, i in row.items() if r >= 0 and (r, i) in uncovered}
             if not new:
                 break
             uncovered -= new
             rows.append(row)
+        if self.strength <= 1 or len(self.varying) < 2:
+            return rows
+        return self._pairs(rows, lits, model_row)
+
+    def _pairs(self, rows: list[dict[int, Any]], lits: dict[tuple[int, int], Any], model_row: Any
+               ) -> list[dict[int, Any]]:
+        """Strength 2 under constraints (see :meth:`_constrained`)."""
+        varying = self.varying
+        feasible = {r: sorted({row[r] for row in rows if r in row}) for r in varying}
+        k = len(varying)
+        v = max((len(self.variants[r]) for r in varying), default=1)
+        unc = np.zeros((k, k, v, v), dtype=bool)
+        for a in range(k):
+            for b in range(a + 1, k):
+                for x in feasible[varying[a]]:
+                    for y in feasible[varying[b]]:
+                        unc[a, b, x, y] = True
+        iu, ju = np.triu_indices(k, 1)
+
+        def mark(row: dict[int, Any]) -> int:
+            vec = np.array([row[r] for r in varying])
+            got = unc[iu, ju, vec[iu], vec[ju]]
+            unc[iu, ju, vec[iu], vec[ju]] = False
+            return int(got.sum())
+
+        for row in rows:
+            mark(row)
+        asked = 0
+        while unc.any() and len(rows) <= ROW_LIMIT:
+            open_idx = np.argwhere(unc)
+            best, best_gain = None, -1
+            for _ in range(8):
+                a, b, x, y = open_idx[self.rng.randrange(len(open_idx))].tolist()
+                cand = [self.rng.choice(feasible[r]) for r in varying]
+                cand[a], cand[b] = x, y
+                vec = np.array(cand)
+                gain = int(unc[iu, ju, vec[iu], vec[ju]].sum())
+                if gain > best_gain:
+                    best, best_gain = cand, gain
+            assert best is not None
+            row = model_row([lits[(r, i)] for r, i in zip(varying, best, strict=True)])
+            if row is not None and mark(row) > 0:
+                rows.append(row)
+                continue
+            a, b, x, y = open_idx[0].tolist()
+            asked += 1
+            if asked > 2000:
+                raise _TooManyRows()
+            row = model_row([], [lits[(varying[a], x)], lits[(varying[b], y)]])
+            if row is None:
+                unc[a, b, x, y] = False  # no assignment gives these two ranks these variants here
+            else:
+                mark(row)
+                rows.append(row)
         return rows
+
+
+def _equals(enc: Encoder, c: Choice, key: Key, val: Any) -> Any:
+    """``key`` (a choice of owner) has value ``val`` (a tuple for a vector)."""
+    if c.length is None:
+        return enc.var(c, key, None) == _z3val(enc, c, val)
+    return z3.And([enc.var(c, key, j) == _z3val(enc, c, x) for j, x in enumerate(val)])
 
 
 class _TooManyRows(Exception):

@@ -4,7 +4,7 @@ guards and expressions (what must hold before any assignment is tried)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..errors import ScheduleError
 from .choices import Assignment, Choice, Evaluator, check_types, owner_of, uses
@@ -49,17 +49,26 @@ def select(s: Schedule, a: Assignment, *, check: bool = True) -> Selection:
                 raise ScheduleError(f"under {a.text()}: {exc}", f"{s.source}: {op.where}") from None
             fields["choice"] = None
         i = len(ops)
-        fields["id"] = i
-        fields["index"] = index[op.rank]
-        index[op.rank] += 1
-        ops.append(replace(op, **fields))  # type: ignore[arg-type]
+        k = index[op.rank]
+        index[op.rank] = k + 1
+        if not fields and op.id == i and op.index == k:
+            ops.append(op)  # unchanged: shared with the choice schedule (ops are immutable)
+        else:
+            # what replace(op, ...) does, without re-running the frozen __init__ per op
+            new = object.__new__(Op)
+            d = new.__dict__
+            d.update(op.__dict__)
+            d.update(fields)
+            d["id"] = i
+            d["index"] = k
+            ops.append(new)
         origin.append(op.id)
     sel = Schedule(name=s.name, ranks=s.ranks, groups=s.groups, buffers=s.buffers, ops=tuple(ops), init=s.init,
                    p2p=s.p2p, description=s.description, progress=s.progress, source=s.source)
     if check:
-        from .validate import validate
+        from .validate import validate_selected
         try:
-            validate(sel, selected=True)
+            validate_selected(sel)
         except ScheduleError as exc:
             raise ScheduleError(f"under {a.text()}: {exc.message}", exc.where, exc.hint) from None
     return Selection(sel, a, tuple(origin))

@@ -350,6 +350,15 @@ def validate(schedule: Schedule, _prechecked: PreChecked | None = None, *, selec
             )
 
 
+def validate_selected(schedule: Schedule) -> None:
+    """Validate the schedule one assignment selects from a choice schedule
+    whose ops passed :func:`validate` already: only the checks across ops
+    (group calls, host and allocator lifetimes) can fail on a selection; a
+    wait whose record a guard dropped is a no-op (see :func:`validate`)."""
+    _check_batches(schedule)
+    _check_host(schedule, True)
+
+
 def _check_batches(schedule: Schedule) -> None:
     """A group call (ops sharing a ``batch`` id on a rank) is one run of
     consecutive communication ops in the rank's issue order, on one stream."""
