@@ -410,8 +410,6 @@ def test_the_base_document_is_fine(tmp_path: Path) -> None:
     load(_write(tmp_path, "base", base_doc()))
 
 
-@pytest.mark.xfail(strict=True, reason="expr parser: '-' in a set ({-idle}) raises a bare ValueError from int(),"
-                   " so load() gives a traceback instead of a ScheduleError naming the op")
 def test_minus_before_a_symbol_in_a_set(tmp_path: Path) -> None:
     doc = base_doc()
     _op(doc, 0, 3)["when"] = "state in {-idle}"
@@ -560,10 +558,6 @@ def test_a_guard_that_leaves_a_wait_without_its_record() -> None:
     assert [o.kind for o in sel.schedule.ops] == [Kind.WAIT]
 
 
-@pytest.mark.xfail(strict=True, reason="a selection may hold a wait on an event it never records (a no-op after"
-                   " select, validate(selected=True)), but a plain file may not: dumps(selection) does not load"
-                   " ('wait on event 'e', which rank 0 never records'), so a counterexample's selection written"
-                   " out as a schedule cannot be read back or rechecked")
 def test_a_selection_dumps_to_a_file_that_loads() -> None:
     sel = select(_wait_without_record(), Assignment(((("flag", None), False),))).schedule
     assert loads(dumps(sel)) == sel

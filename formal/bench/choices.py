@@ -90,7 +90,7 @@ def dp_ep_states(ranks: int, broken: bool = False, layers: int = LAYERS, shape: 
             xv = f"x{L}"
             # attention: the kernels differ by state; an idle rank runs a dummy batch
             if gathered:
-                _gathered_layer(r, L, ep, counts, rank)
+                _gathered_layer(r, L, ep, counts, rank, broken)
                 continue
             r.compute("qkv", reads={x: xv}, writes={q: f"q{L}"}, layer=L, when="state != idle")
             r.compute("attn_prefill", reads={q: f"q{L}"}, writes={h: f"h{L}"}, layer=L,
@@ -125,10 +125,12 @@ def dp_ep_states(ranks: int, broken: bool = False, layers: int = LAYERS, shape: 
     return b.build()
 
 
-def _gathered_layer(r: Any, L: int, ep: str, counts: list[int], rank: int) -> None:
+def _gathered_layer(r: Any, L: int, ep: str, counts: list[int], rank: int, broken: bool = False) -> None:
     """One layer of the gathered shape: every collective issued when some
     rank is busy (a shared value), the attention kernels by the rank's own
-    state; a busy rank's ops carry its sequence."""
+    state; a busy rank's ops carry its sequence.  ``broken``: layer 1's
+    MLP-sync all_gather is guarded by the rank's own state instead (the
+    overlap/skip decision taken from the local batch)."""
     x, q, h, g = (f"{n}[layer={L}]" for n in "xqhg")
     d, e, y, nxt = f"d[layer={L}]", f"e[layer={L}]", f"y[layer={L}]", f"x[layer={L + 1}]"
     m: dict[str, Any] = {"layer": L, "phase": "decode", "step": 0, "seqs": [rank]}
@@ -138,7 +140,8 @@ def _gathered_layer(r: Any, L: int, ep: str, counts: list[int], rank: int) -> No
     r.compute("attn_decode", reads={q: f"q{L}"}, writes={h: f"h{L}"}, when="state == decode", **m)
     r.compute("attn_dummy", reads={x: f"x{L}"}, writes={h: f"h{L}"}, when=f"{busy} and state == idle", **m)
     r.record(f"h{L}", stream="compute", when=busy, **m).wait(f"h{L}", stream="comm", when=busy, **m)
-    r.all_gather("dp", reads={h: f"h{L}"}, writes={g: f"g{L}"}, name="mlp_sync", when=busy, **m)
+    r.all_gather("dp", reads={h: f"h{L}"}, writes={g: f"g{L}"}, name="mlp_sync",
+                 when="state != idle" if broken and L == 1 else busy, **m)
     r.record(f"g{L}", stream="comm", when=busy, **m).wait(f"g{L}", stream="compute", when=busy, **m)
     r.compute("router", reads={g: f"g{L}"}, writes={d: f"d{L}"}, when=busy, **m)
     r.record(f"d{L}", stream="compute", when=busy, **m).wait(f"d{L}", stream="comm", when=busy, **m)
@@ -162,16 +165,18 @@ def _verdict(rep: Any) -> str:
     return ("unknown: " + ",".join(unknown)) if unknown else "proved"
 
 
-def run_choices_growth(ranks_list: tuple[int, ...] | list[int] = SIZES, **check_kw: Any) -> list[dict[str, Any]]:
-    """For each size and both versions: build, check with ``check_schedule``
-    (keywords passed on, e.g. ``choices="symbolic"``), and record the figures."""
+def run_choices_growth(ranks_list: tuple[int, ...] | list[int] = SIZES, shapes: tuple[str, ...] = ("dummy",),
+                       **check_kw: Any) -> list[dict[str, Any]]:
+    """For each shape, size and both versions: build, check with
+    ``check_schedule`` (keywords passed on, e.g. ``choices="symbolic"``), and
+    record the figures."""
     from ..engine import check_schedule
 
     rows: list[dict[str, Any]] = []
-    for n in ranks_list:
-        for broken in (False, True):
+    for shape, n, broken in ((sh, n, b) for sh in shapes for n in ranks_list for b in (False, True)):
+        if True:
             t0 = time.perf_counter()
-            s = dp_ep_states(n, broken)
+            s = dp_ep_states(n, broken, shape=shape)
             build_s = time.perf_counter() - t0
             t1 = time.perf_counter()
             rep = check_schedule(s, **check_kw)
@@ -182,7 +187,7 @@ def run_choices_growth(ranks_list: tuple[int, ...] | list[int] = SIZES, **check_
                     assignment = r.assignment
                     break
             rows.append({
-                "ranks": n, "broken": broken, "schedule": s.name, "ops": len(s.ops),
+                "shape": shape, "ranks": n, "broken": broken, "schedule": s.name, "ops": len(s.ops),
                 "assignments": getattr(rep, "assignments", "") or f"{len(STATES)}^{n}",
                 "verdict": _verdict(rep), "seconds": round(secs, 3), "build_seconds": round(build_s, 3),
                 "decided_by": getattr(rep, "decided_by", ""), "assignment": assignment,
@@ -193,16 +198,17 @@ def run_choices_growth(ranks_list: tuple[int, ...] | list[int] = SIZES, **check_
 
 def growth_table(rows: list[dict[str, Any]]) -> str:
     """ranks, ops, assignments, then each version's verdict and seconds."""
-    by: dict[int, dict[bool, dict[str, Any]]] = {}
+    by: dict[tuple[str, int], dict[bool, dict[str, Any]]] = {}
     for row in rows:
-        by.setdefault(row["ranks"], {})[row["broken"]] = row
-    head = f"{'ranks':>6} {'ops':>7} {'assignments':>12}  {'correct':<28} {'s':>7}  {'broken':<28} {'s':>7}"
+        by.setdefault((row.get("shape", "dummy"), row["ranks"]), {})[row["broken"]] = row
+    head = (f"{'shape':<9} {'ranks':>6} {'ops':>7} {'assignments':>12}  {'correct':<28} {'s':>7}  {'broken':<28}"
+            f" {'s':>7}")
     lines = [head]
-    for n in sorted(by):
-        c, k = by[n].get(False), by[n].get(True)
+    for shape, n in sorted(by, key=lambda k: (SHAPES.index(k[0]) if k[0] in SHAPES else 9, k[1])):
+        c, k = by[(shape, n)].get(False), by[(shape, n)].get(True)
         any_row = c or k
         assert any_row is not None
-        lines.append(f"{n:>6} {any_row['ops']:>7} {any_row['assignments']:>12}"
+        lines.append(f"{shape:<9} {n:>6} {any_row['ops']:>7} {any_row['assignments']:>12}"
                      f"  {(c or {}).get('verdict', '-'):<28} {(c or {}).get('seconds', '-'):>7}"
                      f"  {(k or {}).get('verdict', '-'):<28} {(k or {}).get('seconds', '-'):>7}")
     return "\n".join(lines)

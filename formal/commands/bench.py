@@ -83,18 +83,20 @@ def _run_choices(args: argparse.Namespace) -> int:
     bad = [n for n in args.ranks if n < EP or n % EP]
     if bad:
         raise UsageError(f"--ranks: {', '.join(map(str, bad))} is not a positive multiple of {EP} (the EP group)")
-    rows = []
-    for n in args.ranks:  # one size at a time, so that a text run shows each row as it is measured
-        rows.extend(run_choices_growth((n,), choices=args.method))
-        if args.format == "text":
-            print(growth_table(rows).splitlines()[-1] if len(rows) > 2 else growth_table(rows), flush=True)
+    rows: list[dict[str, object]] = []
+    for shape in ("dummy", "gathered"):
+        for n in args.ranks:  # one size at a time, so that a text run shows each row as it is measured
+            rows.extend(run_choices_growth((n,), shapes=(shape,), choices=args.method))
+            if args.format == "text":
+                print(growth_table(rows).splitlines()[-1] if len(rows) > 2 else growth_table(rows), flush=True)
     doc = {"format": 1, "benchmark": "choices-growth", "method": args.method, "runs": rows}
     if args.format == "json":
         print(json.dumps(doc, indent=2))
     else:
         for row in rows:
             if row["decided_by"]:
-                print(f"{row['ranks']} ranks, {'broken' if row['broken'] else 'correct'}: {row['decided_by']}")
+                print(f"{row['shape']}, {row['ranks']} ranks, {'broken' if row['broken'] else 'correct'}:"
+                      f" {row['decided_by']}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return EXIT_OK

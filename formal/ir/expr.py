@@ -161,6 +161,7 @@ class _Parser:
                 self.toks.append(("op", sym))
             pos = m.end()
         self.i = 0
+        self.depth = 0
 
     def fail(self, what: str) -> None:
         raise ScheduleError(f"expression {self.text!r}: {what}", self.where,
@@ -190,6 +191,15 @@ class _Parser:
         return e
 
     def orx(self) -> Expr:
+        self.depth += 1
+        if self.depth > 64:
+            self.fail("it nests more than 64 levels deep")
+        try:
+            return self._orx()
+        finally:
+            self.depth -= 1
+
+    def _orx(self) -> Expr:
         args = [self.andx()]
         while self.at("or"):
             self.take()
@@ -206,7 +216,12 @@ class _Parser:
     def notx(self) -> Expr:
         if self.at("not"):
             self.take()
-            return Not(self.notx())
+            self.depth += 1
+            if self.depth > 64:
+                self.fail("it nests more than 64 levels deep")
+            inner = self.notx()
+            self.depth -= 1
+            return Not(inner)
         return self.cmp()
 
     def cmp(self) -> Expr:
@@ -236,7 +251,10 @@ class _Parser:
             elif kind in ("name", "sym"):
                 vals.append(text)
             elif kind == "op" and text == "-":
-                vals.append(-int(self.take()[1]))
+                k2, num = self.take()
+                if k2 != "int":
+                    self.fail(f"'-' in a set takes a number, not {num!r}")
+                vals.append(-int(num))
             else:
                 self.fail(f"a set holds values, not {text!r}")
             if not self.at("}"):
@@ -261,7 +279,11 @@ class _Parser:
     def unary(self) -> Expr:
         if self.at("-"):
             self.take()
+            self.depth += 1
+            if self.depth > 64:
+                self.fail("it nests more than 64 levels deep")
             inner = self.unary()
+            self.depth -= 1
             if isinstance(inner, Lit) and isinstance(inner.value, int) and not isinstance(inner.value, bool):
                 return Lit(-inner.value)
             return Arith("-", Lit(0), inner)
@@ -303,7 +325,11 @@ class _Parser:
             at = int(n)
         if self.at("["):
             self.take()
+            self.depth += 1
+            if self.depth > 64:
+                self.fail("it nests more than 64 levels deep")
             index = self.arith()
+            self.depth -= 1
             self.take("]")
         if at is None and index is None:
             return Var(text)  # a choice, or a bare symbol: resolved by check_types

@@ -27,7 +27,8 @@ READS_VERSIONS = (1, 2)
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 
-TOP_KEYS = ("syncproof", "name", "description", "p2p", "progress", "groups", "buffers", "init", "choices", "ranks")
+TOP_KEYS = ("syncproof", "name", "description", "p2p", "progress", "groups", "buffers", "init", "choices", "selected",
+            "ranks")
 META_KEYS = ("phase", "step", "layer", "mb", "seqs", "tokens", "sp", "sample")
 _COMMON = ("op", "stream", "name") + META_KEYS
 _KIND_KEYS: dict[Kind, tuple[str, ...]] = {
@@ -695,6 +696,9 @@ def _schedule_from_dict(doc: Any, source: str) -> Schedule:
         (g, tuple(_int(m, f"member of group {g!r}", src) for m in mem)) for g, mem in groups_raw.items()
     )
     buffers = _buffers(doc.get("buffers", {}), src)
+    selected = doc.get("selected", "")
+    _want(isinstance(selected, str), "selected must be a string: the assignment the schedule was selected by",
+          src)
     choices: tuple[Choice, ...] = ()
     if "choices" in doc:
         _want(version >= 2, "field 'choices' needs format version 2", src, "write \"syncproof\": 2 at the top")
@@ -736,8 +740,10 @@ def _schedule_from_dict(doc: Any, source: str) -> Schedule:
         name=name, ranks=tuple(sorted(ranks)), groups=groups,
         buffers=tuple(buffers.values()), ops=tuple(ops), init=tuple(init),
         p2p=p2p, description=description, source=source, progress=progress, choices=choices,
+        selected=selected,
     )
-    validate(sched, prechecked)
+    # a selection (a counterexample's schedule) may keep a wait whose record a guard dropped: a no-op
+    validate(sched, prechecked, selected=bool(selected) and not choices)
     return sched
 
 
@@ -877,6 +883,8 @@ def schedule_to_dict(s: Schedule) -> dict[str, Any]:
             ]
     if s.choices:
         doc["choices"] = {c.name: choice_to_dict(c) for c in s.choices}
+    if s.selected:
+        doc["selected"] = s.selected
     doc["ranks"] = {str(r): [op_to_dict(op) for op in s.by_rank[r]] for r in s.ranks}
     return doc
 

@@ -55,6 +55,7 @@ class Schedule:
     progress: str = "any"
     source: str = field(default="<schedule>", compare=False)
     choices: tuple[Choice, ...] = ()  # DESIGN.md section 2c: a choice schedule is checked for every assignment
+    selected: str = ""  # the schedule one assignment of a choice schedule selects: that assignment, as text
 
     # ---- lookups -------------------------------------------------------
     @cached_property

@@ -64,7 +64,8 @@ def select(s: Schedule, a: Assignment, *, check: bool = True) -> Selection:
             ops.append(new)
         origin.append(op.id)
     sel = Schedule(name=s.name, ranks=s.ranks, groups=s.groups, buffers=s.buffers, ops=tuple(ops), init=s.init,
-                   p2p=s.p2p, description=s.description, progress=s.progress, source=s.source)
+                   p2p=s.p2p, description=s.description, progress=s.progress, source=s.source,
+                   selected=a.text())
     if check:
         from .validate import validate_selected
         try:
