@@ -509,6 +509,7 @@ class Recorder:
             self.emit_rank(rs, b.rank(rs.rank))
         for r in range(self.world):
             b.rank(r)
+        b.to_dict()["description"] = self.description()  # with the notes emitting made
         return b.build(f"<capture {self.name}>")
 
     def description(self) -> str:
