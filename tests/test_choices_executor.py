@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from strategies_choices import choice_schedules
 
 from syncproof.engine import check_schedule
 from syncproof.executor import StateLimitExceeded, explore
@@ -22,8 +23,6 @@ from syncproof.ir import Schedule, dumps
 from syncproof.ir.choices import all_assignments
 from syncproof.ir.select import select
 from syncproof.result import Verdict
-
-from strategies_choices import choice_schedules
 
 PROPS = ("matching", "deadlock", "dataflow", "race", "phase")
 

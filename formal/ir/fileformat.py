@@ -321,12 +321,14 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
               " (work.wait(), .item()); none of them is torch.cuda.synchronize()", where)
     if kind in ALLOCATOR_KINDS:
         _want(buffer is not None, f"{_a(kind)} needs \"buffer\": the tensor's buffer", where)
-        _want(buffer in buffers, f"buffer {buffer!r} is not declared", where, suggest(buffer, buffers))
+        if buffer not in buffers:  # the hint only when it is needed: captures have thousands of these ops
+            raise ScheduleError(f"buffer {buffer!r} is not declared", where, suggest(buffer, buffers))
     if kind is Kind.ALLOC or kind is Kind.RECORD_STREAM:
         _want(target is not None, f"{_a(kind)} needs \"target\": the device stream"
               + (" it allocates on (its pool)" if kind is Kind.ALLOC else " that uses the tensor"), where)
     if reuses is not None:
-        _want(reuses in buffers, f"buffer {reuses!r} is not declared", where, suggest(reuses, buffers))
+        if reuses not in buffers:
+            raise ScheduleError(f"buffer {reuses!r} is not declared", where, suggest(reuses, buffers))
     when = parse_expr(d["when"], where + ", when") if "when" in d else None
     size_expr = None
     if isinstance(d.get("size"), str):
