@@ -326,9 +326,8 @@ def _op(d: Any, rank: int, index: int, op_id: int, buffers: dict[str, Buffer], s
     if kind is Kind.ALLOC or kind is Kind.RECORD_STREAM:
         _want(target is not None, f"{_a(kind)} needs \"target\": the device stream"
               + (" it allocates on (its pool)" if kind is Kind.ALLOC else " that uses the tensor"), where)
-    if reuses is not None:
-        if reuses not in buffers:
-            raise ScheduleError(f"buffer {reuses!r} is not declared", where, suggest(reuses, buffers))
+    if reuses is not None and reuses not in buffers:
+        raise ScheduleError(f"buffer {reuses!r} is not declared", where, suggest(reuses, buffers))
     when = parse_expr(d["when"], where + ", when") if "when" in d else None
     size_expr = None
     if isinstance(d.get("size"), str):
