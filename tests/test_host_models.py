@@ -161,7 +161,7 @@ MENTIONS = {
     ("async-decode", "refill-before-copy"): ("prepare_inputs", "pin_in[slot=0]", "h2d"),
     ("async-decode", "read-before-sync"): ("read_token", "out[step=0]", "d2h"),
     ("async-decode", "kv-freed-early"): ("receive_kv", "kv[pos=0:4]", "forward"),
-    ("async-decode", "no-record-stream"): ("x0.record_stream(compute)", "'x0''s block to 'x1'"),
+    ("async-decode", "no-record-stream"): ("x0.record_stream(compute)", "block of 'x0' to 'x1'"),
     ("async-decode", "stale-event"): ("forward decode t1", "x1", "h2d"),
     ("overlap-scheduler", "no-wait-stream"): ("prepare_batch", "idx", "resolve_indices"),
 }

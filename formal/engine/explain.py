@@ -239,8 +239,10 @@ def allocator_advice(s: Schedule, a: int, b: int, block: str) -> str:
     old, new = sorted(names, key=lambda n: _alloc_index(s, s.ops[a].rank, n))
     user = s.ops[a] if names[0] == old else s.ops[b]
     alloc = next((op for op in s.by_rank[user.rank] if op.kind is Kind.ALLOC and op.buffer == new), None)
+    if alloc is not None and alloc.target == user.stream:
+        return ""  # the user runs on the allocation stream: stream order covers the reuse, record_stream is no fix
     where = f" on stream {alloc.target!r}" if alloc is not None and alloc.target else ""
-    return (f". The caching allocator gave {old!r}'s block to {new!r}{where} once {old!r} was freed: that orders"
+    return (f". The caching allocator gave the block of {old!r} to {new!r}{where} once {old!r} was freed: that orders"
             f" the reuse only after the work of its allocation stream, not after {user.stream!r}, which still uses"
             f" {old!r}. Call {old}.record_stream({user.stream}) before freeing it, or keep a reference to {old!r}"
             f" until {s.label(user)} has finished (an event the freeing stream waits for)")
