@@ -36,7 +36,7 @@ from typing import Any
 
 import z3  # type: ignore[import-untyped]
 
-from ..ir import Kind, Op, Schedule
+from ..ir import Kind, Meta, Op, Schedule
 from ..result import PROPERTIES, Report, Verdict
 from ..semantics.matching import match
 from ..semantics.precedence import WHY, build_precedence, end, start
@@ -105,6 +105,10 @@ def syncs_of(s: Schedule) -> list[Sync]:
             members = instances.get(op.id)
             if members is None or members[0] != op.id:
                 continue  # unmatched (matching reports it) or not the instance's first member
+            if any(s.ops[o].reads or s.ops[o].writes for o in members):
+                continue  # some member moves data: not an ordering-only collective
+            if any(s.ops[o].batch is not None for o in members):
+                continue  # a part of a group call: it goes with the call
             kind = "barrier" if k is Kind.BARRIER else "ordering collective"
             out.append(Sync(members, kind, f"{k}#{s.seq_numbers[op.id]}({op.group}) on ranks "
                                              + ", ".join(str(s.ops[o].rank) for o in members)))
@@ -118,12 +122,13 @@ def without(s: Schedule, removed: Iterable[Sync]) -> Schedule:
     for sy in removed:
         for o in sy.ops:
             op = ops[o]
+            # no metadata either: the phase rule must not see it (as if it were deleted)
             if op.kind is Kind.WAIT or op.kind is Kind.SYNC:
-                ops[o] = replace(op, event=f"__removed_sync_{o}", target=None, of=None)
+                ops[o] = replace(op, event=f"__removed_sync_{o}", target=None, of=None, meta=Meta())
             else:
                 ops[o] = replace(op, kind=Kind.COMPUTE, name=op.name or f"removed {op.kind}", group=None, root=None,
                                  size=None, dtype=None, comm=None, batch=None, completion=None, counts=None,
-                                 recv_counts=None)
+                                 recv_counts=None, meta=Meta())
     return replace(s, ops=tuple(ops))
 
 
