@@ -68,6 +68,8 @@ class Cfg:
     chunks: int = 1
     cache_stream: bool = False
     fault: str | None = None
+    # Over-synchronized variants (issue 14): syncs that keep every proof but are not needed.
+    oversync: str = "none"
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,8 @@ class Gen:
     prerecv: dict[tuple[int, int, int], str] = field(default_factory=dict)
     # (rank, microbatch) -> event recorded once the received activations were read
     inb_free: dict[tuple[int, int], str] = field(default_factory=dict)
+    # rank -> event recorded after the previous layer's KV append (the layer-wait variant)
+    append_done: dict[int, str] = field(default_factory=dict)
 
     # ---- layout --------------------------------------------------------
     def rank(self, d: int, s: int, i: int) -> int:
@@ -128,6 +132,10 @@ class Gen:
         if self.cfg.pp > 1:
             parts.append(f"s{s}")
         return ".".join(parts)
+
+    def bar_group(self, d: int, s: int, i: int) -> str:
+        """The pair of ranks of the barrier-before-send variant: (d, s, i) and (d, s+1, i)."""
+        return f"bar.d{d}.s{s}.i{i}"
 
     def stage_layers(self, s: int) -> tuple[int, int]:
         return split_even(self.cfg.layers, self.cfg.pp)[s]
@@ -192,6 +200,11 @@ class Gen:
                     b.group(self.tp_group(d, s), [self.rank(d, s, i) for i in range(c.tp)])
         if c.dp > 1:
             b.group("dp", [self.rank(d, c.pp - 1, 0) for d in range(c.dp)])
+        if c.oversync == "barrier-before-send":
+            for d in range(c.dp):
+                for s in range(c.pp - 1):
+                    for i in range(c.tp):
+                        b.group(self.bar_group(d, s, i), [self.rank(d, s, i), self.rank(d, s + 1, i)])
         for d in range(c.dp):
             for m in range(c.mb):
                 q, prompt = d * c.mb + m, self.prompt_of(m)
@@ -269,6 +282,10 @@ class Gen:
                     elif free is not None:
                         # Do not receive into the slot before the previous iteration has read it.
                         dev.wait(free, self.stream("recv"), M)
+                    if c.oversync == "barrier-before-send":
+                        # the receiving end of the redundant barrier, on the current (compute) stream,
+                        # issued before the recv (both ends launch the two communicators in one order)
+                        dev.coll("barrier", self.bar_group(d, s - 1, i), M, stream="compute", name="pp_barrier")
                     dev.recv(self.rank(d, s - 1, i), M, stream=self.stream("recv"), channel="act",
                              writes={inb: value0}, size=hi - lo)
                     ev = dev.record(self.stream("recv"), "act_in", M)
@@ -289,6 +306,14 @@ class Gen:
             inp = out
         # -- output
         if s < c.pp - 1:
+            if c.oversync == "barrier-before-send":
+                # Over-synchronized: dist.barrier() of the two stages before every activation send, on
+                # the current (compute) stream of both ends (the next stage joins it before posting
+                # the recv).  The send/recv pair and the events already order everything the proofs
+                # need: each barrier is redundant.  With mb >= 2 the next microbatch's barrier also
+                # orders a recv after the last read of its slot, so each recv-slot wait (act_read) is
+                # redundant alone too (not together with every barrier).
+                dev.coll("barrier", self.bar_group(d, s, i), M, stream="compute", name="pp_barrier")
             dev.sync("compute", self.stream("send"), "act_out", M)
             if s == 0 and self.credit(d, i) and (pos, m) != (0, 0):
                 dev.send(self.rank(d, 1, i), M, stream=self.stream("send"), channel="ctl", reads={}, size=1)
@@ -298,6 +323,12 @@ class Gen:
             self.sample(dev, d, s, i, m, q, it, its, k, pos, M)
         if not last:
             dev.close(m, M)
+            if c.oversync == "step-sync":
+                # Over-synchronized: the host blocks on the whole device at the end of every iteration
+                # (torch.cuda.synchronize(), or a .tolist() of the sampled token).  The next iteration's
+                # fence waits already order what it needs: the host sync and those waits are each
+                # redundant alone, but one of the two must stay.
+                dev.rb.sync(name="step_sync", **{k: v for k, v in M.items() if k not in ("layer", "sp")})
         elif c.dp > 1 and s == c.pp - 1 and i == 0:
             # The host hands the gathered tokens of every step to the user.
             done = dev.record("out", "gathered", M)
@@ -389,6 +420,16 @@ class Gen:
             plo, phi = (lo + 1, hi + 1) if c.fault == "wrong-position" and at0 and i == 0 else (lo, hi)
             dev.compute("kv_append", M, stream="cache", reads={kvnew: f"kvnew{L}({sq})"},
                         writes={f"kv[seq={q}, layer={L}, pos={span(plo, phi)}]": f"kv{L}({sq})"})
+            if c.oversync == "layer-wait":
+                # Over-synchronized: the compute stream waits at every layer boundary for the previous
+                # layer's append, where the per-step fence (the cache stream's event at the end of the
+                # iteration, waited at the start of the next) suffices: each such wait is redundant.
+                # The cache stream stays pending, so the fence is still recorded and waited.
+                first_layer, end_layer = self.stage_layers(s)
+                if L - first_layer > 0:  # not the first layer
+                    dev.wait(self.append_done.pop(dev.rank), "compute", M)
+                if end_layer - L > 1:  # not the last layer
+                    self.append_done[dev.rank] = dev.record("cache", "append_done", M)
             reads = {qbuf: f"q{L}({sq})", kvnew: f"kvnew{L}({sq})"}
             reads.update(self.kv_segments(its, q, lo, L, in_init, prompt))
         else:
@@ -595,7 +636,8 @@ def _make(*, cache_stream: bool = False) -> Builder:
             phase = "prefill"
         cfg = Cfg(tp=int(p.get("tp", 1)), pp=int(p.get("pp", 1)), dp=int(p.get("dp", 1)), mb=int(p.get("mb", 1)),
                   layers=int(p["layers"]), prompt=int(p["prompt"]), steps=int(p["steps"]), phase=phase,
-                  chunks=int(p.get("chunks", 1)), cache_stream=cache_stream, fault=fault)
+                  chunks=int(p.get("chunks", 1)), cache_stream=cache_stream, fault=fault,
+                  oversync=str(p.get("oversync", "none")))
         desc = f"{name}: generated by syncproof.models" + (f" with fault {fault}" if fault else "")
         return Gen(cfg, ScheduleBuilder(name, description=desc)).build()
     return builder
@@ -625,22 +667,28 @@ def _dp(default: int = 2) -> Param:
     return Param("dp", default, "data-parallel replicas", 1, 8)
 
 
+def _oversync(*variants: str) -> Param:
+    return Param("oversync", "none", "none, or an over-synchronized variant whose extra syncs keep every proof"
+                 " and are not needed (issue 14: --redundant names them)", choices=("none", *variants))
+
+
 def _mb(default: int = 2) -> Param:
     return Param("mb", default, "microbatches (sequences) in flight per replica", 1, 8)
 
 
 MODELS = (
     ModelSpec("tp", "Megatron tensor parallelism: column/row-parallel linears, all-reduce after each, head-sharded"
-              " KV cache", (_tp(), _layers(), _phase(), _steps(), _prompt()),
+              " KV cache", (_tp(), _layers(), _phase(), _steps(), _prompt(), _oversync("step-sync")),
               F_TP + (F_SWAP, F_STEP, F_ROOT), _make(), family="dense"),
     ModelSpec("pp", "pipeline parallelism: layer stages, activations by p2p per microbatch, sampled token fed back"
-              " to stage 0", (_pp(), _mb(), _layers(4, 16), _phase(), _steps(), _prompt()),
+              " to stage 0", (_pp(), _mb(), _layers(4, 16), _phase(), _steps(), _prompt(),
+                              _oversync("barrier-before-send")),
               F_PP + (F_STEP,), _make(), _layers_vs_pp, family="dense"),
     ModelSpec("dp", "data parallelism: independent replicas, sampled tokens all-gathered every step",
               (_dp(), _layers(), _phase(), _steps(), _prompt()), F_DP, _make(),
               family="dense"),
     ModelSpec("kv", "KV cache: K/V appended on a cache stream, one position per decode step, synced per step",
-              (_tp(2), _layers(), _phase(), _steps(4), _prompt()), F_KV + (F_STEP,),
+              (_tp(2), _layers(), _phase(), _steps(4), _prompt(), _oversync("layer-wait")), F_KV + (F_STEP,),
               _make(cache_stream=True), family="dense"),
     ModelSpec("chunked-prefill", "chunked prefill: chunk c attends to the cached K/V of chunks < c, then decode",
               (Param("chunks", 3, "prefill chunks", 1, 8), _prompt(9), _layers(), _steps(2, 0), _tp(1)),
