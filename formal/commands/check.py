@@ -35,6 +35,13 @@ def register(sub: Any) -> None:
     c.add_argument("--format", default="text", choices=["text", "json"])
     c.add_argument("--out", metavar="DIR", help="also write the report and pictures of each schedule to DIR")
     c.add_argument("--no-grid", action="store_true", help="leave the run grid out of text output")
+    c.add_argument("--redundant", action="store_true",
+                   help="also list every sync (event wait, host sync, barrier, ordering-only collective) as"
+                   " redundant (its removal keeps every proved property proved; confirmed by re-check) or needed"
+                   " (and for what), with its cost: the makespan with it minus without it")
+    c.add_argument("--durations", metavar="FILE",
+                   help="with --redundant: op durations, a JSON object mapping op labels or r<rank>#<index> to"
+                   " microseconds (other ops: the built-in cost model)")
     c.set_defaults(func=run)
 
 
@@ -71,9 +78,12 @@ def run(args: argparse.Namespace) -> int:
     from ..engine import check_schedule
     from ..render.jsonout import report_json
     from ..render.outputs import write_outputs
+    from ..render.oversync import redundancy_json, redundancy_text
     from ..render.text import report_text
 
     kw = solver_kwargs(args)
+    if args.durations and not args.redundant:
+        raise UsageError("--durations needs --redundant")
     out_dir = Path(args.out) if args.out else None
     codes: list[int] = []
     docs = []
@@ -88,16 +98,31 @@ def run(args: argparse.Namespace) -> int:
             codes.append(EXIT_ERROR)
             tally["error"] += 1
             continue
+        extra: tuple[Any, Any] | None = None
+        if args.redundant:
+            try:
+                extra = redundancy(sched, args.durations, kw)
+            except UserError as exc:
+                error(str(exc))
+                codes.append(EXIT_ERROR)
         codes.append(rep.exit_code)
         tally[{0: "proved", 1: "violated", 3: "unknown"}[rep.exit_code]] += 1
         if args.format == "json":
-            docs.append(report_json(sched, rep))
+            doc = report_json(sched, rep)
+            if extra is not None:
+                doc["redundant"] = redundancy_json(*extra)
+            docs.append(doc)
         else:
             print(report_text(sched, rep, show_grid=not args.no_grid))
+            if extra is not None:
+                print()
+                print(redundancy_text(*extra))
             print()
         if out_dir is not None:
             try:
                 write_outputs(sched, rep, out_dir)
+                if extra is not None:
+                    write_redundancy(sched, *extra, out_dir)
             except OSError as exc:
                 error(f"cannot write to --out directory {out_dir}: {exc}")
                 codes.append(EXIT_ERROR)
@@ -107,3 +132,29 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(items)} schedules: {tally['proved']} proved, {tally['violated']} with a"
               f" counterexample, {tally['unknown']} unknown, {tally['error']} bad input")
     return most_severe(codes)
+
+
+def redundancy(sched: Any, durations_file: str | None, kw: dict[str, Any]) -> tuple[Any, Any]:
+    """The redundancy report of one schedule and its costs (``--redundant``)."""
+    from ..engine.redundant import find_redundant
+    from ..render.oversync import durations_note, load_durations, sync_costs
+
+    durations = load_durations(durations_file, sched) if durations_file else {}
+    rkw = {k: v for k, v in kw.items() if k not in ("properties", "max_cex")}
+    rep = find_redundant(sched, kw["properties"], **rkw)
+    costs = sync_costs(sched, [v.sync for v in rep.verdicts], durations,
+                       durations_note(durations_file, durations, sched))
+    return rep, costs
+
+
+def write_redundancy(sched: Any, rep: Any, costs: Any, out_dir: Path) -> list[Path]:
+    """``<name>.redundant.json`` / ``.txt`` and the critical path's trace and picture."""
+    from ..render.outputs import safe_stem
+    from ..render.oversync import redundancy_json, redundancy_text, write_critical
+
+    stem = safe_stem(sched.name)
+    js = out_dir / f"{stem}.redundant.json"
+    js.write_text(json.dumps(redundancy_json(rep, costs), indent=2) + "\n", encoding="utf-8")
+    txt = out_dir / f"{stem}.redundant.txt"
+    txt.write_text(redundancy_text(rep, costs) + "\n", encoding="utf-8")
+    return [js, txt, *write_critical(sched, costs, out_dir, stem)]
