@@ -115,3 +115,27 @@ def test_the_known_list_is_in_the_docs() -> None:
     for model, labels in KNOWN.items():
         assert f"`{model}`" in text, model
         assert str(len(labels)) in text
+
+
+# the examples every property of which is proved: their redundant syncs (docs/models.md, sp's row)
+KNOWN_EXAMPLES: dict[str, set[str]] = {
+    "sp-prefill-gathered.json": {"r0/compute: wait(kv_gathered) prefill sp0/2"},
+}
+
+
+def test_every_redundant_sync_of_a_proved_example_is_known() -> None:
+    from pathlib import Path
+
+    from syncproof.ir import load
+    from syncproof.result import PROPERTIES
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    seen = 0
+    for f in sorted([*root.glob("*.json"), *root.glob("choices/*.json")]):
+        rr = find_redundant(load(f))
+        if len(rr.proved) != len(PROPERTIES):
+            continue  # a broken example: its redundancy is judged against what it proves only
+        seen += 1
+        got = {v.sync.label for v in rr.redundant}
+        assert got == KNOWN_EXAMPLES.get(f.name, set()), (f.name, sorted(got))
+    assert seen >= 5

@@ -90,6 +90,7 @@ def syncs_of(s: Schedule) -> list[Sync]:
     out: list[Sync] = []
     m = None
     instances: dict[int, tuple[int, ...]] = {}
+    vias = {c.via for c in s.choices if c.via is not None}
     for op in s.ops:
         k = op.kind
         if k is Kind.WAIT:
@@ -109,6 +110,8 @@ def syncs_of(s: Schedule) -> list[Sync]:
                 continue  # some member moves data: not an ordering-only collective
             if any(s.ops[o].batch is not None for o in members):
                 continue  # a part of a group call: it goes with the call
+            if op.name and op.name in vias:
+                continue  # it computes a derived choice's value (its via): not only ordering
             kind = "barrier" if k is Kind.BARRIER else "ordering collective"
             out.append(Sync(members, kind, f"{k}#{s.seq_numbers[op.id]}({op.group}) on ranks "
                                              + ", ".join(str(s.ops[o].rank) for o in members)))
@@ -164,7 +167,8 @@ def find_redundant(s: Schedule, properties: Iterable[str] = PROPERTIES, *, durat
     checks = 1
     verdicts: list[SyncVerdict] = []
     implied = _implied(s, cands) if proved and "matching" in proved else {}
-    span = makespan(s, durations) if durations is not None else None
+    # a choice schedule superposes every branch: its makespan is not a run's
+    span = makespan(s, durations) if durations is not None and not s.choices else None
     for sy in cands:
         how = implied.get(sy.ops)
         if not proved:
@@ -179,8 +183,9 @@ def find_redundant(s: Schedule, properties: Iterable[str] = PROPERTIES, *, durat
             from ..errors import InternalError
             raise InternalError(f"{sy.label} is implied by other edges, yet the schedule without it fails {bad[0]}")
         cost = None
-        if span is not None:
-            cost = span[0] - makespan(without(s, [sy]), durations or {})[0]
+        if span is not None:  # the removed sync takes no time (a removed barrier is an empty compute)
+            gone = {**(durations or {}), **{o: 0.0 for o in sy.ops}}
+            cost = span[0] - makespan(without(s, [sy]), gone)[0]
         if not bad:
             why = how or "the schedule without it proves every property that was proved"
             verdicts.append(SyncVerdict(sy, True, "implied" if how is not None else "re-check", rep is not None,
@@ -189,6 +194,8 @@ def find_redundant(s: Schedule, properties: Iterable[str] = PROPERTIES, *, durat
             assert rep is not None
             r = rep.result(bad[0])
             sentence = r.counterexample.sentence if r.counterexample is not None else r.reason
+            if "__removed_sync_" in sentence:  # a note about the stand-in event of the removal itself
+                sentence = sentence.split(". Note: ")[0]
             verdicts.append(SyncVerdict(sy, False, "re-check", True, bad[0], f"without it: {sentence}", cost))
     return RedundancyReport(s, proved, tuple(verdicts), span[0] if span else None, span[1] if span else (), checks,
                             time.perf_counter() - t0)
@@ -247,7 +254,8 @@ def default_duration(op: Op) -> float:
 def makespan(s: Schedule, durations: Mapping[int, float] | None = None) -> tuple[float, tuple[int, ...]]:
     """The earliest time every op can finish when each takes its duration
     (``durations[op id]``, else :func:`default_duration`) and every data edge
-    holds; and a critical path (op ids) that attains it."""
+    holds; and a critical path (op ids) that attains it.  Infinite (and no
+    path) when the data edges have a cycle: no run finishes."""
     m = match(s)
     prec = build_precedence(s, m).data
     n = prec.n_points
@@ -273,6 +281,8 @@ def makespan(s: Schedule, durations: Mapping[int, float] | None = None) -> tuple
             indeg[v] -= 1
             if indeg[v] == 0:
                 queue.append(v)
+    if any(d > 0 for d in indeg):  # a cycle of waits: some ops never run
+        return float("inf"), ()
     last = max(range(2 * n_ops), key=lambda p: t[p])
     path: list[int] = []
     p = last

@@ -239,6 +239,12 @@ def redundancy_text(rep: RedundancyReport, costs: Costs | None) -> str:
     out = [f"  over-synchronization: {n} sync{'s' if n != 1 else ''}, {red} redundant, {n - red - unjudged} needed"
            f"{tail} (against what was proved: {proved}; {rep.checks} check{'s' if rep.checks != 1 else ''},"
            f" {rep.seconds:.2f} s)"]
+    from ..result import PROPERTIES
+    unproved = [p for p in PROPERTIES if p not in rep.proved]
+    if rep.proved and unproved:
+        out.append(f"  note: {', '.join(unproved)} {'is' if len(unproved) == 1 else 'are'} not proved, so a sync"
+                   f" that only guards {'it' if len(unproved) == 1 else 'them'} shows as redundant here: fix the"
+                   " violations first, then look again")
     on_path = set(costs.critical_path) if costs is not None else set()
     for v in rep.verdicts:
         sy = v.sync
