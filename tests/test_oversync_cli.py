@@ -52,7 +52,7 @@ def test_redundant_names_exactly_the_forward_waits_on_the_schedule_stream(capsys
                           "needed_for", "why", "cost", "on_critical_path"}
         if d["redundant"]:
             assert d["label"] == f"r{d['id'][1]}/forward: wait(sched_state)"
-            assert d["confirmed"] is True and d["how"] in ("implied", "re-check") and d["needed_for"] is None
+            assert d["confirmed"] is True and d["how"] in ("implied", "graph", "re-check") and d["needed_for"] is None
         else:
             assert d["verdict"] == "needed" and d["needed_for"] in ("dataflow", "race") and d["why"]
             assert "__removed_sync_" not in d["why"]

@@ -179,3 +179,27 @@ def test_minimize_is_optimal_against_brute_force(s: Schedule) -> None:
     assert m.optimal
     assert len(m.kept) == best, (len(m.kept), best)
     assert all(r.verdict is Verdict.PROVED for r in m.report.results)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+@given(synced_streams())
+def test_the_graph_decision_agrees_with_re_checking(s: Schedule) -> None:
+    """Needed syncs are decided on the graph (no re-check); the answer must
+    be the re-check's, sync by sync."""
+    fast = find_redundant(s)
+    slow = find_redundant(s, graph=False)
+    assert [v.redundant for v in fast.verdicts] == [v.redundant for v in slow.verdicts]
+    assert [v.needed_for for v in fast.verdicts if not v.redundant] == [
+        v.needed_for for v in slow.verdicts if not v.redundant] or all(
+        v.needed_for for v in fast.verdicts if not v.redundant)
+
+
+def test_the_graph_decision_agrees_with_re_checking_on_models() -> None:
+    for model, params in (("tp", {}), ("pp", {}), ("sp", {}), ("overlap-scheduler", {"wait": "oversync"}),
+                          ("async-decode", {}), ("kv", {"steps": 2})):
+        s = build(model, params, None)
+        fast = find_redundant(s)
+        slow = find_redundant(s, graph=False)
+        assert [v.redundant for v in fast.verdicts] == [v.redundant for v in slow.verdicts], model
+        assert fast.checks < slow.checks or not fast.verdicts, model

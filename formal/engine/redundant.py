@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import z3  # type: ignore[import-untyped]
 
 from ..ir import Kind, Meta, Op, Schedule
@@ -146,6 +147,150 @@ def write_without(s: Schedule, removed: Iterable[Sync]) -> Schedule:
     return schedule_from_dict(doc, s.source)
 
 
+# ---------------------------------------------------------------- deciding on the graph
+class _GraphDecider:
+    """Re-decides, for one sync at a time, only the obligations whose proof
+    asked for an ordering that may run through the sync's edges, with
+    reachability taken in the graph without those edges.  The graph engine
+    decides every obligation from reachability alone, so this is exact; an
+    obligation the graph sent to z3, a barrier, or a phase rule naming the
+    sync itself (its removal changes the rule's ops) answers None: re-check."""
+
+    def __init__(self, s: Schedule, props: Sequence[str]) -> None:
+        from ..semantics.memory import memory_view
+        from ..semantics.obligations import phase_obligations, race_obligations, read_obligations
+
+        self.s = s
+        m = match(s)
+        self.prec = build_precedence(s, m).data
+        self.g = PrecedenceGraph(s, self.prec)
+        self.real = self.g.reach  # the bound method: reachability in the whole graph
+        self.ok = self.g.acyclic
+        # (property, obligation, the reach queries of its proof; [(-1, -1)] when the graph could not prove it)
+        self.obs: list[tuple[str, Any, list[tuple[int, int]]]] = []
+        if not self.ok:
+            return
+        mem = memory_view(s)
+        lists: list[tuple[str, Any]] = []
+        if "dataflow" in props:
+            lists.append(("dataflow", read_obligations(mem)))
+        if "race" in props:
+            lists.append(("race", race_obligations(mem)))
+        if "phase" in props:
+            lists.append(("phase", phase_obligations(s)))
+        g = self.g
+        for prop, obs in lists:
+            for ob in obs:
+                g.queries = []
+                verdict, _ = g.decide(ob)
+                self.obs.append((prop, ob, list(g.queries) if verdict == "proved" else [(-1, -1)]))
+        g.queries = None
+        qx: list[int] = []
+        qy: list[int] = []
+        qo: list[int] = []
+        self.unproved = False
+        for i, (_, _, qs) in enumerate(self.obs):
+            if qs and qs[0][0] < 0:
+                self.unproved = True  # some obligation needed z3: every decision goes to a re-check
+            for x, y in qs:
+                qx.append(x)
+                qy.append(y)
+                qo.append(i)
+        self.qx = np.asarray(qx, dtype=np.int64)
+        self.qy = np.asarray(qy, dtype=np.int64)
+        self.qo = np.asarray(qo, dtype=np.int64)
+        self.into: dict[int, list[int]] = {}
+        for u, v, w in zip(self.prec.u.tolist(), self.prec.v.tolist(), self.prec.why.tolist(), strict=True):
+            if w in (_EVENT, _SYNC):
+                self.into.setdefault(v, []).append(u)
+        self.n_op_points = 2 * len(s.ops)
+
+    def _through(self, x: int, y: int, us: list[int], v: int) -> bool:
+        r = self.real
+        return (v == y or (y < self.n_op_points and r(v, y))) and any(x == u or r(x, u) for u in us)
+
+    def needed(self, sy: Sync) -> tuple[str, Any] | bool | None:
+        """(property, obligation) that fails without the sync; False: none
+        does; None: not decidable here."""
+        if not self.ok or sy.kind not in ("wait", "host sync"):
+            return None
+        o = sy.op
+        v = end(o)
+        us = self.into.get(v, [])
+        if not us:
+            return False
+        if self.unproved:
+            return None  # an obligation the graph could not prove alone
+        cone: list[tuple[str, Any]] = []
+        g0 = self.g
+        qx, qy = self.qx, self.qy
+        if len(qx):
+            # the queries with a path through the sync: y after its end, x before one of its sources
+            after = (qy == v) | g0.reach_many(np.full(len(qy), v, dtype=np.int64), qy)
+            before = np.zeros(len(qx), dtype=bool)
+            for u in us:
+                before |= (qx == u) | g0.reach_many(qx, np.full(len(qx), u, dtype=np.int64))
+            for i in np.unique(self.qo[after & before]).tolist():
+                prop, ob, _ = self.obs[i]
+                if o in getattr(ob, "before", ()) or o in getattr(ob, "after", ()) or o in getattr(ob, "samples", ()):
+                    return None  # the phase rule names the sync itself
+                cone.append((prop, ob))
+        if not cone:
+            return False
+        g = self.g
+        real = self.real
+        cache: dict[tuple[int, int], bool] = {}
+        succ = self._succ()
+        removed = {(u, v) for u in us}
+
+        def reach_without(x: int, y: int) -> bool:
+            if not real(x, y):
+                return False
+            if not self._through(x, y, us, v):
+                return True
+            key = (x, y)
+            got = cache.get(key)
+            if got is None:
+                got = cache[key] = _corridor(x, y, succ, removed, real, self.n_op_points)
+            return got
+
+        g.reach = reach_without  # type: ignore[method-assign]
+        try:
+            for prop, ob in cone:
+                verdict, _ = g.decide(ob)
+                if verdict != "proved":
+                    return (prop, ob) if verdict == "violated" else None
+        finally:
+            del g.reach  # back to the class's method
+        return False
+
+    def _succ(self) -> list[list[int]]:
+        got: list[list[int]] | None = getattr(self, "_succ_cache", None)
+        if got is None:
+            got = self._succ_cache = self.g.succ
+        return got
+
+
+def _corridor(x: int, y: int, succ: list[list[int]], removed: set[tuple[int, int]], reach: Any,
+              n_op_points: int) -> bool:
+    """Is there a path from ``x`` to ``y`` that uses no edge of ``removed``?
+    Only points that reach ``y`` are visited (aux points always)."""
+    seen = {x}
+    stack = [x]
+    while stack:
+        a = stack.pop()
+        for b in succ[a]:
+            if (a, b) in removed or b in seen:
+                continue
+            if b == y:
+                return True
+            if b < n_op_points and not reach(b, y):
+                continue
+            seen.add(b)
+            stack.append(b)
+    return False
+
+
 # ---------------------------------------------------------------- deciding one sync at a time
 def _check(s: Schedule, props: Sequence[str], kw: Mapping[str, Any]) -> Report:
     from .check import check_schedule
@@ -157,8 +302,10 @@ def _failed(rep: Report) -> list[str]:
 
 
 def find_redundant(s: Schedule, properties: Iterable[str] = PROPERTIES, *, durations: Mapping[int, float] | None = None,
-                   confirm: bool = True, **kw: Any) -> RedundancyReport:
-    """Decide every sync of ``s`` on its own (see the module text)."""
+                   confirm: bool = True, graph: bool = True, **kw: Any) -> RedundancyReport:
+    """Decide every sync of ``s`` on its own (see the module text).
+    ``graph=False`` decides every sync by re-checking (the reference the
+    graph decision is tested against)."""
     t0 = time.perf_counter()
     props = tuple(p for p in PROPERTIES if p in tuple(properties))
     base = _check(s, props, kw)
@@ -169,12 +316,26 @@ def find_redundant(s: Schedule, properties: Iterable[str] = PROPERTIES, *, durat
     implied = _implied(s, cands) if proved and "matching" in proved else {}
     # a choice schedule superposes every branch: its makespan is not a run's
     span = makespan(s, durations) if durations is not None and not s.choices else None
+    decider = _GraphDecider(s, proved) if graph and proved and "matching" in proved and not s.choices else None
     for sy in cands:
         how = implied.get(sy.ops)
         if not proved:
             verdicts.append(SyncVerdict(sy, False, "none", False, "", "nothing is proved, so no sync can be judged"))
             continue
         rep: Report | None = None
+        on_graph = decider.needed(sy) if decider is not None and how is None else None
+        cost = None
+        if span is not None:  # the removed sync takes no time (a removed barrier is an empty compute)
+            gone = {**(durations or {}), **{o: 0.0 for o in sy.ops}}
+            cost = span[0] - makespan(without(s, [sy]), gone)[0]
+        if isinstance(on_graph, tuple):  # needed, decided exactly on the graph: no re-check
+            from .check import _one_line
+            prop, ob = on_graph
+            verdicts.append(SyncVerdict(sy, False, "graph", False, prop,
+                                        f"without it: {_one_line(s, ob)} (decided on the graph)", cost))
+            continue
+        if on_graph is False and how is None:
+            how = "graph"
         if how is None or confirm:
             rep = _check(without(s, [sy]), proved, kw)
             checks += 1
@@ -182,11 +343,14 @@ def find_redundant(s: Schedule, properties: Iterable[str] = PROPERTIES, *, durat
         if how is not None and bad:
             from ..errors import InternalError
             raise InternalError(f"{sy.label} is implied by other edges, yet the schedule without it fails {bad[0]}")
-        cost = None
-        if span is not None:  # the removed sync takes no time (a removed barrier is an empty compute)
-            gone = {**(durations or {}), **{o: 0.0 for o in sy.ops}}
-            cost = span[0] - makespan(without(s, [sy]), gone)[0]
+        if how == "graph" and bad:
+            from ..errors import InternalError
+            raise InternalError(f"the graph finds {sy.label} unneeded, yet the schedule without it fails {bad[0]}")
         if not bad:
+            if how == "graph":
+                verdicts.append(SyncVerdict(sy, True, "graph", rep is not None, "", "no proved obligation needs an"
+                                            " ordering only it gives (decided on the graph)", cost))
+                continue
             why = how or "the schedule without it proves every property that was proved"
             verdicts.append(SyncVerdict(sy, True, "implied" if how is not None else "re-check", rep is not None,
                                         "", why, cost))

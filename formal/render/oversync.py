@@ -213,6 +213,9 @@ def _word(v: SyncVerdict) -> str:
 def _how(v: SyncVerdict) -> str:
     if v.how == "implied":
         return f"implied by other edges ({v.why})"
+    if v.how == "graph":
+        return ("no proved obligation needs an ordering only it gives (decided on the graph), and the schedule"
+                " without it proves everything that was proved")
     return "the schedule without it proves everything that was proved"
 
 
@@ -289,7 +292,8 @@ def redundancy_json(rep: RedundancyReport, costs: Costs | None) -> dict[str, Any
         cost = costs.per_sync.get(v.sync.ops) if costs is not None else None
         d = _sync_json(s, v.sync, cost)
         d.update({"redundant": v.redundant, "verdict": _word(v), "how": v.how,
-                  "decided": (_how(v) if v.redundant else "the schedule without it fails " + v.needed_for
+                  "decided": (_how(v) if v.redundant else ("on the graph, without it " if v.how == "graph" else
+                                                           "the schedule without it fails ") + v.needed_for
                               if v.needed_for else v.why),
                   "confirmed": v.confirmed, "needed_for": v.needed_for or None, "why": clean_why(v.why),
                   "on_critical_path": any(o in on_path for o in v.sync.ops)})
