@@ -204,6 +204,7 @@ class _GraphDecider:
             if w in (_EVENT, _SYNC):
                 self.into.setdefault(v, []).append(u)
         self.n_op_points = 2 * len(s.ops)
+        self.has_phase = "phase" in props
 
     def _through(self, x: int, y: int, us: list[int], v: int) -> bool:
         r = self.real
@@ -230,11 +231,19 @@ class _GraphDecider:
             before = np.zeros(len(qx), dtype=bool)
             for u in us:
                 before |= (qx == u) | g0.reach_many(qx, np.full(len(qx), u, dtype=np.int64))
+            names_it = False
             for i in np.unique(self.qo[after & before]).tolist():
                 prop, ob, _ = self.obs[i]
                 if o in getattr(ob, "before", ()) or o in getattr(ob, "after", ()) or o in getattr(ob, "samples", ()):
-                    return None  # the phase rule names the sync itself
+                    names_it = True  # the phase rule names the sync itself: its removal changes the rule's ops
+                    continue
                 cone.append((prop, ob))
+            if names_it or self._phase_names(o):
+                # the phase obligations of the schedule without it that are new (the rule picks other
+                # first and last ops on its lane) are decided too
+                from ..semantics.obligations import phase_obligations
+                old = self._phase_set()
+                cone.extend(("phase", ob) for ob in phase_obligations(without(self.s, [sy])) if ob not in old)
         if not cone:
             return False
         g = self.g
@@ -263,6 +272,20 @@ class _GraphDecider:
         finally:
             del g.reach  # back to the class's method
         return False
+
+    def _phase_set(self) -> set[Any]:
+        got: set[Any] | None = getattr(self, "_phase_cache", None)
+        if got is None:
+            got = self._phase_cache = {ob for prop, ob, _ in self.obs if prop == "phase"}
+        return got
+
+    def _phase_names(self, o: int) -> bool:
+        """Does some phase obligation name op ``o``?"""
+        named: set[int] | None = getattr(self, "_named", None)
+        if named is None:
+            named = self._named = {x for ob in self._phase_set() for x in (
+                *getattr(ob, "before", ()), *getattr(ob, "after", ()), *getattr(ob, "samples", ()))}
+        return self.has_phase and o in named
 
     def _succ(self) -> list[list[int]]:
         got: list[list[int]] | None = getattr(self, "_succ_cache", None)
