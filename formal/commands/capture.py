@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError, UserError
-from .common import EXIT_CODES, EXIT_ERROR, EXIT_OK, add_solver_options, error, solver_kwargs
+from .common import EXIT_CODES, EXIT_ERROR, EXIT_OK, add_solver_options, error, save_schedule, solver_kwargs
 
 NO_TORCH = "capture needs PyTorch: pip install 'syncproof[torch]'"
 
@@ -176,7 +176,7 @@ def _summary(sched: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ir import dumps, save
+    from ..ir import dumps
 
     _split_command(args)
     kw = solver_kwargs(args)  # validate solver options before running the script
@@ -184,10 +184,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--out needs --check")
     sched = _capture(args)
     if args.output:
-        try:
-            save(sched, args.output)
-        except OSError as exc:
-            raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+        save_schedule(sched, args.output)
     if not args.check:
         if args.output:
             print(f"wrote {args.output}: {_summary(sched)}", file=sys.stderr)

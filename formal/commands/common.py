@@ -56,6 +56,18 @@ def solver_kwargs(args: argparse.Namespace) -> dict[str, object]:
             "choices": getattr(args, "choices", "auto")}
 
 
+def save_schedule(sched: object, output: str) -> None:
+    """Save an imported or captured schedule (``-o``); a failure is a UsageError."""
+    from ..errors import UsageError
+    from ..ir import Schedule, save
+
+    assert isinstance(sched, Schedule)
+    try:
+        save(sched, output)
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
 def most_severe(codes: list[int]) -> int:
     for code in (EXIT_INTERNAL, EXIT_ERROR, EXIT_VIOLATED, EXIT_UNKNOWN):
         if code in codes:

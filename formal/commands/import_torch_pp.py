@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import EXIT_CODES, EXIT_OK, add_solver_options, solver_kwargs
+from .common import EXIT_CODES, EXIT_OK, add_solver_options, save_schedule, solver_kwargs
 
 MAX_NOTES = 12
 
@@ -110,7 +110,7 @@ def importer_json(imp: Any) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from ..importers.torch_pp import import_file
-    from ..ir import dumps, save
+    from ..ir import dumps
 
     kw = solver_kwargs(args)  # validate solver options before doing any work
     imp = import_file(args.file, placement=args.placement, comm=args.comm_streams, p2p=args.p2p,
@@ -118,12 +118,7 @@ def run(args: argparse.Namespace) -> int:
                       eval_mode=args.eval_mode)
     sched = imp.schedule
     if args.output:
-        try:
-            save(sched, args.output)
-        except OSError as exc:
-            from ..errors import UsageError
-
-            raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+        save_schedule(sched, args.output)
     if not args.check:
         if args.output:
             print(f"wrote {args.output}: {_summary(imp)}", file=sys.stderr)
