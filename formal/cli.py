@@ -18,7 +18,7 @@ from .commands.common import EXIT_CODES, EXIT_ERROR, EXIT_INTERNAL
 from .errors import InternalError, UserError
 
 # Subcommands, in the order `--help` lists them.
-COMMANDS = ("check", "minimize", "capture", "render", "models", "prove", "sweep", "bench")
+COMMANDS = ("check", "minimize", "capture", "convert", "render", "models", "prove", "sweep", "bench")
 # `syncproof import <kind>`: modules syncproof.commands.import_<kind>.
 IMPORTERS = ("torch_pp", "flight_recorder", "profiler")
 

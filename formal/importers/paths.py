@@ -28,14 +28,9 @@ def files_under(paths: Sequence[str | Path], empty_dir: str) -> list[Path]:
 
 
 def read_input(path: Path, expected: str) -> bytes:
-    """The bytes of an input file; a missing, unreadable or empty file is a
-    ScheduleError naming it (``expected`` says what it should have held)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ScheduleError("no such file", str(path)) from None
-    except OSError as exc:
-        raise ScheduleError(f"cannot read: {exc.strerror or exc}", str(path)) from None
-    if not data.strip():
-        raise ScheduleError(f"the file is empty (expected {expected})", str(path))
-    return data
+    """The bytes of an input file; a missing, unreadable, special or empty
+    file is a ScheduleError naming it (``expected`` says what it should
+    have held).  See :mod:`syncproof.inputs`."""
+    from ..inputs import read_bytes
+
+    return read_bytes(path, expected)

@@ -1,0 +1,150 @@
+"""Reading untrusted input: one place that every surface uses.
+
+Every input surface (schedule files, proofs TOML, result JSON for
+``render``, torch-pp CSV/JSON, Flight Recorder dumps, profiler traces,
+durations files) reads its file through :func:`read_bytes` or
+:func:`read_text` and parses JSON through :func:`parse_json`, so that the
+same malformed inputs give the same clear :class:`~syncproof.errors.ScheduleError`
+naming the file:
+
+* only regular files are read: a FIFO with no writer would block forever,
+  ``/dev/zero`` or ``/dev/urandom`` would never end;
+* a file larger than the limit is refused before it is read;
+* JSON nested deeper than :data:`MAX_JSON_DEPTH` is refused before parsing
+  (the stdlib parser would raise ``RecursionError`` deep inside);
+* integers of more digits than Python converts (its ``ValueError``),
+  invalid UTF-8 and ``NaN``/``Infinity`` literals are errors, not
+  tracebacks;
+* :func:`ascii_int` reads an integer written with ASCII digits only
+  (``int("²")`` raises, ``int("٣")`` silently gives 3).
+
+No solver import here; nothing here executes code from the input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from .errors import ScheduleError
+
+#: The largest input file read, in bytes (a 10^6-op schedule is about 175 MB of JSON).
+MAX_INPUT_BYTES = 4 * 1024**3
+#: The deepest nesting of arrays and objects accepted in a JSON input.
+MAX_JSON_DEPTH = 200
+#: The most digits of an integer in an input (far above any real size or time).
+MAX_INT_DIGITS = 40
+
+
+def read_bytes(path: str | Path, expected: str, max_bytes: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of a regular input file.  A missing, unreadable, special
+    (FIFO, device, directory), oversized or empty file is a ScheduleError
+    naming it; ``expected`` says what the file should hold."""
+    p = Path(path)
+    where = str(p)
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise ScheduleError("no such file", where) from None
+    except IsADirectoryError:
+        raise ScheduleError(f"is a directory, not a file (expected {expected})", where) from None
+    except OSError as exc:
+        raise ScheduleError(f"cannot read: {exc.strerror or exc}", where) from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ScheduleError(f"is a directory, not a file (expected {expected})", where)
+        if not stat.S_ISREG(st.st_mode):
+            raise ScheduleError(f"not a regular file (a pipe or device; expected {expected})", where)
+        if st.st_size > max_bytes:
+            raise ScheduleError(f"the file is {st.st_size} bytes, over the limit of {max_bytes}", where)
+        with os.fdopen(fd, "rb", closefd=True) as f:
+            fd = -1
+            data = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise ScheduleError(f"cannot read: {exc.strerror or exc}", where) from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) > max_bytes:
+        raise ScheduleError(f"the file grew over the limit of {max_bytes} bytes while read", where)
+    if not data.strip():
+        raise ScheduleError(f"the file is empty (expected {expected})", where)
+    return data
+
+
+def decode_text(data: bytes, where: str) -> str:
+    """UTF-8 text (a BOM is skipped); invalid bytes are a ScheduleError giving their offset."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ScheduleError(f"not UTF-8 text (byte {exc.start}: {exc.reason})", where) from None
+
+
+def read_text(path: str | Path, expected: str, max_bytes: int = MAX_INPUT_BYTES) -> str:
+    """:func:`read_bytes`, decoded as UTF-8."""
+    return decode_text(read_bytes(path, expected, max_bytes), str(path))
+
+
+def json_depth_error(text: str | bytes) -> str | None:
+    """Why ``text`` nests too deeply for :func:`parse_json`, or None.  A
+    linear scan that skips strings; it over-counts nothing."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return None
+    depth = 0
+    in_str = esc = False
+    for i, ch in enumerate(text):
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return f"nested more than {MAX_JSON_DEPTH} levels deep (at character {i})"
+        elif ch in "]}":
+            depth -= 1
+    return None
+
+
+def _bad_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(text: str | bytes, where: str, *, object_pairs_hook: Any = None) -> Any:
+    """Parse JSON input.  Syntax errors name line and column; too deep a
+    nesting, over-long integers and NaN/Infinity are ScheduleErrors too."""
+    why = json_depth_error(text)
+    if why is not None:
+        raise ScheduleError(f"not valid input: {why}", where)
+    try:
+        return json.loads(text, object_pairs_hook=object_pairs_hook, parse_constant=_bad_constant)
+    except json.JSONDecodeError as exc:
+        raise ScheduleError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", where) from None
+    except UnicodeDecodeError as exc:
+        raise ScheduleError(f"not UTF-8 text (byte {exc.start}: {exc.reason})", where) from None
+    except RecursionError:
+        raise ScheduleError("not valid input: nested too deeply", where) from None
+    except ValueError as exc:
+        raise ScheduleError(f"not valid JSON: {exc}", where) from None
+
+
+def ascii_int(text: str, where: str, what: str = "an integer") -> int:
+    """An integer written in ASCII digits (an optional leading ``-``), of at
+    most :data:`MAX_INT_DIGITS` digits; anything else is a ScheduleError."""
+    body = text[1:] if text.startswith("-") else text
+    if not body or not body.isascii() or not body.isdigit():
+        raise ScheduleError(f"{text!r} is not {what} (ASCII digits only)", where)
+    if len(body) > MAX_INT_DIGITS:
+        raise ScheduleError(f"{what} of {len(body)} digits (at most {MAX_INT_DIGITS})", where)
+    return int(text)
