@@ -22,10 +22,16 @@ class Verdict(StrEnum):
 @dataclass(frozen=True)
 class Run:
     """A concrete execution: ``start[i]``/``end[i]`` of op ``i``.  ``None``
-    means the op never started / never finished (the run hangs there)."""
+    means the op never started / never finished (the run hangs there).
+
+    ``known`` (a *partial* run, as a large report stores it): the ops whose
+    times the run gives; the times of every other op are not stored (their
+    ``start``/``end`` are ``None`` here but mean "unknown", not "never").
+    Replay rebuilds the missing events (``executor/replay.py``)."""
 
     start: tuple[int | None, ...]
     end: tuple[int | None, ...]
+    known: tuple[int, ...] | None = None
 
     @property
     def complete(self) -> bool:

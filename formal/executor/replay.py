@@ -22,23 +22,25 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from bisect import bisect_left
 from heapq import heappop, heappush
 from itertools import compress, product
 from operator import is_not, lt
 from typing import Any, cast
 
 from ..errors import SyncproofError
-from ..ir import Kind, Region, Schedule
+from ..ir import Interval, Kind, Region, Schedule
 from ..ir.fileformat import resolve_region
 from ..ir.region import FULL_LO
 from ..result import Counterexample, Run
-from .explicit import NOTHING, Model, Point, build_model, effective_writes, sequence_keys
-from .matching import message_of
+from .explicit import NOTHING, Model, build_model, effective_writes, sequence_keys
+from .matching import match, message_of
 from .mechanism import DATA, DEADLOCK, REASON_TEXT, STREAM, Enabling, Index, fire_all, setting_for
 
 Event = tuple[str, int]
 
 _KINDS = ("start", "end")
+_PUT = Kind.PUT
 _NONE_TYPE = type(None)
 _INT_OR_NONE = frozenset({int, _NONE_TYPE})
 
@@ -49,11 +51,13 @@ class _Realized:
     The keys are the run's times when no two events share one, else the
     events' positions in the order the greedy tie-breaking picks."""
 
-    __slots__ = ("ps", "pe")
+    __slots__ = ("ps", "pe", "happened")
 
-    def __init__(self, ps: Sequence[int | None], pe: Sequence[int | None]) -> None:
+    def __init__(self, ps: Sequence[int | None], pe: Sequence[int | None],
+                 happened: bytearray | None = None) -> None:
         self.ps = ps
         self.pe = pe
+        self.happened = happened  # the events that happened, when they differ from the run's (a partial run)
 
 
 def _tie_free_admissible(en: Enabling, run: Run) -> bool:
@@ -116,6 +120,8 @@ def _tie_free_admissible(en: Enabling, run: Run) -> bool:
 
 def _realize(model: Model, run: Run, setting: str) -> _Realized | str:
     """The run's events as keys that order them, or why the run is not admissible."""
+    if run.known is not None:
+        return _realize_partial(model, run, setting)
     en = model.enabling(setting)
     if _tie_free_admissible(en, run):
         return _Realized(run.start, run.end)
@@ -255,6 +261,129 @@ def _realize_in_order(model: Model, run: Run, setting: str = DATA
     return order, ps, pe
 
 
+def _realize_partial(model: Model, run: Run, setting: str) -> _Realized | str:
+    """A partial run (``run.known``: the ops whose times it gives) completed
+    into an admissible run, or why none exists.
+
+    The known ops' events (and their absence: a known op with no end never
+    ends) are pinned: they happen in the order of their times, each only when
+    its turn comes, and it must be enabled then.  Every other event happens
+    as soon as it is enabled.  As no event is ever disabled, this finds an
+    admissible run whenever one with the pinned events in that order exists
+    (an unpinned event that the full run had before a pinned one is enabled
+    by then, and firing an event early never hurts): the run the report was
+    cut from is one.  What a replay looks at (the observation's ops, the
+    writers of a bad read, a weak collective's members) is pinned when the
+    report is written (:func:`replay_needs`), so the observation is judged on
+    the stored times."""
+    n = model.n
+    start, end = run.start, run.end
+    known = run.known or ()
+    if len(start) != n or len(end) != n:
+        return f"the run gives times for {len(start)}/{len(end)} ops but the schedule has {n}"
+    pinned = bytearray(2 * n)
+    turns: list[tuple[int, int, int]] = []
+    for o in known:
+        if not 0 <= o < n:
+            return f"the run gives times for op {o}, which does not exist"
+        pinned[o] = pinned[n + o] = 1
+        s, e = start[o], end[o]
+        if e is not None and s is None:
+            return f"{model.label(o)} ends at {e} but never starts"
+        if s is not None:
+            if e is not None and e < s:
+                return f"{model.label(o)} ends at {e} before it starts at {s}"
+            turns.append((s, 0, o))
+        if e is not None:
+            turns.append((e, 1, n + o))
+    turns.sort()
+    en = model.enabling(setting)
+    ix = en.index()
+    need = ix.needs()
+    left = [len(m) for m in en.bar_members]
+    succ, so = ix.succ, ix.succ_offs
+    memb, mo = ix.member_of, ix.member_offs
+    happened = bytearray(2 * n)
+    ps: list[int | None] = [None] * n
+    pe: list[int | None] = [None] * n
+    count = 0
+    ready = [c for c in range(2 * n) if need[c] == 0 and not pinned[c]]
+
+    def met(d: int) -> None:
+        need[d] -= 1
+        if need[d] == 0 and not pinned[d]:
+            ready.append(d)
+
+    def fire(c: int) -> None:
+        nonlocal count
+        happened[c] = 1
+        if c < n:
+            ps[c] = count
+        else:
+            pe[c - n] = count
+        count += 1
+        for d in succ[so[c]:so[c + 1]]:
+            met(d)
+        for k in memb[mo[c]:mo[c + 1]]:
+            left[k] -= 1
+            if left[k] == 0:
+                for d in en.bar_deps[k]:
+                    met(d)
+        if c < n:
+            met(n + c)
+
+    def drain() -> None:
+        while ready:
+            c = ready.pop()
+            if not happened[c]:
+                fire(c)
+
+    drain()
+    for t, _, c in turns:
+        if need[c] != 0:
+            return _not_enabled(model, ix, happened, t, c)
+        fire(c)
+        drain()
+    return _Realized(ps, pe, happened)
+
+
+def replay_needs(schedule: Schedule, cex: Counterexample) -> set[int]:
+    """The ops whose times a replay of ``cex`` looks at: a partial run that
+    keeps at least these (:attr:`Run.known`) replays as the full run does.
+    The observation's ops, the culprits, the cycle and the missing order; a
+    weak collective's instance (its read lasts until every member ends); for
+    a bad read, every op that writes the read's region on its rank."""
+    n = len(schedule.ops)
+    obs = cex.observation
+    need: set[int] = set(cex.culprits)
+    need.update(o for o in (obs.a, obs.b) if o is not None)
+    for st in cex.cycle:
+        need.update((st.op, st.next_op))
+    if cex.missing_edge is not None:
+        need.update(cex.missing_edge)
+    need = {o for o in need if 0 <= o < n}
+    ops = schedule.ops
+    if any(ops[o].completion == "weak" and ops[o].kind.is_collective for o in need):
+        instance = match(schedule).instance
+        for o in list(need):
+            need.update(instance.get(o, ()))
+    if obs.kind == "read" and obs.a is not None and 0 <= obs.a < n:
+        rank = ops[obs.a].rank
+        need.update(w.id for w in schedule.by_rank[rank] if w.writes and w.kind is not _PUT)
+        need.update(w.id for w in ops if w.kind is _PUT and w.peer == rank and w.writes)
+    return need
+
+
+def partial_run(run: Run, keep: set[int] | frozenset[int]) -> Run:
+    """``run`` cut to the ops ``keep`` (a partial run: see :attr:`Run.known`)."""
+    known = tuple(sorted(keep))
+    start: list[int | None] = [None] * len(run.start)
+    end: list[int | None] = [None] * len(run.end)
+    for o in known:
+        start[o], end[o] = run.start[o], run.end[o]
+    return Run(tuple(start), tuple(end), known)
+
+
 def realize(model: Model, run: Run, setting: str = DATA) -> tuple[list[Event] | None, str]:
     """The run's events in the order they happen, or None and why the run is
     not admissible under ``setting``.  Events at equal times (which a run
@@ -322,19 +451,31 @@ def _message(model: Model, a: int | None, b: int | None, expected: str,
     return True, ""
 
 
-def _access_sets(model: Model, o: int) -> tuple[set[Point], set[Point]]:
-    return {pt for pt, _ in model.read_pts[o]}, {pt for pt, _ in model.write_pts[o]}
+def _accesses(model: Model, o: int) -> tuple[list[tuple[int, Region]], list[tuple[int, Region]]]:
+    """Op ``o``'s reads and writes as ``(rank, region of its block)``: the
+    memory they touch (a put writes its target's memory).  Regions, not
+    points: work does not grow with a region's size."""
+    op = model.schedule.ops[o]
+    reads = [(op.rank, _in_block(model, op.rank, acc.region)) for acc in op.reads]
+    writes = [(rank, _in_block(model, rank, region))
+              for rank, region, _ in effective_writes(model.schedule, model.matching, o)]
+    return reads, writes
+
+
+def _touch(xs: list[tuple[int, Region]], ys: list[tuple[int, Region]]) -> bool:
+    return any(rx == ry and x.overlaps(y) for rx, x in xs for ry, y in ys)
 
 
 def _conflicts(model: Model, a: int, b: int) -> tuple[bool, bool, bool]:
     """Do ops a and b conflict with a write of both / a write of a and a read
-    of b / a read of a and a write of b?  (Points carry their rank: a put
-    writes its target's memory.)"""
+    of b / a read of a and a write of b?  (Every axis's modelled universe
+    holds a point outside each finite interval, so two regions share a
+    modelled point exactly when their boxes overlap.)"""
     if a == b:
         return False, False, False
-    ra, wa = _access_sets(model, a)
-    rb, wb = _access_sets(model, b)
-    return bool(wa & wb), bool(wa & rb), bool(ra & wb)
+    ra, wa = _accesses(model, a)
+    rb, wb = _accesses(model, b)
+    return _touch(wa, wb), _touch(wa, rb), _touch(ra, wb)
 
 
 def _read_end(model: Model, o: int, pe: Sequence[int | None]) -> int | None:
@@ -441,7 +582,8 @@ def _hang(model: Model, run: Run, setting: str, blocked: set[int]) -> tuple[bool
         return False, f"the run is not admissible: {got}"
     n = model.n
     label = model.label
-    final = fire_all(model.enabling(setting), _happened(n, run))
+    now = got.happened if got.happened is not None else _happened(n, run)
+    final = fire_all(model.enabling(setting), now)
     stuck = {o for o in range(n) if not final[n + o]}
     if stuck != blocked:
         return False, _blocked_differ(label, stuck, blocked)
@@ -474,7 +616,7 @@ def _cycle(model: Model, cex: Counterexample) -> tuple[bool, str]:
         got = _realize(model, run, DEADLOCK)
         if isinstance(got, str):
             return False, f"the run is not admissible: {got}"
-        now = _happened(n, run)
+        now = got.happened if got.happened is not None else _happened(n, run)
         final = fire_all(en, now)
         if final != now:
             c = next(c for c in range(2 * n) if final[c] and not now[c])
@@ -493,55 +635,60 @@ def _cycle(model: Model, cex: Counterexample) -> tuple[bool, str]:
     return True, ""
 
 
-def _holds(region: Region, axes: tuple[str, ...]) -> list[tuple[int, int] | None]:
-    """Per axis of the region's buffer: the interval ``(lo, hi)``, or None for
-    a full axis."""
-    out: list[tuple[int, int] | None] = []
-    for axis in axes:
-        iv = region.interval(axis)
-        out.append(None if iv.lo == FULL_LO else (iv.lo, iv.hi))
-    return out
+def _clip(model: Model, region: Region) -> Region | None:
+    """``region`` with every full axis cut to the axis's modelled universe
+    (the points the executor models), or None when nothing is left."""
+    box = []
+    for axis, iv in region.box:
+        if iv.lo == FULL_LO:
+            lo, hi = model.universes[(region.buffer, axis)]
+            if lo >= hi:
+                return None
+            iv = Interval(lo, hi)
+        box.append((axis, iv))
+    return Region(region.buffer, tuple(box))
 
 
-def _in_region(points: set[Point], rank: int, region: Region, axes: tuple[str, ...]) -> list[Point]:
-    """The points of ``points`` (inside the modelled universe) that
-    ``region_points(..., rank, region)`` holds.  Inside the universe, a full
-    axis holds every coordinate and a finite one the coordinates of its
-    interval, so this needs no universe."""
-    ivs = _holds(region, axes)
-    return [pt for pt in points if pt[0] == rank and pt[1] == region.buffer
-            and all(iv is None or iv[0] <= c < iv[1] for c, iv in zip(pt[2], ivs, strict=True))]
+class _Cells:
+    """The memory a bad read is about, as cells instead of points.
 
+    ``boxes`` are where the read expects its value (regions of one block on
+    one rank); ``cuts`` are the regions that are written there (init entries
+    and writes).  Every axis is cut at every bound of them, so each cut
+    region holds a cell whole or not at all, and one value per cell is
+    memory exactly.  A cell is named by its lowest corner.  The work grows
+    with the number of regions, never with their sizes (a region of 2^40
+    elements is one cell)."""
 
-class _Tracked:
-    """The points a bad read is about (of one rank and buffer, inside the
-    universe), and which of them a region holds, found either by listing the
-    region's part within the points' bounding box or by testing each point,
-    whichever is less work."""
-
-    def __init__(self, points: set[Point], rank: int, buffer: str, axes: tuple[str, ...]) -> None:
-        self.points = points
-        self.rank = rank
-        self.buffer = buffer
+    def __init__(self, boxes: list[Region], cuts: list[Region], axes: tuple[str, ...]) -> None:
         self.axes = axes
-        coords = [pt[2] for pt in points]
-        self.box = [(min(cs), max(cs) + 1) for cs in zip(*coords, strict=True)] if coords else []
+        self.buffer = boxes[0].buffer if boxes else ""
+        lo = [min(b.interval(a).lo for b in boxes) for a in axes]
+        hi = [max(b.interval(a).hi for b in boxes) for a in axes]
+        self.bounds: list[list[int]] = []
+        for k, axis in enumerate(axes):
+            marks = {lo[k], hi[k]}
+            for r in (*boxes, *cuts):
+                iv = r.interval(axis)
+                marks.update(x for x in (iv.lo, iv.hi) if lo[k] < x < hi[k])
+            self.bounds.append(sorted(marks))
+        self.cells: set[tuple[int, ...]] = set()
+        for b in boxes:
+            self.cells.update(self._corners(b))
 
-    def held_by(self, region: Region) -> list[Point]:
-        if region.buffer != self.buffer or not self.points:
+    def _corners(self, region: Region) -> list[tuple[int, ...]]:
+        ranges: list[list[int]] = []
+        for axis, marks in zip(self.axes, self.bounds, strict=True):
+            iv = region.interval(axis)
+            i, j = bisect_left(marks, iv.lo), bisect_left(marks, iv.hi)
+            ranges.append(marks[i:min(j, len(marks) - 1)])  # the last mark is no cell's corner
+        return list(product(*ranges))
+
+    def held_by(self, region: Region | None) -> list[tuple[int, ...]]:
+        """The cells ``region`` holds (it must be one of the cuts, or hold none partly)."""
+        if region is None or region.buffer != self.buffer or not self.cells:
             return []
-        ranges: list[range] = []
-        size = 1
-        for iv, (blo, bhi) in zip(_holds(region, self.axes), self.box, strict=True):
-            r = range(blo, bhi) if iv is None else range(max(iv[0], blo), min(iv[1], bhi))
-            ranges.append(r)
-            size *= len(r)
-        if size <= len(self.points):
-            return [pt for coords in product(*ranges) if (pt := (self.rank, self.buffer, coords)) in self.points]
-        return _in_region(self.points, self.rank, region, self.axes)
-
-
-_PUT = Kind.PUT
+        return [c for c in self._corners(region) if c in self.cells]
 
 
 def _in_block(model: Model, rank: int, region: Region) -> Region:
@@ -552,6 +699,11 @@ def _in_block(model: Model, rank: int, region: Region) -> Region:
         return region
     name = blocks.get((rank, region.buffer))
     return region if name is None else replace(region, buffer=name)
+
+
+def _clip_in_block(model: Model, rank: int, region: Region) -> Region | None:
+    clipped = _clip(model, region)
+    return _in_block(model, rank, clipped) if clipped is not None else None
 
 
 def _replay_read(model: Model, cex: Counterexample,
@@ -571,44 +723,58 @@ def _replay_read(model: Model, cex: Counterexample,
     except SyncproofError as exc:
         return False, f"the observation's region does not parse: {exc}"
     op = schedule.ops[a]
+    rank = op.rank
     expected = obs.expected
     axes = schedule.buffer_map[region.buffer].axis_names
     # memory is per block: the observation names the block (or a buffer that holds it)
-    region = _in_block(model, op.rank, region)
-    wanted = {pt for pt, v in model.read_pts[a] if v == expected}
-    points: set[Point] = set(_in_region(wanted, op.rank, region, axes))
-    if not points:
+    looked = _clip_in_block(model, rank, region)
+    region = _in_block(model, rank, region)
+    boxes: list[Region] = []
+    for acc in op.reads:
+        if acc.value == expected and looked is not None:
+            mine = _clip_in_block(model, rank, acc.region)
+            part = mine.intersect(looked) if mine is not None else None
+            if part is not None:
+                boxes.append(part)
+    if not boxes:
         return False, f"{label(a)} does not read {obs.region} expecting {expected}"
     sa = ps[a]
     if sa is None:
         return False, f"{label(a)} never starts in the run"
     ea = _read_end(model, a, pe)
-    tracked = _Tracked(points, op.rank, region.buffer, axes)
-    mem: dict[Point, str] = {}
-    for init in schedule.init:
-        if init.applies_to(op.rank):
-            for pt in tracked.held_by(_in_block(model, op.rank, init.region)):
-                mem[pt] = init.value
+    inits = [(_clip_in_block(model, rank, init.region), init.value)
+             for init in schedule.init if init.applies_to(rank)]
     # only the ops whose writes land in the read's region on its rank can
     # matter (its rank's ops, and puts to it), at the run's positions of their ends
-    writers = [w for w in schedule.by_rank[op.rank] if w.writes and w.kind is not _PUT]
-    writers.extend(w for w in schedule.ops if w.kind is _PUT and w.peer == op.rank and w.writes)
-    ends: list[tuple[int, int]] = []
+    writers = [w for w in schedule.by_rank[rank] if w.writes and w.kind is not _PUT]
+    writers.extend(w for w in schedule.ops if w.kind is _PUT and w.peer == rank and w.writes)
+    ends: list[tuple[int, int, list[tuple[Region | None, str]]]] = []
     for w in writers:
-        if any(_in_block(model, op.rank, acc.region).overlaps(region) for acc in w.writes):
+        if any(_in_block(model, rank, acc.region).overlaps(region) for acc in w.writes):
             i = pe[w.id]
             if i is not None:
-                ends.append((i, w.id))
-    ends.sort()
+                lands = [(_clip_in_block(model, rank, wregion), val)
+                         for wrank, wregion, val in effective_writes(schedule, model.matching, w.id)
+                         if wrank == rank]
+                ends.append((i, w.id, lands))
+    ends.sort(key=lambda e: (e[0], e[1]))
+    cuts = [r for r, _ in inits if r is not None]
+    cuts.extend(r for _, _, lands in ends for r, _ in lands if r is not None)
+    tracked = _Cells(boxes, cuts, axes)
+    points = tracked.cells
+    mem: dict[tuple[int, ...], str] = {}
+    for init_region, value in inits:
+        for pt in tracked.held_by(init_region):
+            mem[pt] = value
     wrong = False
     at_start: set[str] | None = None
-    for i, o in ends:
+    for i, o, lands in ends:
         if i > sa and at_start is None:
             at_start = {mem.get(pt, NOTHING) for pt in points}
             wrong = any(v != expected for v in at_start)
         overwrites = at_start is not None and o != a and (ea is None or i < ea)
-        for wrank, wregion, val in effective_writes(schedule, model.matching, o):
-            for pt in tracked.held_by(_in_block(model, wrank, wregion)):
+        for wregion, val in lands:
+            for pt in tracked.held_by(wregion):
                 if overwrites and val != expected:
                     wrong = True
                 mem[pt] = val
