@@ -198,16 +198,24 @@ def check_ray_address(address: str) -> str:
     return text
 
 
-def open_fanout(jobs: int = 1, ray: str | None = None) -> Fanout:
-    """The executor the options ask for (UsageError for bad ones): Ray when
-    ``ray`` is given, else ``jobs`` local processes (0: one per core), else
-    (``jobs`` 1) this process."""
+def check_fanout_options(jobs: int = 1, ray: str | None = None) -> None:
+    """A UsageError unless ``jobs`` and ``ray`` make sense (nothing is
+    started or imported)."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or not 0 <= jobs <= MAX_JOBS:
         raise UsageError(f"--jobs must be 0 (one per CPU core) or a number of processes from 1 to {MAX_JOBS},"
                          f" got {jobs}")
     if ray is not None:
+        check_ray_address(ray)
         if jobs != 1:
             raise UsageError("--jobs and --ray do not go together: the Ray cluster decides how many workers run")
+
+
+def open_fanout(jobs: int = 1, ray: str | None = None) -> Fanout:
+    """The executor the options ask for (UsageError for bad ones): Ray when
+    ``ray`` is given, else ``jobs`` local processes (0: one per core), else
+    (``jobs`` 1) this process."""
+    check_fanout_options(jobs, ray)
+    if ray is not None:
         return RayCluster(check_ray_address(ray))
     n = jobs or os.cpu_count() or 1
     return Processes(n) if n > 1 else Serial()
