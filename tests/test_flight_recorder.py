@@ -252,7 +252,7 @@ class Evil:
 
 
 @pytest.mark.parametrize("content, expect", [
-    (b"hello, I am not a dump", "neither a Flight Recorder pickle nor JSON"),
+    (b"hello, I am not a dump", "neither a Flight Recorder dump (pickle or JSON) nor a profiler trace"),
     (b"", "empty"),
     (b"{\"version\": \"2.10\", \"entries\": [", "not valid JSON"),
     (b"\x80\x02}q\x00(X\x07\x00\x00\x00versionq", "truncated pickle"),

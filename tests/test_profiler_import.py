@@ -144,14 +144,16 @@ def _err(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 @pytest.mark.parametrize("content, expect", [
     (b"", "empty"),
-    (b"\xff\xfe\x00garbage", "not UTF-8"),
+    (b"\xff\xfe\x00garbage", "neither a Flight Recorder dump (pickle or JSON) nor a profiler trace"),
+    (b"{\"traceEvents\": [\"\xff\"]}", "not UTF-8"),
     (b"{\"traceEvents\": [", "ends early"),
-    (b"{\"schemaVersion\": 1}", "no \"traceEvents\""),
+    (b"{\"schemaVersion\": 1}", "nor a profiler trace (key traceEvents): its keys are 'schemaVersion'"),
     (b"{\"traceEvents\": {}}", "must be a list"),
     (b"{\"traceEvents\": [{\"ph\": \"X\", \"name\": \"c10d::send\", \"ts\": \"0\", \"dur\": 1}]}",
-     "\"ts\" and \"dur\" must be numbers"),
+     "\"ts\" and \"dur\" must be finite numbers"),
     (b"{\"traceEvents\": [3]}", "event 0 is not an object"),
-    (b"42", "a profiler trace is a JSON object"),
+    (b"42", "neither a Flight Recorder dump (pickle or JSON) nor a profiler trace (JSON): it starts with b'42'"),
+    (b"[1, 2]", "event 0 is not an object"),
 ])
 def test_bad_traces(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, expect: str) -> None:
     p = tmp_path / "rank_0.json"

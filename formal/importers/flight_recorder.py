@@ -30,9 +30,6 @@ This module does not import torch.
 from __future__ import annotations
 
 import bisect
-import io
-import json
-import pickle
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -41,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ScheduleError
+from ..inputs import parse_json
 from .culprit import (
     DONE,
     CommOp,
@@ -52,81 +50,35 @@ from .culprit import (
     kind_of,
     user_frames,
 )
-from .paths import files_under, read_input
+from .documents import FR, MAX_COUNT, MAX_RANK, TRACE, Document, brief, fail, load_document, safe_loads
+from .paths import files_under
 from .profiler import (
     ProfilerTrace,
     assign_groups,
     display_names,
-    expand_paths,
     group_table,
-    load_trace,
     number_collectives,
+    trace_from_document,
 )
+
+__all__ = ["Dump", "dump_from_document", "load_flight_recorder", "parse_dump", "read_dump", "safe_loads"]
 
 # (kind, input shapes, output shapes) as the Flight Recorder saw an op
 View = tuple[str, tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]]
-_P2P_NAME = re.compile(r"^(send|recv)\s+(\d+)\s*(->|<-)\s*(\d+)$")
+_P2P_NAME = re.compile(r"^(send|recv)\s+([0-9]{1,7})\s*(->|<-)\s*([0-9]{1,7})$")
 
 
 # ---------------------------------------------------------------- reading one dump
-class _SafeUnpickler(pickle.Unpickler):
-    """Builds only built-in containers and scalars: every GLOBAL/STACK_GLOBAL
-    (a class or function to call) and every persistent id is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"refuses to load {module}.{name}: a Flight Recorder dump holds only"
-                                     " dicts, lists, tuples, strings and numbers")
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("refuses a persistent id")
-
-
-def safe_loads(data: bytes) -> Any:
-    """Unpickle ``data`` without running any code from it."""
-    return _SafeUnpickler(io.BytesIO(data)).load()
-
-
-def _fail(path: Path | str, msg: str, hint: str = "") -> ScheduleError:
-    return ScheduleError(msg, str(path), hint)
+_fail = fail
 
 
 def read_dump(path: str | Path) -> tuple[dict[str, Any], str]:
     """The dump as a dict, and its format ("pickle" or "json")."""
-    p = Path(path)
-    data = read_input(p, "a Flight Recorder dump")
-    if data[:1] == b"\x80":
-        try:
-            doc = safe_loads(data)
-        except EOFError:
-            raise _fail(p, f"truncated pickle: the data ends before the dump does ({len(data)} bytes)",
-                        "the dump was cut off while it was written; take it again") from None
-        except pickle.UnpicklingError as exc:
-            msg = str(exc)
-            if "truncated" in msg or "ran out" in msg:
-                raise _fail(p, f"truncated pickle ({msg})", "take the dump again") from None
-            raise _fail(p, f"not a Flight Recorder pickle: {msg}") from None
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError,
-                RecursionError, UnicodeDecodeError) as exc:
-            raise _fail(p, f"not a valid pickle: {type(exc).__name__}: {exc}") from None
-        fmt = "pickle"
-    elif data.lstrip()[:1] in (b"{", b"["):
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _fail(p, f"not UTF-8 text (byte {exc.start})") from None
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            trunc = " (the file ends early: truncated?)" if exc.pos >= len(text.rstrip()) - 1 else ""
-            raise _fail(p, f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}{trunc}") from None
-        fmt = "json"
-    else:
-        head = data[:16]
-        raise _fail(p, f"neither a Flight Recorder pickle nor JSON (it starts with {head!r})",
-                    "give the bytes that _dump_fr_trace() or _dump_fr_trace_json() returned")
-    if not isinstance(doc, dict):
-        raise _fail(p, f"a Flight Recorder dump is a dict/object, this {fmt} holds a {type(doc).__name__}")
-    return doc, fmt
+    d = load_document(path)
+    if d.kind != FR:
+        raise _fail(d.path, "a profiler trace (Chrome trace JSON), not a Flight Recorder dump",
+                    "give it with the dumps (they are told apart by content) or with --profiler")
+    return d.doc, d.fmt
 
 
 _ENTRY_REQUIRED: dict[str, tuple[type, ...]] = {
@@ -164,10 +116,20 @@ def _check_type(v: Any, types: tuple[type, ...]) -> bool:
 
 
 def _sizes(v: Any, path: Path, where: str) -> tuple[tuple[int, ...], ...]:
-    if not isinstance(v, list) or not all(
-            isinstance(s, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in s) for s in v):
-        raise _fail(path, f"{where} must be a list of shapes (lists of integers), got {str(v)[:60]}")
-    return tuple(tuple(s) for s in v)
+    if isinstance(v, list) and len(v) <= 4096 and all(
+            isinstance(s, list | tuple) and len(s) <= 64
+            and all(isinstance(d, int) and not isinstance(d, bool) for d in s) for s in v):
+        for s in v:
+            for d in s:
+                if not 0 <= d <= MAX_COUNT:
+                    raise _fail(path, f"{where}: dimension {brief(d)} is out of range (0 to 2^63-1)")
+        return tuple(tuple(s) for s in v)
+    raise _fail(path, f"{where} must be a list of shapes (lists of integers), got {brief(v)}")
+
+
+def _count(v: int, path: Path, where: str, key: str) -> None:
+    if not 0 <= v <= MAX_COUNT:
+        raise _fail(path, f"{where}: {key!r} is {brief(v)}, out of range (0 to 2^63-1)")
 
 
 @dataclass
@@ -187,15 +149,19 @@ class Dump:
 
 def parse_dump(path: str | Path, rank: int) -> Dump:
     """Read and check one rank's dump; every problem names the file and the entry."""
-    p = Path(path)
-    doc, fmt = read_dump(p)
+    doc, fmt = read_dump(path)
+    return dump_from_document(doc, fmt, Path(path), rank)
+
+
+def dump_from_document(doc: dict[Any, Any], fmt: str, p: Path, rank: int) -> Dump:
+    """Check one rank's dump (already decoded); every problem names the file and the entry."""
     if "version" not in doc or not ({"entries", "pg_config", "pg_status"} & set(doc)):
         missing = "version" if "version" not in doc else "entries"
         raise _fail(p, f"missing key {missing!r}: not a Flight Recorder dump (its keys: "
-                    f"{', '.join(map(str, list(doc)[:8])) or 'none'})")
+                    f"{', '.join(brief(k, 30) for k in list(doc)[:8]) or 'none'})")
     version = doc["version"]
-    if not isinstance(version, str) or not re.fullmatch(r"\d+\.\d+", version):
-        raise _fail(p, f"\"version\" must be a string like \"2.10\", got {version!r}")
+    if not isinstance(version, str) or not re.fullmatch(r"[0-9]{1,6}\.[0-9]{1,6}", version):
+        raise _fail(p, f"\"version\" must be a string like \"2.10\", got {brief(version)}")
     warnings: list[str] = []
     if int(version.split(".")[0]) != 2:
         warnings.append(f"{p}: dump format version {version} (this importer knows 2.x)")
@@ -207,20 +173,27 @@ def parse_dump(path: str | Path, rank: int) -> Dump:
     if not isinstance(raw_cfg, dict):
         raise _fail(p, f"\"pg_config\" must be an object, got {type(raw_cfg).__name__}")
     for name, cfg in raw_cfg.items():
+        if not isinstance(name, str):
+            raise _fail(p, f"pg_config: a group name must be a string, got {brief(name)}")
         if not isinstance(cfg, dict):
-            raise _fail(p, f"pg_config[{name!r}] must be an object, got {type(cfg).__name__}")
+            raise _fail(p, f"pg_config[{brief(name)}] must be an object, got {type(cfg).__name__}")
         ranks = cfg.get("ranks", "[]")
         if isinstance(ranks, str):
             try:
-                ranks = json.loads(ranks)
-            except json.JSONDecodeError:
-                raise _fail(p, f"pg_config[{name!r}].ranks is not a list of ranks: {ranks!r}") from None
+                ranks = parse_json(ranks, str(p))
+            except ScheduleError:
+                raise _fail(p, f"pg_config[{brief(name)}].ranks is not a list of ranks: {brief(ranks)}") from None
         if not isinstance(ranks, list) or not all(isinstance(r, int) and not isinstance(r, bool) for r in ranks):
-            raise _fail(p, f"pg_config[{name!r}].ranks must be a list of integers, got {ranks!r}")
+            raise _fail(p, f"pg_config[{brief(name)}].ranks must be a list of integers, got {brief(ranks)}")
+        bad = next((r for r in ranks if not 0 <= r <= MAX_RANK), None)
+        if bad is not None:
+            raise _fail(p, f"pg_config[{brief(name)}].ranks: rank {brief(bad)} is out of range (0 to {MAX_RANK})")
+        if len(set(ranks)) != len(ranks):
+            raise _fail(p, f"pg_config[{brief(name)}].ranks lists a rank twice: {brief(ranks)}")
         if name == "" and not ranks:
             continue  # gloo's placeholder: no group information
         desc = cfg.get("desc", "")
-        pg_config[str(name)] = (str(desc) if isinstance(desc, str) else "", tuple(sorted(ranks)))
+        pg_config[name] = (desc if isinstance(desc, str) else "", tuple(sorted(ranks)))
 
     ops: list[CommOp] = []
     coal_key: list[tuple[str, bool, int | None]] = []  # per op: (pg, p2p?, the seq id its coalesced group shares)
@@ -232,24 +205,27 @@ def parse_dump(path: str | Path, rank: int) -> Dump:
         where = f"entry {i}"
         if not isinstance(e, dict):
             raise _fail(p, f"{where} must be an object, got {type(e).__name__}")
-        if "record_id" in e and isinstance(e["record_id"], int):
-            where = f"entry {i} (record_id {e['record_id']})"
+        if "record_id" in e and _check_type(e["record_id"], (int,)):
+            where = f"entry {i} (record_id {brief(e['record_id'])})"
         for key, types in _ENTRY_REQUIRED.items():
             if key not in e:
                 raise _fail(p, f"{where}: missing key {key!r}")
             if not _check_type(e[key], types):
-                raise _fail(p, f"{where}: {key!r} must be {_type_name(types)}, got {e[key]!r}")
+                raise _fail(p, f"{where}: {key!r} must be {_type_name(types)}, got {brief(e[key])}")
         for key, types in _ENTRY_OPTIONAL.items():
             if key in e and e[key] is not None and not _check_type(e[key], types):
-                raise _fail(p, f"{where}: {key!r} must be {_type_name(types)}, got {e[key]!r}")
+                raise _fail(p, f"{where}: {key!r} must be {_type_name(types)}, got {brief(e[key])}")
+        for key in ("record_id", "collective_seq_id", "time_created_ns", "p2p_seq_id", "op_id", "pg_id"):
+            if isinstance(e.get(key), int):
+                _count(e[key], p, where, key)
         pgv = e["process_group"]
         if len(pgv) != 2 or not all(isinstance(x, str) for x in pgv):
-            raise _fail(p, f"{where}: 'process_group' must be [name, description], got {pgv!r}")
+            raise _fail(p, f"{where}: 'process_group' must be [name, description], got {brief(pgv)}")
         descs.setdefault(pgv[0], pgv[1] if pgv[1] != "undefined" else "")
         pname = e["profiling_name"]
         back, _sep, opname = pname.partition(":")
         if not _sep:
-            raise _fail(p, f"{where}: profiling_name {pname!r} is not 'backend:op'")
+            raise _fail(p, f"{where}: profiling_name {brief(pname)} is not 'backend:op'")
         backend = backend or back
         if first_record is None:
             first_record = e["record_id"]
@@ -263,18 +239,18 @@ def parse_dump(path: str | Path, rank: int) -> Dump:
         m = _P2P_NAME.match(opname)
         kind = m.group(1) if m else kind_of(opname)
         if kind is None:
-            warnings.append(f"{p}: {where}: op {pname!r} is not a communication op syncproof knows; skipped")
+            warnings.append(f"{p}: {where}: op {brief(pname)} is not a communication op syncproof knows; skipped")
             continue
         in_sizes = _sizes(e["input_sizes"], p, f"{where}: 'input_sizes'")
         out_sizes = _sizes(e["output_sizes"], p, f"{where}: 'output_sizes'")
         dtypes = e.get("input_dtypes") or e.get("output_dtypes") or []
         if not all(isinstance(d, str) for d in dtypes):
-            raise _fail(p, f"{where}: dtypes must be strings, got {dtypes!r}")
+            raise _fail(p, f"{where}: dtypes must be strings, got {brief(dtypes)}")
         frames = []
         for j, fr in enumerate(e.get("frames") or []):
             if not (isinstance(fr, dict) and isinstance(fr.get("name"), str) and isinstance(fr.get("filename"), str)
-                    and isinstance(fr.get("line"), int)):
-                raise _fail(p, f"{where}: frame {j} must be {{name, filename, line}}, got {str(fr)[:60]}")
+                    and _check_type(fr.get("line"), (int,)) and 0 <= fr["line"] <= MAX_COUNT):
+                raise _fail(p, f"{where}: frame {j} must be {{name, filename, line}}, got {brief(fr)}")
             frames.append((fr["name"], fr["filename"], fr["line"]))
         state = e["state"]
         if back == "gloo" or state not in ("scheduled", "started", "completed"):
@@ -325,43 +301,70 @@ def _close_group(ops: list[CommOp], keys: list[tuple[str, bool, int | None]], pg
 
 
 # ---------------------------------------------------------------- a directory of dumps
-_RANK_IN_NAME = re.compile(r"(\d+)(?:\.(?:pkl|pickle|json|bin|dump|txt))?$")
+_RANK_IN_NAME = re.compile(r"(?<![0-9])([0-9]{1,7})(?:\.(?:pkl|pickle|json|bin|dump|txt|gz))*$")
+
+
+def rank_from_name(path: Path) -> int:
+    """The rank a dump's file name ends in (torch names dumps ``<prefix><rank>``)."""
+    m = _RANK_IN_NAME.search(path.name)
+    if m is None:
+        raise _fail(path, "cannot tell the rank from the file name (torch names dumps <prefix><rank>,"
+                    " e.g. nccl_trace_rank_3)", "rename it to end in its rank, or move it out of the directory")
+    r = int(m.group(1))
+    if r > MAX_RANK:
+        raise _fail(path, f"rank {r} (from the file name) is over the limit of {MAX_RANK}")
+    return r
+
+
+def classify_files(paths: Sequence[str | Path]) -> tuple[list[tuple[int, Document]], list[Document]]:
+    """Every file under ``paths`` (directories or files), told apart by its
+    content: (rank, document) for the Flight Recorder dumps, and the
+    profiler traces.  Hidden files and subdirectories of a directory are not
+    read; any other file that is neither is an error naming it, and so is a
+    second dump, or a second trace, for one rank."""
+    files = files_under(paths, "the directory is empty (expected Flight Recorder dumps and/or profiler traces,"
+                        " one per rank)")
+    dumps: list[tuple[int, Document]] = []
+    traces: list[Document] = []
+    by_rank: dict[int, str] = {}
+    for f in files:
+        d = load_document(f)
+        if d.kind == TRACE:
+            traces.append(d)
+            continue
+        r = rank_from_name(f)
+        if r in by_rank:
+            raise _fail(f, f"duplicate rank {r}: {by_rank[r]} is also a Flight Recorder dump of rank {r}",
+                        "keep one dump per rank (pickle or JSON, not both)")
+        by_rank[r] = str(f)
+        dumps.append((r, d))
+    return sorted(dumps, key=lambda x: x[0]), traces
 
 
 def dump_files(paths: Sequence[str | Path]) -> list[tuple[int, Path]]:
-    """(rank, file) for every dump under ``paths`` (directories or files)."""
-    files = files_under(paths, "the directory is empty (expected one Flight Recorder dump per rank)")
-    out: list[tuple[int, Path]] = []
-    by_rank: dict[int, Path] = {}
-    for f in files:
-        m = _RANK_IN_NAME.search(f.name)
-        if m is None:
-            raise _fail(f, "cannot tell the rank from the file name (torch names dumps <prefix><rank>,"
-                        " e.g. nccl_trace_rank_3)", "rename it to end in its rank, or move it out of the directory")
-        r = int(m.group(1))
-        if r in by_rank:
-            raise _fail(f, f"duplicate rank {r}: {by_rank[r]} is also rank {r}",
-                        "keep one dump per rank (pickle or JSON, not both)")
-        by_rank[r] = f
-        out.append((r, f))
-    return sorted(out)
+    """(rank, file) for every Flight Recorder dump under ``paths``."""
+    return [(r, Path(d.path)) for r, d in classify_files(paths)[0]]
 
 
 def load_flight_recorder(paths: Sequence[str | Path], profiler: Sequence[str | Path] = (),
                          world: int | None = None, name: str | None = None) -> Job:
     """Read one dump per rank (and optionally one profiler trace per rank)
-    into a :class:`Job`.  Raises a ScheduleError naming the file on bad input."""
-    dumps = [parse_dump(f, r) for r, f in dump_files(paths)]
+    into a :class:`Job`.  ``paths`` and ``profiler`` may each hold dumps,
+    traces or both (directories or files): the content tells them apart.
+    Raises a ScheduleError naming the file on bad input."""
+    found, trace_docs = classify_files(list(paths) + list(profiler))
+    if not found and not trace_docs:
+        raise _fail(paths[0] if paths else "", "no Flight Recorder dump or profiler trace given")
+    dumps = [dump_from_document(d.doc, d.fmt, Path(d.path), r) for r, d in found]
     traces: list[ProfilerTrace] = []
-    if profiler:
-        seen: dict[int, str] = {}
-        for f in expand_paths(profiler):
-            t = load_trace(f)
-            if t.rank in seen:
-                raise _fail(t.path, f"duplicate rank {t.rank}: {seen[t.rank]} is rank {t.rank} too",
-                            "give one profiler trace per rank")
-            seen[t.rank] = t.path
-            traces.append(t)
+    seen: dict[int, str] = {}
+    for td in trace_docs:
+        t = trace_from_document(td)
+        if t.rank in seen:
+            raise _fail(t.path, f"duplicate rank {t.rank}: {seen[t.rank]} is also a profiler trace of rank"
+                        f" {t.rank}", "give one profiler trace per rank")
+        seen[t.rank] = t.path
+        traces.append(t)
     warnings: list[str] = [w for d in dumps for w in d.warnings] + [w for t in traces for w in t.warnings]
     versions = {d.version for d in dumps}
     if len(versions) > 1:
@@ -528,7 +531,7 @@ def _merge(rt: RankTrace, t: ProfilerTrace, table: dict[str, tuple[str, tuple[in
             f.peer = q.peer
         if q.root is not None and f.root is None:
             members = sorted(table.get(f.group or "", ("", ()))[1])
-            f.root = members[q.root] if q.root < len(members) else q.root
+            f.root = members[q.root] if 0 <= q.root < len(members) else q.root
         if f.dtype is None:
             f.dtype = q.dtype
         f.source = "fr+profiler"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,21 +11,34 @@ from ..errors import ScheduleError, UsageError
 
 
 def files_under(paths: Sequence[str | Path], empty_dir: str) -> list[Path]:
-    """Every file named, and every visible file inside every directory named,
-    in order.  A missing path is a ScheduleError naming it; an empty
-    directory a UsageError ending in ``empty_dir`` (what was expected)."""
+    """Every file named, and every entry inside every directory named that is
+    not hidden (a name starting with ``.``) and not a directory, in order.
+    Entries that are not regular files (a FIFO, a device, a socket) are kept,
+    so that reading them reports them (:func:`syncproof.inputs.read_bytes`
+    refuses them, naming the file) instead of their being dropped silently.
+    A missing path is a ScheduleError naming it; an empty directory a
+    UsageError ending in ``empty_dir`` (what was expected)."""
     files: list[Path] = []
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
-            inside = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-            if not inside:
-                raise UsageError(f"{p}: {empty_dir}")
-            files.extend(inside)
-        elif p.is_file():
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            raise ScheduleError("no such file or directory", str(p)) from None
+        except OSError as exc:
+            raise ScheduleError(f"cannot read: {exc.strerror or exc}", str(p)) from None
+        if not stat.S_ISDIR(st.st_mode):
             files.append(p)
-        else:
-            raise ScheduleError("no such file or directory", str(p))
+            continue
+        try:
+            with os.scandir(p) as it:
+                entries = sorted((e.name, e.is_dir()) for e in it if not e.name.startswith("."))
+        except OSError as exc:
+            raise ScheduleError(f"cannot list the directory: {exc.strerror or exc}", str(p)) from None
+        inside = [p / n for n, is_dir in entries if not is_dir]
+        if not inside:
+            raise UsageError(f"{p}: {empty_dir}")
+        files.extend(inside)
     return files
 
 

@@ -21,8 +21,7 @@ This module does not import torch.
 
 from __future__ import annotations
 
-import gzip
-import json
+import math
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -31,8 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ScheduleError, UsageError
+from ..inputs import parse_json
 from .culprit import CommOp, Group, Job, RankTrace, dtype_name, kind_of
-from .paths import files_under, read_input
+from .documents import FR, MAX_COUNT, MAX_RANK, Document, brief, fail, load_document
+from .paths import files_under
 
 # c10d op -> (input arg, output arg, peer/root arg in "Concrete Inputs", tag arg)
 _C10D_ARGS: dict[str, tuple[int | None, int | None, int | None, int | None]] = {
@@ -74,46 +75,45 @@ class ProfilerTrace:
     warnings: list[str] = field(default_factory=list)
 
 
-def _fail(path: Path | str, msg: str, hint: str = "") -> ScheduleError:
-    return ScheduleError(msg, str(path), hint)
+_fail = fail
 
 
-def _read_json(path: Path) -> Any:
-    data = read_input(path, "a profiler trace: Chrome trace JSON")
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise _fail(path, f"not a readable gzip file ({exc}); truncated?") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _fail(path, f"not a profiler trace: not UTF-8 text (byte {exc.start})",
-                    "give the Chrome trace JSON that prof.export_chrome_trace() writes") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        trunc = " (the file ends early: truncated?)" if exc.pos >= len(text.rstrip()) - 1 else ""
-        raise _fail(path, f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}{trunc}") from None
+#: The largest time stamp or duration accepted in a trace, in microseconds (about 30 years).
+MAX_TRACE_US = 1e15
 
 
 def _num(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _time_us(v: Any) -> bool:
+    """A time stamp or duration in a trace: a finite number within range."""
+    return _num(v) and math.isfinite(v) and abs(v) <= MAX_TRACE_US
+
+
 def _rank_from_name(path: Path) -> int | None:
-    m = re.search(r"(\d+)(?:\.[A-Za-z]+)*$", path.name)
-    return int(m.group(1)) if m else None
+    m = re.search(r"(?<![0-9])([0-9]{1,7})(?:\.[A-Za-z]+)*$", path.name)
+    if m is None or int(m.group(1)) > MAX_RANK:
+        return None
+    return int(m.group(1))
+
+
+def _dim(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _shapes(dims: Any, typ: Any) -> tuple[tuple[int, ...], ...]:
-    if not isinstance(dims, list) or not dims:
+    if not isinstance(dims, list) or not dims or len(dims) > 4096:
         return ()
-    if all(isinstance(x, int) for x in dims):
-        return (tuple(dims),)
-    if all(isinstance(x, list) and all(isinstance(y, int) for y in x) for x in dims):
-        return tuple(tuple(x) for x in dims)
-    return ()
+    if all(_dim(x) for x in dims) and len(dims) <= 64:
+        shapes: tuple[tuple[int, ...], ...] = (tuple(dims),)
+    elif all(isinstance(x, list) and len(x) <= 64 and all(_dim(y) for y in x) for x in dims):
+        shapes = tuple(tuple(x) for x in dims)
+    else:
+        return ()
+    if any(not 0 <= d <= MAX_COUNT for sh in shapes for d in sh):
+        raise ValueError(f"a tensor dimension out of range (0 to 2^63-1): {brief(dims)}")
+    return shapes
 
 
 def _dtype(typ: Any) -> str | None:
@@ -123,28 +123,52 @@ def _dtype(typ: Any) -> str | None:
 
 
 def _int_arg(v: Any) -> int | None:
+    """An integer argument (a number, or a string of ASCII digits), or None."""
     if isinstance(v, int) and not isinstance(v, bool):
-        return v
-    if isinstance(v, str) and re.fullmatch(r"-?\d+", v.strip()):
+        return v if abs(v) <= MAX_COUNT else None
+    if isinstance(v, str) and re.fullmatch(r"-?[0-9]{1,18}", v.strip()):
         return int(v)
     return None
 
 
-def _parse_ranks(v: Any) -> tuple[int, ...] | None:
+def _rank_arg(v: Any, path: Path, what: str) -> int | None:
+    """A rank or world size from the trace header: None when absent, an error when out of range."""
+    if v is None:
+        return None
+    r = _int_arg(v)
+    if r is None or not 0 <= r <= MAX_RANK + 1:
+        raise _fail(path, f"{what} is {brief(v)}: not a rank (0 to {MAX_RANK})")
+    return r
+
+
+def _parse_ranks(v: Any, path: Path) -> tuple[int, ...] | None:
     if isinstance(v, str):
         try:
-            v = json.loads(v)
-        except json.JSONDecodeError:
+            v = parse_json(v, str(path))
+        except ScheduleError:
             return None
     if isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        bad = next((x for x in v if not 0 <= x <= MAX_RANK), None)
+        if bad is not None:
+            raise _fail(path, f"distributedInfo.pg_config: rank {brief(bad)} is out of range (0 to {MAX_RANK})")
         return tuple(v)
     return None
 
 
 def load_trace(path: str | Path) -> ProfilerTrace:
     """Read one rank's trace.  Malformed input raises a ScheduleError naming the file."""
-    p = Path(path)
-    doc = _read_json(p)
+    d = load_document(path)
+    if d.kind == FR:
+        raise _fail(d.path, "a Flight Recorder dump, not a profiler trace",
+                    "give the dumps to `syncproof import flight-recorder` (traces may sit next to them)")
+    return trace_from_document(d)
+
+
+def trace_from_document(d: Document) -> ProfilerTrace:
+    """Check one rank's trace (already decoded).  Malformed input raises a
+    ScheduleError naming the file and the event."""
+    p = Path(d.path)
+    doc = d.doc
     if isinstance(doc, list):
         events, header = doc, {}
     elif isinstance(doc, dict):
@@ -163,8 +187,10 @@ def load_trace(path: str | Path) -> ProfilerTrace:
     backend = None
     groups: list[tuple[str, str, tuple[int, ...]]] = []
     if isinstance(dist, dict):
-        rank = _int_arg(dist.get("rank"))
-        world_size = _int_arg(dist.get("world_size"))
+        rank = _rank_arg(dist.get("rank"), p, "distributedInfo.rank")
+        if rank is not None and rank > MAX_RANK:
+            raise _fail(p, f"distributedInfo.rank is {rank}: not a rank (0 to {MAX_RANK})")
+        world_size = _rank_arg(dist.get("world_size"), p, "distributedInfo.world_size")
         backend = dist.get("backend") if isinstance(dist.get("backend"), str) else None
         cfg = dist.get("pg_config")
         items = cfg if isinstance(cfg, list) else list(cfg.values()) if isinstance(cfg, dict) else []
@@ -172,7 +198,7 @@ def load_trace(path: str | Path) -> ProfilerTrace:
             if not isinstance(item, dict):
                 continue
             name = item.get("pg_name")
-            ranks = _parse_ranks(item.get("ranks"))
+            ranks = _parse_ranks(item.get("ranks"), p)
             if isinstance(name, str) and ranks is not None:
                 desc = item.get("pg_desc") if isinstance(item.get("pg_desc"), str) else ""
                 groups.append((name, str(desc), ranks))
@@ -182,8 +208,10 @@ def load_trace(path: str | Path) -> ProfilerTrace:
             raise _fail(p, "cannot tell the rank: the trace has no distributedInfo.rank and the file name"
                         " does not end in a number", "name the files like rank_0.json")
     base = header.get("baseTimeNanoseconds")
-    absolute = _num(base)
-    base_ns = int(base) if absolute and base is not None else 0
+    if base is not None and not (_num(base) and math.isfinite(base) and 0 <= base <= MAX_COUNT // 2):
+        raise _fail(p, f"\"baseTimeNanoseconds\" must be a time in nanoseconds, got {brief(base)}")
+    absolute = base is not None
+    base_ns = int(base) if base is not None else 0
 
     # Collect complete events per thread.
     per_tid: dict[object, list[dict[str, Any]]] = defaultdict(list)
@@ -194,14 +222,20 @@ def load_trace(path: str | Path) -> ProfilerTrace:
             continue
         name = ev.get("name")
         if not isinstance(name, str):
-            raise _fail(p, f"event {i}: \"name\" must be a string, got {name!r}")
-        if not _num(ev.get("ts")) or not _num(ev.get("dur")):
-            raise _fail(p, f"event {i} ({name}): \"ts\" and \"dur\" must be numbers,"
-                        f" got {ev.get('ts')!r} and {ev.get('dur')!r}")
+            raise _fail(p, f"event {i}: \"name\" must be a string, got {brief(name)}")
+        if not _time_us(ev.get("ts")) or not _time_us(ev.get("dur")) or ev["dur"] < 0:
+            raise _fail(p, f"event {i} ({brief(name)}): \"ts\" and \"dur\" must be finite numbers of"
+                        f" microseconds (dur at least 0, both at most {MAX_TRACE_US:g}),"
+                        f" got {brief(ev.get('ts'))} and {brief(ev.get('dur'))}")
         args = ev.get("args", {})
         if not isinstance(args, dict):
-            raise _fail(p, f"event {i} ({name}): \"args\" must be an object")
-        per_tid[(ev.get("pid"), ev.get("tid"))].append(ev)
+            raise _fail(p, f"event {i} ({brief(name)}): \"args\" must be an object")
+        thread = (ev.get("pid"), ev.get("tid"))
+        if not all(x is None or isinstance(x, str | int | float) for x in thread):
+            raise _fail(p, f"event {i} ({brief(name)}): \"pid\" and \"tid\" must be numbers or strings,"
+                        f" got {brief(thread[0])} and {brief(thread[1])}")
+        ev["_index"] = i
+        per_tid[thread].append(ev)
 
     ops: list[tuple[float, CommOp]] = []
     end_ns: dict[int, int] = {}
@@ -218,7 +252,10 @@ def load_trace(path: str | Path) -> ProfilerTrace:
             cat = ev.get("cat", "")
             args = ev.get("args", {})
             if name.startswith("c10d::"):
-                op = _c10d_op(name, args, rank)
+                try:
+                    op = _c10d_op(name, args, rank)
+                except ValueError as exc:
+                    raise _fail(p, f"event {ev['_index']} ({brief(name)}): {exc}") from None
                 if op is None:
                     continue
                 op.label = "/".join(str(s["name"]) for s in stack)
@@ -231,7 +268,10 @@ def load_trace(path: str | Path) -> ProfilerTrace:
                 if open_calls:
                     _enrich(open_calls[-1][1], args, rank)
                 else:
-                    op = _param_comms_op(args, rank)
+                    try:
+                        op = _param_comms_op(args, rank)
+                    except ValueError as exc:
+                        raise _fail(p, f"event {ev['_index']} ({brief(name)}): {exc}") from None
                     if op is not None:
                         op.label = "/".join(str(s["name"]) for s in stack)
                         op.time_ns = base_ns + int(ts * 1000)
@@ -307,8 +347,8 @@ def _param_comms_op(args: dict[str, Any], rank: int) -> CommOp | None:
         return None
     op = CommOp(rank=rank, kind=kind, source="profiler")
     n_in, n_out = _int_arg(args.get("In msg nelems")), _int_arg(args.get("Out msg nelems"))
-    op.in_sizes = ((n_in,),) if n_in is not None else ()
-    op.out_sizes = ((n_out,),) if n_out is not None else ()
+    op.in_sizes = ((n_in,),) if n_in is not None and n_in >= 0 else ()
+    op.out_sizes = ((n_out,),) if n_out is not None and n_out >= 0 else ()
     _enrich(op, args, rank)
     return op
 
@@ -386,9 +426,10 @@ def assign_groups(rt: RankTrace, table: dict[str, tuple[str, tuple[int, ...]]], 
                         " Give the Flight Recorder dumps too: syncproof import flight-recorder DIR --profiler ...")
     for op in rt.ops:
         members = table.get(op.group, ("", ()))[1] if op.group is not None else ()
-        if op.is_p2p and op.peer is not None and op.source == "profiler" and members and op.peer < len(members):
+        if op.is_p2p and op.peer is not None and op.source == "profiler" and members and \
+                0 <= op.peer < len(members):
             op.peer = sorted(members)[op.peer]
-        if op.root is not None and op.source == "profiler" and members and op.root < len(members):
+        if op.root is not None and op.source == "profiler" and members and 0 <= op.root < len(members):
             op.root = sorted(members)[op.root]
 
 
@@ -424,7 +465,13 @@ def number_collectives(rt: RankTrace, warnings: list[str]) -> bool:
 def load_profiler_job(paths: Sequence[str | Path], world: int | None = None, name: str | None = None) -> Job:
     """A job from profiler traces alone (one per rank)."""
     files = expand_paths(paths)
-    traces = [load_trace(f) for f in files]
+    traces = []
+    for f in files:
+        d = load_document(f)
+        if d.kind == FR:
+            raise _fail(d.path, "a Flight Recorder dump, not a profiler trace",
+                        "read dumps and traces together: syncproof import flight-recorder DIR")
+        traces.append(trace_from_document(d))
     seen: dict[int, str] = {}
     for t in traces:
         if t.rank in seen:
