@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -48,26 +49,59 @@ _EVENT, _SYNC = WHY.index("event"), WHY.index("sync")
 
 @dataclass(frozen=True)
 class Sync:
-    """One sync: ``ops`` are its op ids (every member of a barrier)."""
+    """One sync: ``ops`` are its op ids (every member of a barrier).  Its
+    label is made when first read (a large schedule has tens of thousands
+    of syncs, and most are never printed)."""
 
     ops: tuple[int, ...]
     kind: str  # "wait", "host sync", "barrier", "ordering collective"
-    label: str
+    text: str = ""  # the label, or "" to make it from the schedule's op label
+    schedule: Schedule | None = field(default=None, compare=False, repr=False)
 
     @property
     def op(self) -> int:
         return self.ops[0]
+
+    @cached_property
+    def label(self) -> str:
+        if self.text or self.schedule is None:
+            return self.text
+        return self.schedule.label(self.schedule.ops[self.op])
 
 
 @dataclass(frozen=True)
 class SyncVerdict:
     sync: Sync
     redundant: bool
-    how: str  # "implied" (exact, on the graph), "re-check", "no-op"
+    how: str  # "implied" (exact, on the graph), "graph", "re-check", "none"
     confirmed: bool  # a re-check of the schedule without it proved every property that was proved
     needed_for: str = ""  # the property that fails without it
-    why: str = ""  # the sentence: what it orders, or what goes wrong without it
+    text: str = ""  # the sentence: what it orders, or what goes wrong without it ("" : made from ``witness``)
     cost: float | None = None  # how much longer the makespan is with it (durations given)
+    # the obligation that fails without it, decided on the graph, and its schedule (for ``why``)
+    witness: Any = field(default=None, compare=False, repr=False)
+    schedule: Schedule | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def why(self) -> str:
+        """The sentence (made when first read, for a verdict decided on the graph)."""
+        if self.text or self.witness is None or self.schedule is None:
+            return self.text
+        from .check import _one_line
+        w = self.witness.get()[1] if isinstance(self.witness, _Obligation) else self.witness
+        return f"without it: {_one_line(self.schedule, w)} (decided on the graph)"
+
+
+@dataclass(frozen=True)
+class _Obligation:
+    """An obligation of the pass, by its index, made only when read."""
+
+    decider: Any = field(repr=False)
+    index: int
+
+    def get(self) -> tuple[str, Any]:
+        got: tuple[str, Any] = self.decider._ob(self.index)
+        return got
 
 
 @dataclass(frozen=True)
@@ -79,6 +113,7 @@ class RedundancyReport:
     critical_path: tuple[int, ...] = ()
     checks: int = 0
     seconds: float = 0.0
+    recheck_seconds: float = 0.0  # of ``seconds``: the re-checks of the schedule without one sync
 
     @property
     def redundant(self) -> tuple[SyncVerdict, ...]:
@@ -95,9 +130,9 @@ def syncs_of(s: Schedule) -> list[Sync]:
     for op in s.ops:
         k = op.kind
         if k is Kind.WAIT:
-            out.append(Sync((op.id,), "wait", s.label(op)))
+            out.append(Sync((op.id,), "wait", "", s))
         elif k is Kind.SYNC:
-            out.append(Sync((op.id,), "host sync", s.label(op)))
+            out.append(Sync((op.id,), "host sync", "", s))
         elif k.is_collective and (k is Kind.BARRIER or (not op.reads and not op.writes)):
             if m is None:
                 m = match(s)
@@ -154,61 +189,231 @@ class _GraphDecider:
     reachability taken in the graph without those edges.  The graph engine
     decides every obligation from reachability alone, so this is exact; an
     obligation the graph sent to z3, a barrier, or a phase rule naming the
-    sync itself (its removal changes the rule's ops) answers None: re-check."""
+    sync itself (its removal changes the rule's ops) answers None: re-check.
 
-    def __init__(self, s: Schedule, props: Sequence[str]) -> None:
+    Most syncs of a real schedule are needed, and most are needed by a read
+    right after them on their own stream.  So each sync is first tried
+    against the queries whose later op event shares the sync end's clock row
+    (no other edge enters the stream between the sync and it): for those the
+    answer without the sync is exact and cheap (only the sync end's other
+    predecessors can carry the ordering in), and an obligation they flip is
+    re-decided in full; only syncs this does not settle pay for the scan of
+    every query."""
+
+    def __init__(self, s: Schedule, props: Sequence[str], m: Any = None, prec: Any = None,
+                 g: PrecedenceGraph | None = None) -> None:
         from ..semantics.memory import memory_view
-        from ..semantics.obligations import phase_obligations, race_obligations, read_obligations
+        from ..semantics.obligations import (
+            phase_obligations,
+            phase_steps,
+            race_obligations,
+            rank_classes,
+            read_obligations,
+        )
+        from .graph import _queries
 
         self.s = s
-        m = match(s)
-        self.prec = build_precedence(s, m).data
-        self.g = PrecedenceGraph(s, self.prec)
-        self.real = self.g.reach  # the bound method: reachability in the whole graph
-        self.ok = self.g.acyclic
-        # (property, obligation, the reach queries of its proof; [(-1, -1)] when the graph could not prove it)
-        self.obs: list[tuple[str, Any, list[tuple[int, int]]]] = []
+        if g is None or prec is None:
+            m = match(s) if m is None else m
+            prec = build_precedence(s, m).data
+            g = PrecedenceGraph(s, prec)
+        self.prec, self.g = prec, g
+        self.real = g.reach  # the bound method: reachability in the whole graph
+        self.ok = g.acyclic
+        # the obligations, one list per property, and the reach queries that prove them
+        self.lists: list[tuple[str, Sequence[Any]]] = []
+        self.offsets: list[int] = []
+        self.unproved = False
+        self.has_phase = "phase" in props
         if not self.ok:
             return
+        # called as the check calls them, so that inside memo.sharing() the check's results are reused
         mem = memory_view(s)
-        lists: list[tuple[str, Any]] = []
+        classes = rank_classes(mem) if {"dataflow", "race"} & set(props) else None
         if "dataflow" in props:
-            lists.append(("dataflow", read_obligations(mem)))
+            self.lists.append(("dataflow", read_obligations(mem, classes=classes)))
         if "race" in props:
-            lists.append(("race", race_obligations(mem)))
+            self.lists.append(("race", race_obligations(mem, classes=classes)))
         if "phase" in props:
-            lists.append(("phase", phase_obligations(s)))
-        g = self.g
-        for prop, obs in lists:
-            for ob in obs:
+            self.lists.append(("phase", phase_obligations(s, phase_steps(s))))
+        qx_parts: list[np.ndarray] = []
+        qy_parts: list[np.ndarray] = []
+        qo_parts: list[np.ndarray] = []
+        settled_parts: list[np.ndarray] = []
+        base = 0
+        for _prop, obs in self.lists:
+            self.offsets.append(base)
+            # the obligations one query proves, in bulk (as the graph engine's settled()):
+            # their proving queries are the ones that hold
+            idx, xs, ys = _bulk_queries(obs, _queries)
+            settled = np.zeros(len(obs), dtype=bool)
+            if len(idx):
+                hold = g.reach_many(xs, ys)
+                np.logical_or.at(settled, idx, hold)
+                qx_parts.append(xs[hold])
+                qy_parts.append(ys[hold])
+                qo_parts.append(idx[hold] + base)
+            rx: list[int] = []
+            ry: list[int] = []
+            ro: list[int] = []
+            for i in np.flatnonzero(~settled).tolist():
                 g.queries = []
-                verdict, _ = g.decide(ob)
-                self.obs.append((prop, ob, list(g.queries) if verdict == "proved" else [(-1, -1)]))
-        g.queries = None
-        qx: list[int] = []
-        qy: list[int] = []
-        qo: list[int] = []
-        self.unproved = False
-        for i, (_, _, qs) in enumerate(self.obs):
-            if qs and qs[0][0] < 0:
-                self.unproved = True  # some obligation needed z3: every decision goes to a re-check
-            for x, y in qs:
-                qx.append(x)
-                qy.append(y)
-                qo.append(i)
-        self.qx = np.asarray(qx, dtype=np.int64)
-        self.qy = np.asarray(qy, dtype=np.int64)
-        self.qo = np.asarray(qo, dtype=np.int64)
-        self.into: dict[int, list[int]] = {}
-        for u, v, w in zip(self.prec.u.tolist(), self.prec.v.tolist(), self.prec.why.tolist(), strict=True):
-            if w in (_EVENT, _SYNC):
-                self.into.setdefault(v, []).append(u)
+                verdict, _ = g.decide(obs[i])
+                if verdict != "proved":
+                    self.unproved = True  # the graph could not prove it alone: every decision re-checks
+                for x, y in g.queries:
+                    rx.append(x)
+                    ry.append(y)
+                    ro.append(i + base)
+            g.queries = None
+            settled_parts.append(settled)
+            qx_parts.append(np.asarray(rx, dtype=np.int64))
+            qy_parts.append(np.asarray(ry, dtype=np.int64))
+            qo_parts.append(np.asarray(ro, dtype=np.int64))
+            base += len(obs)
+        self.qx, self.qy, self.qo = _cat(qx_parts), _cat(qy_parts), _cat(qo_parts)
+        # a settled obligation is proved by its holding queries alone: it fails iff all of them fail
+        self.settled = np.concatenate(settled_parts) if settled_parts else np.zeros(0, dtype=bool)
+        self.n_holding = np.bincount(self.qo, minlength=len(self.settled)) if len(self.qo) else \
+            np.zeros(len(self.settled), dtype=np.int64)
+        # queries grouped by the clock row of their later event, for the cheap first try
+        qrow = g._row_of_a[self.qy] if len(self.qy) else np.zeros(0, dtype=np.int64)
+        self.by_row = np.argsort(qrow, kind="stable")
+        self.rows_sorted = qrow[self.by_row]
+        # each point's predecessors in CSR form (the graph's), and which of those edges are sync edges
+        why_csr = prec.why[np.argsort(prec.v, kind="stable")]
+        self.sync_csr = (why_csr == _EVENT) | (why_csr == _SYNC)
+        self.n_sync_in = np.bincount(prec.v[(prec.why == _EVENT) | (prec.why == _SYNC)], minlength=prec.n_points)
         self.n_op_points = 2 * len(s.ops)
         self.has_phase = "phase" in props
+
+    def _into(self, v: int) -> list[int]:
+        """The sources of the sync edges into point ``v``."""
+        ptr, src = self.g._pred
+        lo, hi = int(ptr[v]), int(ptr[v + 1])
+        got: list[int] = src[lo:hi][self.sync_csr[lo:hi]].tolist()
+        return got
+
+    def _ob(self, i: int) -> tuple[str, Any]:
+        """(property, obligation) of global obligation index ``i``."""
+        k = int(np.searchsorted(np.asarray(self.offsets), i, side="right")) - 1
+        prop, obs = self.lists[k]
+        return prop, obs[i - self.offsets[k]]
 
     def _through(self, x: int, y: int, us: list[int], v: int) -> bool:
         r = self.real
         return (v == y or (y < self.n_op_points and r(v, y))) and any(x == u or r(x, u) for u in us)
+
+    @staticmethod
+    def _names(ob: Any, o: int) -> bool:
+        return o in getattr(ob, "before", ()) or o in getattr(ob, "after", ()) or o in getattr(ob, "samples", ())
+
+    def _first_try(self, o: int, v: int, us: list[int]) -> list[tuple[str, Any]]:
+        """The obligations with a proving query that, exactly, fails without
+        the sync: its later event is on the sync's stream after the sync's
+        end, sharing that end's clock row (every path into it passes the
+        end), and its earlier event reaches none of the end's predecessors
+        but the sync's own edges."""
+        g = self.g
+        r = g.row_of[v]
+        lo = int(np.searchsorted(self.rows_sorted, r, side="left"))
+        hi = int(np.searchsorted(self.rows_sorted, r, side="right"))
+        if lo == hi:
+            return []
+        sel = self.by_row[lo:hi]
+        xs, ys = self.qx[sel], self.qy[sel]
+        cv, pv = g.chain[v], g.pos[v]
+        keep = (g._chain_a[ys] == cv) & (g._pos_a[ys] > pv) & (g._chain_a[xs] != cv)
+        if not keep.any():
+            return []
+        sel, xs = sel[keep], xs[keep]
+        ptr, src = g._pred
+        gone = set(us)
+        still = np.zeros(len(xs), dtype=bool)
+        for p in src[ptr[v]:ptr[v + 1]].tolist():
+            if p not in gone:
+                still |= (xs == p) | g.reach_many(xs, np.full(len(xs), p, dtype=np.int64))
+        out: list[tuple[str, Any]] = []
+        for i in np.unique(self.qo[sel[~still]]).tolist():
+            prop, ob = self._ob(i)
+            if prop == "phase" and self._names(ob, o):
+                continue  # the rule itself changes without the sync
+            out.append((prop, ob))
+        return out
+
+    def needed_in_bulk(self, syncs: Sequence[Sync]) -> dict[int, tuple[str, Any]]:
+        """The first try of :meth:`needed` for every wait and host sync at
+        once, for the obligations one query proves (most of them): index
+        into ``syncs`` -> a (property, obligation) that fails without it.
+        Such an obligation fails exactly when every query that proves it
+        fails, so no obligation is re-decided here; syncs not in the answer
+        go through :meth:`needed`."""
+        g = self.g
+        if not self.ok or self.unproved or not len(self.qx):
+            return {}
+        ends: list[int] = []
+        which: list[int] = []
+        for k, sy in enumerate(syncs):
+            if sy.kind in ("wait", "host sync") and self.n_sync_in[end(sy.op)]:
+                ends.append(end(sy.op))
+                which.append(k)
+        if not ends:
+            return {}
+        v_a = np.asarray(ends, dtype=np.int64)
+        # every sync end with sync edges is a merge point: it has a clock row of its own
+        sync_of_row = np.full(int(g._row_of_a.max()) + 1, -1, dtype=np.int64)
+        sync_of_row[g._row_of_a[v_a]] = np.arange(len(v_a))
+        qs = np.flatnonzero(self.settled[self.qo])  # queries of settled obligations (all hold)
+        xs, ys = self.qx[qs], self.qy[qs]
+        k_of = sync_of_row[g._row_of_a[ys]]
+        ok = k_of >= 0
+        qs, xs, ys, k_of = qs[ok], xs[ok], ys[ok], k_of[ok]
+        v = v_a[k_of]
+        cv = g._chain_a[v]
+        ok = (g._chain_a[ys] == cv) & (g._pos_a[ys] > g._pos_a[v]) & (g._chain_a[xs] != cv)
+        qs, xs, k_of, v = qs[ok], xs[ok], k_of[ok], v[ok]
+        if not len(qs):
+            return {}
+        # does the earlier event reach the sync end through a predecessor other than the sync's edges?
+        # (the predecessors of each query's sync end, in CSR order, but the sync's own edges)
+        ptr, src = g._pred
+        kept_csr = ~self.sync_csr
+        still = np.zeros(len(qs), dtype=bool)
+        cnt = ptr[v + 1] - ptr[v]
+        first = np.repeat(ptr[v], cnt)
+        offs = np.arange(int(cnt.sum()), dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        at = first + offs
+        ok = kept_csr[at]
+        pq = np.repeat(np.arange(len(v), dtype=np.int64), cnt)[ok]
+        pp = src[at[ok]]
+        if len(pq):
+            hit = (xs[pq] == pp) | g.reach_many(xs[pq], pp)
+            np.logical_or.at(still, pq, hit)
+        fq, fk = qs[~still], k_of[~still]
+        if not len(fq):
+            return {}
+        # an obligation fails without the sync when every one of its holding queries fails
+        ob = self.qo[fq]
+        key = fk * (len(self.settled) + 1) + ob
+        uniq, counts = np.unique(key, return_counts=True)
+        obs_u = uniq % (len(self.settled) + 1)
+        ks_u = uniq // (len(self.settled) + 1)
+        full = counts == self.n_holding[obs_u]
+        out: dict[int, tuple[str, Any]] = {}
+        phase_from = self.offsets[[p for p, _ in self.lists].index("phase")] if self.has_phase else None
+        for k, i in zip(ks_u[full].tolist(), obs_u[full].tolist(), strict=True):
+            if which[k] in out:
+                continue
+            if phase_from is not None and i >= phase_from:
+                prop, o = self._ob(i)
+                if self._names(o, syncs[which[k]].op):
+                    continue  # the rule itself changes without the sync
+            out[which[k]] = (self._prop_of(i), _Obligation(self, i))
+        return out
+
+    def _prop_of(self, i: int) -> str:
+        k = int(np.searchsorted(np.asarray(self.offsets), i, side="right")) - 1
+        return self.lists[k][0]
 
     def needed(self, sy: Sync) -> tuple[str, Any] | bool | None:
         """(property, obligation) that fails without the sync; False: none
@@ -217,11 +422,16 @@ class _GraphDecider:
             return None
         o = sy.op
         v = end(o)
-        us = self.into.get(v, [])
+        us = self._into(v)
         if not us:
             return False
         if self.unproved:
             return None  # an obligation the graph could not prove alone
+        first = self._first_try(o, v, us)
+        if first:
+            got = self._decide_without(first, us, v, stop_at_violation=True)
+            if isinstance(got, tuple):
+                return got
         cone: list[tuple[str, Any]] = []
         g0 = self.g
         qx, qy = self.qx, self.qy
@@ -233,8 +443,8 @@ class _GraphDecider:
                 before |= (qx == u) | g0.reach_many(qx, np.full(len(qx), u, dtype=np.int64))
             names_it = False
             for i in np.unique(self.qo[after & before]).tolist():
-                prop, ob, _ = self.obs[i]
-                if o in getattr(ob, "before", ()) or o in getattr(ob, "after", ()) or o in getattr(ob, "samples", ()):
+                prop, ob = self._ob(i)
+                if prop == "phase" and self._names(ob, o):
                     names_it = True  # the phase rule names the sync itself: its removal changes the rule's ops
                     continue
                 cone.append((prop, ob))
@@ -246,6 +456,13 @@ class _GraphDecider:
                 cone.extend(("phase", ob) for ob in phase_obligations(without(self.s, [sy])) if ob not in old)
         if not cone:
             return False
+        return self._decide_without(cone, us, v)
+
+    def _decide_without(self, cone: list[tuple[str, Any]], us: list[int], v: int,
+                        stop_at_violation: bool = False) -> tuple[str, Any] | bool | None:
+        """Decide ``cone`` with reachability in the graph without the edges
+        ``us -> v``: the first violated (property, obligation), or False when
+        every one is proved, or None when one needs the solver."""
         g = self.g
         real = self.real
         cache: dict[tuple[int, int], bool] = {}
@@ -264,19 +481,28 @@ class _GraphDecider:
             return got
 
         g.reach = reach_without  # type: ignore[method-assign]
+        unsure = False
         try:
             for prop, ob in cone:
                 verdict, _ = g.decide(ob)
+                if verdict == "violated":
+                    return prop, ob
                 if verdict != "proved":
-                    return (prop, ob) if verdict == "violated" else None
+                    if not stop_at_violation:
+                        return None
+                    unsure = True
         finally:
             del g.reach  # back to the class's method
-        return False
+        return None if unsure else False
 
     def _phase_set(self) -> set[Any]:
         got: set[Any] | None = getattr(self, "_phase_cache", None)
         if got is None:
-            got = self._phase_cache = {ob for prop, ob, _ in self.obs if prop == "phase"}
+            got = set()
+            for prop, obs in self.lists:
+                if prop == "phase":
+                    got.update(obs)
+            self._phase_cache = got
         return got
 
     def _phase_names(self, o: int) -> bool:
@@ -292,6 +518,34 @@ class _GraphDecider:
         if got is None:
             got = self._succ_cache = self.g.succ
         return got
+
+
+def _cat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _bulk_queries(obs: Sequence[Any], queries: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The one-query obligations of ``obs`` (as the graph engine's
+    ``settled``): obligation index and the two op events of each query;
+    a class-compressed list is read from its representatives, shifted."""
+    from ..semantics.obligations import PerRank
+
+    if not isinstance(obs, PerRank):
+        got: tuple[np.ndarray, np.ndarray, np.ndarray] = queries(obs)
+        return got
+    known: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    idx_l, xs_l, ys_l = [], [], []
+    for (items, d), st in zip(obs.parts, obs.starts, strict=True):
+        q = known.get(id(items))
+        if q is None:
+            q = known[id(items)] = queries(items)
+        idx_l.append(q[0] + st)
+        xs_l.append(q[1] + 2 * d)
+        ys_l.append(q[2] + 2 * d)
+    if not idx_l:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, z
+    return np.concatenate(idx_l), np.concatenate(xs_l), np.concatenate(ys_l)
 
 
 def _corridor(x: int, y: int, succ: list[list[int]], removed: set[tuple[int, int]], reach: Any,
@@ -329,38 +583,56 @@ def find_redundant(s: Schedule, properties: Iterable[str] = PROPERTIES, *, durat
     """Decide every sync of ``s`` on its own (see the module text).
     ``graph=False`` decides every sync by re-checking (the reference the
     graph decision is tested against)."""
+    from ..gcpause import gc_paused
+    from ..semantics.memo import sharing
+
+    # the pass decides on the check's own matching, precedence and obligations; it makes tens of
+    # thousands of small objects with no cycles, so the cyclic collector waits (as in the check)
+    with sharing(), gc_paused():
+        return _find_redundant(s, properties, durations, confirm, graph, kw)
+
+
+def _find_redundant(s: Schedule, properties: Iterable[str], durations: Mapping[int, float] | None, confirm: bool,
+                    graph: bool, kw: Mapping[str, Any]) -> RedundancyReport:
     t0 = time.perf_counter()
     props = tuple(p for p in PROPERTIES if p in tuple(properties))
     base = _check(s, props, kw)
     proved = tuple(r.property for r in base.results if r.verdict is Verdict.PROVED)
     cands = syncs_of(s)
     checks = 1
+    recheck = 0.0
     verdicts: list[SyncVerdict] = []
-    implied = _implied(s, cands) if proved and "matching" in proved else {}
+    graphs = _graph_of(s) if proved and "matching" in proved else None
+    implied = _implied(s, cands, graphs) if graphs is not None else {}
     # a choice schedule superposes every branch: its makespan is not a run's
     span = makespan(s, durations) if durations is not None and not s.choices else None
-    decider = _GraphDecider(s, proved) if graph and proved and "matching" in proved and not s.choices else None
-    for sy in cands:
+    on_path = set(span[1]) if span is not None else set()
+    decider = _GraphDecider(s, proved, *graphs) if graph and graphs is not None and not s.choices else None
+    bulk = decider.needed_in_bulk(cands) if decider is not None else {}
+    for k, sy in enumerate(cands):
         how = implied.get(sy.ops)
         if not proved:
             verdicts.append(SyncVerdict(sy, False, "none", False, "", "nothing is proved, so no sync can be judged"))
             continue
         rep: Report | None = None
-        on_graph = decider.needed(sy) if decider is not None and how is None else None
+        on_graph = bulk.get(k) or (decider.needed(sy) if decider is not None and how is None else None)
         cost = None
         if span is not None:  # the removed sync takes no time (a removed barrier is an empty compute)
-            gone = {**(durations or {}), **{o: 0.0 for o in sy.ops}}
-            cost = span[0] - makespan(without(s, [sy]), gone)[0]
+            # a sync with no op on the critical path costs nothing: that path is still there without it
+            cost = 0.0
+            if on_path.intersection(sy.ops):
+                gone = {**(durations or {}), **{o: 0.0 for o in sy.ops}}
+                cost = span[0] - makespan(without(s, [sy]), gone)[0]
         if isinstance(on_graph, tuple):  # needed, decided exactly on the graph: no re-check
-            from .check import _one_line
             prop, ob = on_graph
-            verdicts.append(SyncVerdict(sy, False, "graph", False, prop,
-                                        f"without it: {_one_line(s, ob)} (decided on the graph)", cost))
+            verdicts.append(SyncVerdict(sy, False, "graph", False, prop, "", cost, ob, s))
             continue
         if on_graph is False and how is None:
             how = "graph"
         if how is None or confirm:
+            t1 = time.perf_counter()
             rep = _check(without(s, [sy]), proved, kw)
+            recheck += time.perf_counter() - t1
             checks += 1
         bad = _failed(rep) if rep is not None else []
         if how is not None and bad:
@@ -385,34 +657,58 @@ def find_redundant(s: Schedule, properties: Iterable[str] = PROPERTIES, *, durat
                 sentence = sentence.split(". Note: ")[0]
             verdicts.append(SyncVerdict(sy, False, "re-check", True, bad[0], f"without it: {sentence}", cost))
     return RedundancyReport(s, proved, tuple(verdicts), span[0] if span else None, span[1] if span else (), checks,
-                            time.perf_counter() - t0)
+                            time.perf_counter() - t0, recheck)
 
 
-def _implied(s: Schedule, cands: list[Sync]) -> dict[tuple[int, ...], str]:
-    """The waits and host syncs whose every ordering edge already holds
-    through other edges (exact: removing one changes no reachability)."""
+def _graph_of(s: Schedule) -> tuple[Any, Any, PrecedenceGraph]:
+    """The matching, the data precedence and its graph, made once for the pass."""
     m = match(s)
     prec = build_precedence(s, m).data
-    g = PrecedenceGraph(s, prec)
+    return m, prec, PrecedenceGraph(s, prec)
+
+
+def _implied(s: Schedule, cands: list[Sync], graphs: tuple[Any, Any, PrecedenceGraph] | None = None
+             ) -> dict[tuple[int, ...], str]:
+    """The waits and host syncs whose every ordering edge already holds
+    through other edges (exact: removing one changes no reachability)."""
+    _m, prec, g = graphs if graphs is not None else _graph_of(s)
     if not g.acyclic:
         return {}
-    into: dict[int, list[tuple[int, int]]] = {}  # end point of a sync -> its (source point, why) edges
-    for u, v, w in zip(prec.u.tolist(), prec.v.tolist(), prec.why.tolist(), strict=True):
-        into.setdefault(v, []).append((u, w))
+    single = [sy for sy in cands if len(sy.ops) == 1]
+    if not single:
+        return {}
+    ends = np.asarray([end(sy.op) for sy in single], dtype=np.int64)
+    is_end = np.zeros(prec.n_points, dtype=bool)
+    is_end[ends] = True
+    into_end = is_end[prec.v]
+    u_all, v_all, w_all = prec.u[into_end], prec.v[into_end], prec.why[into_end]
+    ordering = (w_all == _EVENT) | (w_all == _SYNC)
+    n_in = np.bincount(v_all, minlength=prec.n_points)
+    n_ord = np.bincount(v_all[ordering], minlength=prec.n_points)
+    # an ordering edge u -> end(o) is implied at once when u already reaches the sync's start
+    ou, ov = u_all[ordering], v_all[ordering]
+    early = (ou != ov - 1) & g.reach_many(ou, ov - 1)
+    n_early = np.bincount(ov[early], minlength=prec.n_points)
     out: dict[tuple[int, ...], str] = {}
-    for sy in cands:
-        if len(sy.ops) != 1:
-            continue
+    # the rest need a look at each edge: every edge early, or an end with more than two predecessors
+    look = (n_ord[ends] == 0) | (n_early[ends] == n_ord[ends]) | (n_in[ends] > 2)
+    into: dict[int, list[tuple[int, int]]] = {}  # end point of a sync -> its (source point, why) edges
+    if look.any():
+        wanted = set(ends[look].tolist())
+        for u, v, w in zip(u_all.tolist(), v_all.tolist(), w_all.tolist(), strict=True):
+            if v in wanted:
+                into.setdefault(v, []).append((u, w))
+    for sy in (single[i] for i in np.flatnonzero(look).tolist()):
         o = sy.op
         e = end(o)
         incoming = into.get(e, [])
-        ordering = [(u, w) for u, w in incoming if w in (_EVENT, _SYNC)]
-        if not ordering:
+        ordering_l = [(u, w) for u, w in incoming if w in (_EVENT, _SYNC)]
+        if not ordering_l:
             out[sy.ops] = "it orders nothing: no record of its event (or nothing it waits for) is issued before it"
             continue
         others = [u for u, _ in incoming]
         via: list[str] = []
-        for u, _ in ordering:
+        for u, _ in ordering_l:
             if start(o) != u and g.reach(u, start(o)):
                 via.append(f"{s.label(u // 2)} already ends before it starts")
                 continue

@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from ..ir import Kind, Op, Schedule
+from .memo import shared
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ _PUT, _WAIT_SIGNAL, _SYNC = Kind.PUT, Kind.WAIT_SIGNAL, Kind.SYNC
 _COLLECTIVES = frozenset(k for k in Kind if k.is_collective)
 
 
+@shared
 def match(s: Schedule) -> Matching:
     """FIFO per (communicator, src, dst); collectives per group in issue order;
     a wait_signal binds to the n-th put with its signal from its source."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..ir import Access, Kind, Op, Region, Schedule
+from .memo import shared
 
 
 def blocks(s: Schedule) -> dict[int, dict[str, str]]:
@@ -32,6 +33,7 @@ def blocks(s: Schedule) -> dict[int, dict[str, str]]:
     return out
 
 
+@shared
 def memory_view(s: Schedule) -> Schedule:
     """``s`` with every access renamed to the block it touches (``s`` itself
     when no allocation reuses a block)."""

@@ -27,6 +27,7 @@ from ..ir import Access, Kind, Op, Region, Schedule
 from ..ir.region import Interval
 from .boxindex import BoxIndex
 from .matching import Matching
+from .memo import shared
 from .rowindex import Row, RowIndex
 
 T = TypeVar("T")
@@ -161,6 +162,7 @@ def _plain_lane(op: Op) -> Lane:
 Classes = dict[int, tuple[int, int]]
 
 
+@shared
 def rank_classes(s: Schedule) -> Classes | None:
     """For every rank, ``(rep, shift)``: a rank whose own ops are the same
     (stream, reads and writes, op by op) and start from the same initial
@@ -297,6 +299,7 @@ def weak_members(s: Schedule) -> dict[int, tuple[int, ...]]:
 
 
 # ------------------------------------------------------------- dataflow
+@shared
 def read_obligations(s: Schedule, *, symmetry: bool = True, classes: Classes | None = None) -> Sequence[ReadOb]:
     """One obligation per cell of every read that expects a value; with
     ``symmetry``, computed once per class of identical ranks (the same list;
@@ -521,6 +524,7 @@ def _disjoint_cells(s: Schedule, read: int, acc: Access, ws: list[tuple[int, Acc
     return out
 
 
+@shared
 def race_obligations(s: Schedule, *, symmetry: bool = True, classes: Classes | None = None) -> Sequence[OverlapOb]:
     """Conflicting pairs on different streams, ordered by op ids; with
     ``symmetry``, computed once per class of identical ranks (as for reads)."""
@@ -641,6 +645,7 @@ class _Step:
 PhaseSteps = tuple[list[MetaOb], dict[object, dict[int, _Step]]]
 
 
+@shared
 def phase_steps(s: Schedule) -> PhaseSteps:
     """One pass over the ops for the phase rule: the metadata rules broken,
     and per sequence and step what :class:`_Step` keeps.  Shared by
@@ -696,6 +701,7 @@ def phase_steps(s: Schedule) -> PhaseSteps:
     return obs, groups
 
 
+@shared
 def phase_obligations(s: Schedule, steps: PhaseSteps | None = None) -> list[OrderOb | SampleOb | MetaOb]:
     meta, groups = steps if steps is not None else phase_steps(s)
     obs: list[OrderOb | SampleOb | MetaOb] = list(meta)

@@ -53,6 +53,7 @@ import numpy as np
 from ..ir import Kind, Op, Schedule
 from ..ir.ops import HOST_STREAM
 from .matching import Matching
+from .memo import shared
 
 
 def start(o: int) -> int:
@@ -255,6 +256,7 @@ def stream_units(s: Schedule) -> dict[tuple[int, str], list[Unit]]:
     return out
 
 
+@shared
 def build_precedence(s: Schedule, m: Matching) -> Precedence:
     n = len(s.ops)
     cols = _Cols()
