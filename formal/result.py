@@ -3,6 +3,7 @@ executor, the renderers and the CLI.  Nothing here imports the solver."""
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -157,3 +158,37 @@ class Report:
             if r.property == prop:
                 return r
         raise KeyError(prop)
+
+
+@dataclass(frozen=True)
+class Hint:
+    """A repair hint for one violated property.
+
+    ``status`` is ``proved`` (the re-check of the repaired copy proves the
+    property, and breaks nothing that held or could not be checked before),
+    ``unproved`` (an edit was tried but the re-check does not prove it, or it
+    breaks something; ``text`` says why) or ``no_fix`` (no local edit
+    applies; ``text`` says why)."""
+
+    property: str
+    status: str
+    text: str
+    steps: tuple[str, ...] = ()
+    recheck: tuple[tuple[str, str], ...] = ()  # property -> verdict on the repaired copy
+    repaired: Any = field(default=None, compare=False, repr=False)  # the edited Schedule
+
+    @builtins.property  # (the field ``property`` hides the builtin in this class)
+    def proved(self) -> bool:
+        return self.status == "proved"
+
+    def line(self) -> str:
+        """One line for terminals and pictures."""
+        if self.status == "proved":
+            return f"repair (proved by re-check): {self.text}"
+        if self.status == "unproved":
+            return f"repair (unproved): {self.text}"
+        return f"repair: {self.text}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "proved": self.proved, "text": self.text, "line": self.line(),
+                "steps": list(self.steps), "recheck": dict(self.recheck)}

@@ -235,7 +235,7 @@ def test_a_wrong_value_shows_both_values() -> None:
     assert "WRONG VALUE: carries 'K(L0)'" in edge and RED in edge
     node = re.search(rf"^\s*o{obs.a} \[(.*)\];$", dot, re.M)
     assert node is not None and "declares 'V(L0)', gets 'K(L0)'" in node.group(1)
-    text = report_text(s, checked_any("kv-swapped-one-fifo")[1], repair=False)
+    text = report_text(s, checked_any("kv-swapped-one-fifo")[1])
     assert "wrong value: r1/comm: recv(<-0)#0 declares 'V(L0)'; its matched r0/comm: send(->1)#0 carries 'K(L0)'" \
         in text
     assert "◀ receives 'K(L0)', declares 'V(L0)'" in text
@@ -243,13 +243,13 @@ def test_a_wrong_value_shows_both_values() -> None:
 
 def test_text_and_json_give_each_cycle_link_its_blocking_kind() -> None:
     s, rep = checked_any("exchange-no-batch")
-    text = report_text(s, rep, repair=False)
+    text = report_text(s, rep)
     assert "cycle (each op waits for the next):" in text
     assert "[message-blocking: only once the message is larger than the transport's buffer]" in text
     s2, rep2 = checked_any("crossed-communicators")
     assert "[progress-blocking: only when the two communicators' kernels do not run side by side]" in \
-        report_text(s2, rep2, repair=False)
-    doc = report_json(s, rep, repair=False)
+        report_text(s2, rep2)
+    doc = report_json(s, rep)
     (item,) = [i for i in doc["results"] if i["property"] == "deadlock"]
     links = item["counterexample"]["cycle"]
     assert {c["blocking"] for c in links} == {"message", ""}
@@ -528,7 +528,7 @@ def test_render_command_redraws_without_solving(tmp_path: Path, capsys: pytest.C
 def test_counterexample_json_round_trip() -> None:
     for name, prop in CASES:
         s, rep = checked(name)
-        doc = report_json(s, rep, repair=False)
+        doc = report_json(s, rep)
         item = next(r for r in doc["results"] if r["property"] == prop)
         back = counterexample_from_json(item["counterexample"], len(s.ops))
         cex = rep.result(prop).counterexample

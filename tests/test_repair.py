@@ -16,7 +16,7 @@ import pytest
 from example_cases import BROKEN, checked
 
 from syncproof import Counterexample, Schedule, Verdict, check_schedule, load
-from syncproof.engine.repair import MAX_ROUNDS, Hint, hint_for, repair_hint
+from syncproof.engine.repair import MAX_ROUNDS, Hint, hint_for, repair_hint, report_hints
 from syncproof.ir import ScheduleBuilder, schedule_from_dict, schedule_to_dict
 from syncproof.render.jsonout import report_json
 from syncproof.render.text import report_text
@@ -139,20 +139,80 @@ def test_no_hint_for_a_proved_property() -> None:
     assert hint_for(s, rep.result("phase")) is None
 
 
-def test_hints_in_text_and_json_and_computed_once() -> None:
+def test_hints_in_text_and_json_come_from_report_hints() -> None:
     s, rep = checked("tp-allreduce-nowait")
-    first = hint_for(s, rep.result("dataflow"), rep)
-    assert first is hint_for(s, rep.result("dataflow"), rep)
-    text = report_text(s, rep)
+    hints = report_hints(s, rep)
+    assert set(hints) == {r.property for r in rep.results if r.verdict is Verdict.VIOLATED}
+    text = report_text(s, rep, hints=hints)
     assert "    repair (proved by re-check): add record(fix0)" in text
-    doc = report_json(s, rep)
+    doc = report_json(s, rep, hints=hints)
     for item in doc["results"]:
         if item["verdict"] == "violated":
             assert item["repair"]["proved"] is True and item["repair"]["status"] == "proved"
             assert item["repair"]["recheck"][item["property"]] == "proved"
         else:
             assert "repair" not in item
-    assert "repair" not in report_text(s, rep, repair=False)
+    assert "repair" not in report_text(s, rep)  # no hints handed in: none shown, none computed
+    assert all("repair" not in item for item in report_json(s, rep)["results"])
+
+
+def _count_hint_searches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Count the calls of the hint search (every renderer path goes through
+    ``repair_hint``); the memo of ``hint_for`` is cleared so it cannot hide
+    a second caller."""
+    import syncproof.engine.repair as repair
+
+    calls: list[str] = []
+    real = repair.repair_hint
+
+    def counting(schedule: Schedule, result: Any, **kw: Any) -> Hint | None:
+        calls.append(result.property)
+        return real(schedule, result, **kw)
+
+    monkeypatch.setattr(repair, "repair_hint", counting)
+    monkeypatch.setattr(repair, "_CACHE", {})
+    return calls
+
+
+@pytest.mark.parametrize("fmt", ["json", "text", "sarif"])
+def test_check_computes_each_hint_once_for_every_output(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                       fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`check --format F --out DIR` writes the hint into the printed report,
+    the JSON, the text file, the pictures and the traces, and searches for it
+    once per violated property."""
+    from syncproof.cli import main
+
+    calls = _count_hint_searches(monkeypatch)
+    path = ROOT / "examples" / "tp-allreduce-nowait.json"
+    assert main(["check", str(path), "--format", fmt, "--out", str(tmp_path)]) == 1
+    printed = capsys.readouterr().out
+    violated = sorted(r.property for r in checked("tp-allreduce-nowait")[1].results
+                      if r.verdict is Verdict.VIOLATED)
+    assert sorted(calls) == violated
+    assert "repair (proved by re-check)" in printed
+    assert "repair (proved by re-check)" in (tmp_path / "tp-allreduce-nowait.txt").read_text()
+    for prop in violated:
+        assert "repair (proved by re-check)" in (tmp_path / f"tp-allreduce-nowait.{prop}.dot").read_text()
+        trace = json.loads((tmp_path / f"tp-allreduce-nowait.{prop}.trace.json").read_text())
+        assert trace["otherData"]["repair"].startswith("repair (proved by re-check)")
+
+
+def test_renderers_do_not_import_the_engine() -> None:
+    """The renderers get hints handed in: none of the report renderers imports
+    the engine (``oversync.py``, the redundancy report, is the engine's cost
+    model's renderer and is not one of them)."""
+    import ast
+
+    for path in sorted((ROOT / "formal" / "render").glob("*.py")):
+        if path.name == "oversync.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                mod = "." * node.level + (node.module or "")
+                assert "engine" not in mod.split("."), f"{path.name} imports {mod}"
+            elif isinstance(node, ast.Import):
+                assert all("engine" not in a.name.split(".") for a in node.names), path.name
 
 
 def test_automatic_hints_stop_at_a_size() -> None:

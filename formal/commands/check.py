@@ -32,8 +32,13 @@ def register(sub: Any) -> None:
                    help="a model parameter (repeatable), e.g. --set tp=4")
     c.add_argument("--fault", metavar="NAME", help="switch on one of the model's named faults")
     add_solver_options(c)
-    c.add_argument("--format", default="text", choices=["text", "json"])
+    c.add_argument("--format", default="text", choices=["text", "json", "sarif"],
+                   help="text (default), json (the report for tools) or sarif (SARIF 2.1.0 for code-scanning"
+                   " UIs such as GitHub's: one result per violation at its op's line in the schedule file)")
     c.add_argument("--out", metavar="DIR", help="also write the report and pictures of each schedule to DIR")
+    c.add_argument("--full-trace", action="store_true",
+                   help="with --out: Perfetto traces of every op and runs stored whole (default: a window"
+                   " around the culprits, and for schedules above 5,000 ops the run's cone only)")
     c.add_argument("--no-grid", action="store_true", help="leave the run grid out of text output")
     c.add_argument("--redundant", action="store_true",
                    help="also list every sync (event wait, host sync, barrier, ordering-only collective) as"
@@ -57,16 +62,21 @@ def parse_params(items: list[str]) -> dict[str, str]:
     return params
 
 
-def _schedules(args: argparse.Namespace) -> list[tuple[str, Any]]:
-    """(what, loader) pairs: the loader returns a Schedule or raises a UserError."""
+def _schedules(args: argparse.Namespace) -> list[tuple[str, Any, Any]]:
+    """(what, loader, reference) triples: the loader returns a Schedule or
+    raises a UserError; the reference (called only for a large schedule)
+    returns the ``schedule_ref`` a report gives instead of embedding it."""
     from ..ir import load
+    from ..render.jsonout import file_ref, model_ref
 
-    out: list[tuple[str, Any]] = [(p, (lambda p=p: load(p))) for p in args.schedules]
+    out: list[tuple[str, Any, Any]] = [(p, (lambda p=p: load(p)), (lambda p=p: file_ref(p)))
+                                       for p in args.schedules]
     if args.model:
         # models/ is installed as syncproof.models (a separate source folder)
         registry = importlib.import_module("syncproof.models.registry")
         params = parse_params(args.params)
-        out.append((f"model {args.model}", lambda: registry.build(args.model, params, args.fault)))
+        out.append((f"model {args.model}", lambda: registry.build(args.model, params, args.fault),
+                    lambda: model_ref(args.model, params, args.fault)))
     elif args.params or args.fault:
         raise UsageError("--set and --fault need --model")
     if not out:
@@ -76,27 +86,41 @@ def _schedules(args: argparse.Namespace) -> list[tuple[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine import check_schedule
-    from ..render.jsonout import report_json
-    from ..render.outputs import write_outputs
+    from ..engine.repair import report_hints
+    from ..render.jsonout import EMBED_MAX_OPS, report_json
+    from ..render.outputs import safe_stem, schedule_reference, write_outputs
     from ..render.oversync import redundancy_json, redundancy_text
     from ..render.text import report_text
 
     kw = solver_kwargs(args)
     if args.durations and not args.redundant:
         raise UsageError("--durations needs --redundant")
+    if args.full_trace and not args.out:
+        raise UsageError("--full-trace needs --out DIR")
     out_dir = Path(args.out) if args.out else None
     codes: list[int] = []
     docs = []
+    checked: list[tuple[str, Any, Any, Any]] = []  # (what, schedule, report, hints), for SARIF
     tally = {"proved": 0, "violated": 0, "unknown": 0, "error": 0}
     items = _schedules(args)
-    for _what, loader in items:
+    for what, loader, reference in items:
         try:
             sched = loader()
             rep = check_schedule(sched, **kw)  # type: ignore[arg-type]
+            # the one place hints are computed: every writer below gets them
+            hints = report_hints(sched, rep)
+            ref = reference() if len(sched.ops) > EMBED_MAX_OPS else None
+            if ref is not None and out_dir is not None:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                ref = schedule_reference(sched, out_dir, safe_stem(sched.name), ref)
         except UserError as exc:
             error(str(exc))
             codes.append(EXIT_ERROR)
             tally["error"] += 1
+            continue
+        except OSError as exc:
+            error(f"cannot write to --out directory {out_dir}: {exc}")
+            codes.append(EXIT_ERROR)
             continue
         extra: tuple[Any, Any] | None = None
         if args.redundant:
@@ -108,19 +132,21 @@ def run(args: argparse.Namespace) -> int:
         codes.append(rep.exit_code)
         tally[{0: "proved", 1: "violated", 3: "unknown"}[rep.exit_code]] += 1
         if args.format == "json":
-            doc = report_json(sched, rep)
+            doc = report_json(sched, rep, hints=hints, ref=ref)
             if extra is not None:
                 doc["redundant"] = redundancy_json(*extra)
             docs.append(doc)
+        elif args.format == "sarif":
+            checked.append((what if what in args.schedules else "", sched, rep, hints))
         else:
-            print(report_text(sched, rep, show_grid=not args.no_grid))
+            print(report_text(sched, rep, show_grid=not args.no_grid, hints=hints))
             if extra is not None:
                 print()
                 print(redundancy_text(*extra))
             print()
         if out_dir is not None:
             try:
-                write_outputs(sched, rep, out_dir)
+                write_outputs(sched, rep, out_dir, hints, ref=ref, full_trace=args.full_trace)
                 if extra is not None:
                     write_redundancy(sched, *extra, out_dir)
             except OSError as exc:
@@ -128,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
                 codes.append(EXIT_ERROR)
     if args.format == "json":
         print(json.dumps(docs[0] if len(docs) == 1 and len(items) == 1 else docs, indent=2))
+    elif args.format == "sarif":
+        from ..render.sarif import sarif_log
+
+        print(json.dumps(sarif_log(checked), indent=2))
     elif len(items) > 1:
         print(f"{len(items)} schedules: {tally['proved']} proved, {tally['violated']} with a"
               f" counterexample, {tally['unknown']} unknown, {tally['error']} bad input")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import ScheduleError, UsageError
 from ..result import PROPERTIES
 from .common import EXIT_CODES, EXIT_OK
 
@@ -58,45 +58,51 @@ def _pick_doc(data: Any, name: str | None, where: str) -> dict[str, Any]:
                              f" (with a counterexample: {names or 'none'})")
         docs = with_cex
     if not docs:
-        raise UsageError(f"{where}: not a syncproof report")
+        raise ScheduleError("not a syncproof report (expected an object with results, or a list of them)", where)
     doc: dict[str, Any] = docs[0]
     return doc
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..inputs import parse_json, read_text
     from ..render.dot import counterexample_dot
     from ..render.jsonout import counterexample_from_json, read_report_json
     from ..render.perfetto import counterexample_trace
     from ..render.picture import PictureError, render
 
     src, out = Path(args.report), Path(args.output)
+    where = str(src)
     fmt = SUFFIXES.get(out.suffix.lower())
     if fmt is None:
         raise UsageError(f"{out}: unknown output type {out.suffix!r}; use .svg, .png, .dot or .json")
-    try:
-        data = json.loads(src.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{src}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{src}: cannot read the report: {exc}") from None
-    doc = _pick_doc(data, args.schedule, str(src))
-    schedule, results = read_report_json(doc, str(src))
+    data = parse_json(read_text(src, "a report written by `syncproof check --format json` or `--out`"), where)
+    doc = _pick_doc(data, args.schedule, where)
+    schedule, results = read_report_json(doc, where, src.parent)
     items = [r for r in results if "counterexample" in r]
     if args.property:
-        items = [r for r in items if r["property"] == args.property]
+        items = [r for r in items if r.get("property") == args.property]
     if not items:
         what = f"for {args.property}" if args.property else "at all"
         raise UsageError(f"{src}: {doc.get('schedule')} has no counterexample {what}; nothing to draw")
     item = items[0]
-    if isinstance(item.get("selection_doc"), dict):  # a choice schedule: the run's selected schedule
+    k = results.index(item)
+    if "selection_doc" in item:  # a choice schedule: the run's selected schedule
         from ..ir import schedule_from_dict
-        schedule = schedule_from_dict(item["selection_doc"], str(src))
-    cex = counterexample_from_json(item["counterexample"], len(schedule.ops))
+        if not isinstance(item["selection_doc"], dict):
+            raise ScheduleError(f"field results[{k}].selection_doc: expected an object", where)
+        schedule = schedule_from_dict(item["selection_doc"], f"{where}: results[{k}].selection_doc")
+    cex = counterexample_from_json(item["counterexample"], len(schedule.ops), where,
+                                   f"results[{k}].counterexample")
     repair = item.get("repair")
-    hint = str(repair["line"]) if isinstance(repair, dict) and repair.get("line") else None
+    hint = repair.get("line") if isinstance(repair, dict) else None
+    hint = hint if isinstance(hint, str) and hint else None
+    known = cex.run.known if cex.run is not None else None
     if fmt == "trace":
-        out.write_text(json.dumps(counterexample_trace(schedule, cex, hint)) + "\n", encoding="utf-8")
+        out.write_text(json.dumps(counterexample_trace(schedule, cex, hint, known)) + "\n", encoding="utf-8")
         return EXIT_OK
+    if args.full and known is not None:
+        raise UsageError(f"{src}: the report stores the run of {len(known)} of the {len(schedule.ops)} ops"
+                         " (its cone); --full needs the whole run: check again with --out DIR --full-trace")
     if args.full and len(schedule.ops) > FULL_WARN_OPS and fmt != "dot":
         error_note(f"drawing all {len(schedule.ops)} ops takes minutes (about 40 s for 3,000 ops, 12 min for"
                    " 10,000 on a 2-core machine); the Perfetto trace (-o FILE.json) shows a whole run at once")

@@ -60,18 +60,17 @@ the hint says so.  This module uses the solver only through
 
 from __future__ import annotations
 
-import builtins
 import copy
 import json
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SyncproofError
 from ..ir import Kind, Op, Schedule, schedule_from_dict, schedule_to_dict
-from ..result import PROPERTIES, Counterexample, PropertyResult, Report, Verdict
+from ..result import PROPERTIES, Counterexample, Hint, PropertyResult, Report, Verdict
 from ..semantics.matching import _sig, _sig_text, match
 from .check import check_schedule
 
@@ -80,40 +79,6 @@ AUTO_MAX_OPS = 20_000  # report renderers compute hints by themselves up to this
 GROUP_CALL = "ncclGroupStart/End; torch batch_isend_irecv"
 EAGER_NOTE = ("a 1-element message, marked eager: it fits any transport buffer, so its send does not wait for"
               " its recv")
-
-
-@dataclass(frozen=True)
-class Hint:
-    """A repair hint for one violated property.
-
-    ``status`` is ``proved`` (the re-check of the repaired copy proves the
-    property, and breaks nothing that held or could not be checked before),
-    ``unproved`` (an edit was tried but the re-check does not prove it, or it
-    breaks something; ``text`` says why) or ``no_fix`` (no local edit
-    applies; ``text`` says why)."""
-
-    property: str
-    status: str
-    text: str
-    steps: tuple[str, ...] = ()
-    recheck: tuple[tuple[str, str], ...] = ()  # property -> verdict on the repaired copy
-    repaired: Schedule | None = field(default=None, compare=False, repr=False)
-
-    @builtins.property  # (the field ``property`` hides the builtin in this class)
-    def proved(self) -> bool:
-        return self.status == "proved"
-
-    def line(self) -> str:
-        """One line for terminals and pictures."""
-        if self.status == "proved":
-            return f"repair (proved by re-check): {self.text}"
-        if self.status == "unproved":
-            return f"repair (unproved): {self.text}"
-        return f"repair: {self.text}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "proved": self.proved, "text": self.text, "line": self.line(),
-                "steps": list(self.steps), "recheck": dict(self.recheck)}
 
 
 # ------------------------------------------------------------------ edits
@@ -764,3 +729,18 @@ def hint_for(schedule: Schedule, result: PropertyResult, report: Report | None =
         _CACHE.clear()
     _CACHE[key] = (schedule, result, hint)
     return hint
+
+
+def report_hints(schedule: Schedule, report: Report, max_ops: int = AUTO_MAX_OPS) -> dict[str, Hint]:
+    """The repair hint of every violated property of ``report``, computed
+    once, for the renderers (which never compute hints themselves): the
+    command that checked a schedule calls this and hands the result to the
+    text, JSON, SARIF and picture writers.  A choice schedule's hint is for
+    the schedule its counterexample's assignment selects."""
+    hints: dict[str, Hint] = {}
+    for r in report.results:
+        sr = r.selection if r.selection is not None else schedule
+        hint = hint_for(sr, r, report, max_ops)
+        if hint is not None:
+            hints[r.property] = hint
+    return hints

@@ -158,16 +158,17 @@ def find_syncs(s: Schedule) -> Syncs:
 
 
 # ------------------------------------------------------------- selection
-def _seeds(cex: Counterexample) -> list[int]:
-    seeds = list(cex.culprits)
+def seeds(cex: Counterexample) -> list[int]:
+    """The ops the counterexample names (culprits, missing order, cycle, observation)."""
+    out = list(cex.culprits)
     if cex.missing_edge is not None:
-        seeds.extend(cex.missing_edge)
+        out.extend(cex.missing_edge)
     for st in cex.cycle:
-        seeds.extend((st.op, st.next_op))
+        out.extend((st.op, st.next_op))
     for o in (cex.observation.a, cex.observation.b):
         if o is not None:
-            seeds.append(o)
-    return list(dict.fromkeys(seeds))
+            out.append(o)
+    return list(dict.fromkeys(out))
 
 
 def select_ops(s: Schedule, cex: Counterexample, budget: int = BUDGET,
@@ -181,13 +182,13 @@ def select_ops(s: Schedule, cex: Counterexample, budget: int = BUDGET,
     if len(s.ops) <= budget:
         return list(range(len(s.ops)))
     syncs = syncs or find_syncs(s)
-    seeds = _seeds(cex)
-    if not seeds:  # nothing named: show where the run stops
+    named = seeds(cex)
+    if not named:  # nothing named: show where the run stops
         run = cex.run
         if run is not None:
             stuck = [o for o in range(len(s.ops)) if run.start[o] is not None and run.end[o] is None]
-            seeds = stuck[:4]
-        seeds = seeds or list(range(min(len(s.ops), 4)))
+            named = stuck[:4]
+        named = named or list(range(min(len(s.ops), 4)))
     index_in_stream: dict[int, int] = {}
     for ops in s.streams.values():
         for i, op in enumerate(ops):
@@ -210,8 +211,8 @@ def select_ops(s: Schedule, cex: Counterexample, budget: int = BUDGET,
                 if m != o:
                     yield m, 2, True
 
-    dist: dict[int, int] = {o: 0 for o in seeds}
-    heap = [(0, o, False) for o in seeds]
+    dist: dict[int, int] = {o: 0 for o in named}
+    heap = [(0, o, False) for o in named]
     heapq.heapify(heap)
     chosen: list[int] = []
     taken: set[int] = set()
@@ -311,7 +312,7 @@ def plain_sentence(s: Schedule, cex: Counterexample, limit: int = 260, short: bo
     else:
         text = cex.sentence
         if short:
-            for o in sorted(set(_seeds(cex)), key=lambda o: -len(s.label(o))):
+            for o in sorted(set(seeds(cex)), key=lambda o: -len(s.label(o))):
                 text = text.replace(s.label(o), short_label(s, o))
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"

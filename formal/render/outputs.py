@@ -1,27 +1,39 @@
 """Files written by ``check --out DIR`` for one checked schedule.
 
-* ``<name>.json``: the report (with the schedule embedded, so that
-  ``syncproof render`` can draw it again without solving), and ``<name>.txt``;
+* ``<name>.json``: the report (the schedule embedded up to
+  ``jsonout.EMBED_MAX_OPS`` ops; above, referenced by path and sha256, and
+  each counterexample's run stored for its cone: see ``jsonout``), and
+  ``<name>.txt``;
+* ``<name>.schedule.json``: a large model-built schedule (no file of its
+  own), written once so that the report can reference it;
 * per counterexample, ``<name>.<property>.dot`` (Graphviz source),
   ``.svg`` and ``.png`` (the picture) and ``.trace.json`` (the run as a
-  Chrome/Perfetto trace).
+  Chrome/Perfetto trace: a window around the culprits, or every op with
+  ``full_trace``).
 
-If no Graphviz is available (see ``picture.py``) the DOT and trace files are
-still written and one note on standard error says why there is no picture.
+Repair hints are computed once by the command (``engine.repair.report_hints``)
+and handed in; nothing here computes one.  If no Graphviz is available (see
+``picture.py``) the DOT and trace files are still written and one note on
+standard error says why there is no picture.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import sys
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
 
-from ..ir import Schedule
-from ..result import Counterexample, Report, Verdict
+from ..ir import Schedule, save
+from ..result import Counterexample, Hint, Report
+from .cone import stored_ops
 from .dot import counterexample_dot
-from .jsonout import report_json
-from .perfetto import counterexample_trace
+from .jsonout import EMBED_MAX_OPS, file_ref, report_json
+from .perfetto import counterexample_trace, trace_window
 from .picture import FORMATS, PictureError, PictureUnavailable, render
 from .text import report_text
 
@@ -29,16 +41,18 @@ _warned = False
 
 
 def write_counterexample(schedule: Schedule, cex: Counterexample, base: Path, hint: str | None = None,
-                         full: bool = False, under: str | None = None) -> list[Path]:
+                         full: bool = False, under: str | None = None,
+                         trace_ops: Collection[int] | None = None) -> list[Path]:
     """``base.dot``, ``base.svg``, ``base.png`` and ``base.trace.json`` for one
-    counterexample (``base`` without suffix); returns the paths written."""
+    counterexample (``base`` without suffix); returns the paths written.
+    ``trace_ops``: the ops the trace shows (default every op)."""
     global _warned
     dot = counterexample_dot(schedule, cex, hint=hint, full=full, under=under)
     paths = [base.with_name(base.name + ".dot")]
     paths[0].write_text(dot, encoding="utf-8")
     trace = base.with_name(base.name + ".trace.json")
     note = f"under the assignment {under}" + (f"; {hint}" if hint else "") if under else hint
-    trace.write_text(json.dumps(counterexample_trace(schedule, cex, note)) + "\n", encoding="utf-8")
+    trace.write_text(json.dumps(counterexample_trace(schedule, cex, note, trace_ops)) + "\n", encoding="utf-8")
     paths.append(trace)
     for fmt in FORMATS:
         try:
@@ -68,23 +82,61 @@ def safe_stem(name: str) -> str:
     return stem.replace("..", "_")
 
 
-def write_outputs(schedule: Schedule, report: Report, out_dir: Path) -> list[Path]:
-    """Write the report (``<name>.json``, ``<name>.txt``) and the files of
-    every counterexample; returns the paths."""
-    from ..engine.repair import hint_for  # the report was just checked: the engine is loaded
+def schedule_reference(schedule: Schedule, out_dir: Path, stem: str, ref: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``schedule_ref`` of a large report written to ``out_dir``: the
+    schedule file (with its path relative to the report), or, for a schedule
+    with no file (``ref`` names a model, or nothing), ``<stem>.schedule.json``
+    written there once."""
+    if ref is not None and "path" in ref:
+        out = dict(ref)
+    else:
+        path = out_dir / f"{stem}.schedule.json"
+        save(schedule, path)
+        out = {**(dict(ref) if ref else {}), **file_ref(path)}
+    with contextlib.suppress(ValueError):  # ValueError: another drive (Windows)
+        out["relative"] = os.path.relpath(out["path"], os.path.abspath(out_dir))
+    return out
 
+
+def write_outputs(schedule: Schedule, report: Report, out_dir: Path, hints: Mapping[str, Hint] | None = None, *,
+                  ref: Mapping[str, Any] | None = None, full_trace: bool = False,
+                  embed_max_ops: int = EMBED_MAX_OPS) -> list[Path]:
+    """Write the report (``<name>.json``, ``<name>.txt``) and the files of
+    every counterexample; returns the paths.  ``hints``: each violated
+    property's repair hint; ``ref``: where the schedule is (``jsonout.file_ref``
+    or ``model_ref``), for a schedule above ``embed_max_ops`` ops;
+    ``full_trace``: traces of every op and runs stored whole."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = safe_stem(schedule.name)
+    small = len(schedule.ops) <= embed_max_ops
+    paths: list[Path] = []
+    if not small:
+        ref = schedule_reference(schedule, out_dir, stem, ref)
+        beside = out_dir / f"{stem}.schedule.json"
+        if ref["path"] == os.path.abspath(beside):
+            paths.append(beside)
+    cones: dict[str, set[int]] = {}
+    for r in report.results:
+        cex = r.counterexample
+        if cex is not None and not small and not full_trace:
+            cones[r.property] = stored_ops(r.selection if r.selection is not None else schedule, cex)
     js = out_dir / f"{stem}.json"
-    js.write_text(json.dumps(report_json(schedule, report), indent=2) + "\n", encoding="utf-8")
+    doc = report_json(schedule, report, hints=hints, ref=ref, cones=cones, embed_max_ops=embed_max_ops,
+                      full_runs=full_trace)
+    with js.open("w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=None if not small else 2)
+        f.write("\n")
+    del doc
     txt = out_dir / f"{stem}.txt"
-    txt.write_text(report_text(schedule, report) + "\n", encoding="utf-8")
-    paths = [js, txt]
+    txt.write_text(report_text(schedule, report, hints=hints) + "\n", encoding="utf-8")
+    paths = [js, txt, *paths]
     for r in report.results:
         if r.counterexample is None:
             continue
         sr = r.selection if r.selection is not None else schedule  # a choice schedule: the selected one
-        hint = hint_for(sr, r, report) if r.verdict is Verdict.VIOLATED else None
+        hint = hints.get(r.property) if hints else None
+        window = None if full_trace else cones.get(r.property) or trace_window(sr, r.counterexample)
         paths += write_counterexample(sr, r.counterexample, out_dir / f"{stem}.{r.property}",
-                                      hint.line() if hint is not None else None, under=r.assignment or None)
+                                      hint.line() if hint is not None else None, under=r.assignment or None,
+                                      trace_ops=window)
     return paths

@@ -18,30 +18,74 @@ A deadlock's cycle is in ``otherData.cycle``, each link with ``blocking``
 
 Run times are event numbers (0, 1, 2, ...), not seconds: one step is shown
 as 1 ms so the slices are wide enough to click.  No solver here.
+
+``ops`` limits the trace to some ops (``check --out`` writes the window
+:func:`trace_window` gives, ``check --full-trace`` every op): slices, flows
+and the horizon then come from those ops only, so the file grows with the
+window, not with the schedule.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from collections.abc import Collection
 from typing import Any
 
 from ..ir import Schedule
 from ..result import Counterexample
-from .dot import find_syncs, plain_sentence, short_label
+from .dot import find_syncs, plain_sentence, seeds, short_label
 
 STEP_US = 1000  # one run step, in trace microseconds
+WINDOW_STEPS = 60  # trace_window: run steps either side of each culprit event
+WINDOW_MAX_OPS = 3000  # trace_window: at most this many ops (nearest to the culprits first)
 
 
-def counterexample_trace(s: Schedule, cex: Counterexample, hint: str | None = None) -> dict[str, Any]:
-    """The trace document (a dict ready for ``json.dump``)."""
+def trace_window(s: Schedule, cex: Counterexample, steps: int = WINDOW_STEPS,
+                 max_ops: int = WINDOW_MAX_OPS) -> set[int]:
+    """The ops with an event within ``steps`` run steps of an event of an op
+    the counterexample names (at most ``max_ops``, nearest first), and the
+    named ops themselves.  Without a run: the named ops."""
+    named = [o for o in seeds(cex) if 0 <= o < len(s.ops)]
     run = cex.run
-    n = len(s.ops)
-    starts = [run.start[o] if run is not None else None for o in range(n)]
-    ends = [run.end[o] if run is not None else None for o in range(n)]
+    keep = set(named)
+    if run is None:
+        return keep
+    times = sorted((t, o) for o in range(len(s.ops)) for t in (run.start[o], run.end[o]) if t is not None)
+    keys = [t for t, _ in times]
+    near: dict[int, int] = {}
+    for c in named:
+        for tc in (run.start[c], run.end[c]):
+            if tc is None:
+                continue
+            for t, o in times[bisect_left(keys, tc - steps):bisect_right(keys, tc + steps)]:
+                d = abs(t - tc)
+                if d < near.get(o, steps + 1):
+                    near[o] = d
+    for o in sorted(near, key=lambda o: (near[o], o)):
+        if len(keep) >= max_ops:
+            break
+        keep.add(o)
+    return keep
+
+
+def counterexample_trace(s: Schedule, cex: Counterexample, hint: str | None = None,
+                         ops: Collection[int] | None = None) -> dict[str, Any]:
+    """The trace document (a dict ready for ``json.dump``); ``ops``: only
+    these ops (default: every op)."""
+    run = cex.run
+    wanted = set(ops) if ops is not None else None
+    shown = [op for op in s.ops if op.id in wanted] if wanted is not None else list(s.ops)
+    starts: dict[int, int | None] = {}
+    ends: dict[int, int | None] = {}
     if run is None:  # no times: lay ops out in stream order
-        for ops in s.streams.values():
-            for i, op in enumerate(ops):
-                starts[op.id], ends[op.id] = 2 * i, 2 * i + 1
-    horizon = max([t for t in starts + ends if t is not None], default=0) + 2
+        for lane in s.streams.values():
+            for i, op in enumerate(lane):
+                if wanted is None or op.id in wanted:
+                    starts[op.id], ends[op.id] = 2 * i, 2 * i + 1
+    else:
+        for op in shown:
+            starts[op.id], ends[op.id] = run.start[op.id], run.end[op.id]
+    horizon = max([t for t in (*starts.values(), *ends.values()) if t is not None], default=0) + 2
     culprits = set(cex.culprits) | {o for st in cex.cycle for o in (st.op, st.next_op)}
     if cex.missing_edge is not None:
         culprits |= set(cex.missing_edge)
@@ -61,13 +105,13 @@ def counterexample_trace(s: Schedule, cex: Counterexample, hint: str | None = No
                        "args": {"sort_index": tid}})
 
     def span(o: int) -> tuple[int, int] | None:
-        st = starts[o]
+        st = starts.get(o)
         if st is None:
             return None
         en = ends[o]
         return st * STEP_US, (en if en is not None else horizon) * STEP_US
 
-    for op in s.ops:
+    for op in shown:
         o = op.id
         tid = tids[(op.rank, op.stream)]
         name = short_label(s, o)
@@ -81,7 +125,7 @@ def counterexample_trace(s: Schedule, cex: Counterexample, hint: str | None = No
             events.append({"ph": "i", "s": "t", "name": f"never starts: {name}", "cat": str(op.kind),
                            "pid": op.rank, "tid": tid, "ts": horizon * STEP_US, "args": args})
             continue
-        if ends[o] is None:
+        if ends.get(o) is None:
             args["never_ends"] = True
         ev: dict[str, Any] = {"ph": "X", "name": name, "cat": str(op.kind), "pid": op.rank, "tid": tid,
                               "ts": sp[0], "dur": sp[1] - sp[0], "args": args}
@@ -116,10 +160,10 @@ def counterexample_trace(s: Schedule, cex: Counterexample, hint: str | None = No
     for put, wsig in syncs.puts:
         flow(put, wsig, f"put -> wait_signal ({s.ops[put].signal})", "put")
     for inst in syncs.instances:
-        arrived = [m for m in inst.ops if starts[m] is not None]
+        arrived = [m for m in inst.ops if starts.get(m) is not None]
         if len(arrived) < 2:
             continue
-        last = max(arrived, key=lambda m: (starts[m] or 0, m))
+        last = max(arrived, key=lambda m: (starts.get(m) or 0, m))
         for m in inst.ops:
             if m != last:
                 flow(last, m, f"{s.ops[last].kind}#{inst.k}({inst.group})", "collective")

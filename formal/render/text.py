@@ -4,13 +4,10 @@ grid."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 from ..ir import Schedule
-from ..result import Counterexample, PropertyResult, Report, Run, Verdict
-
-if TYPE_CHECKING:
-    from ..engine.repair import Hint
+from ..result import Counterexample, Hint, Report, Run, Verdict
 
 MAX_ROWS = 16
 CELL_MIN, CELL_MAX = 14, 28
@@ -161,17 +158,10 @@ def cycle_lines(s: Schedule, cex: Counterexample) -> list[str]:
     return lines
 
 
-def _hint(s: Schedule, rep: Report, r: PropertyResult) -> Hint | None:
-    # The hint re-checks an edited copy, so it needs the engine; imported here,
-    # when a violated result is shown, never when this module is imported.
-    from ..engine.repair import hint_for
-
-    return hint_for(s, r, rep)
-
-
-def report_text(s: Schedule, rep: Report, show_grid: bool = True, repair: bool = True) -> str:
-    """The report for a terminal.  ``repair`` adds a repair hint (proved by
-    re-checking an edited copy) to every violated property."""
+def report_text(s: Schedule, rep: Report, show_grid: bool = True, hints: Mapping[str, Hint] | None = None) -> str:
+    """The report for a terminal.  ``hints`` (property -> repair hint, as
+    ``engine.repair.report_hints`` computes them once per check) adds each
+    violated property's hint; this module never computes one."""
     out = [f"{rep.schedule} ({rep.source}): {rep.ops} ops, {rep.seconds:.2f} s"]
     if rep.decided_by:
         out.append(f"  choices: {rep.assignments} assignments; {rep.decided_by}")
@@ -212,10 +202,9 @@ def report_text(s: Schedule, rep: Report, show_grid: bool = True, repair: bool =
             out.extend(cycle_lines(s, cex))
         for m in r.more:
             out.append(f"    also: {m}")
-        if repair and r.verdict is Verdict.VIOLATED:
-            hint = _hint(s, rep, r)
-            if hint is not None:
-                out.append(f"    {hint.line()}")
+        hint = hints.get(r.property) if hints else None
+        if hint is not None:
+            out.append(f"    {hint.line()}")
         if show_grid:
             out.extend("  " + line for line in grid(s, cex))
     return "\n".join(out)
