@@ -87,7 +87,8 @@ def _schedules(args: argparse.Namespace) -> list[tuple[str, Any, Any]]:
 def run(args: argparse.Namespace) -> int:
     from ..engine import check_schedule
     from ..engine.repair import report_hints
-    from ..render.jsonout import EMBED_MAX_OPS, report_json
+    from ..render import jsonout
+    from ..render.jsonout import report_json
     from ..render.outputs import safe_stem, schedule_reference, write_outputs
     from ..render.oversync import redundancy_json, redundancy_text
     from ..render.text import report_text
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             rep = check_schedule(sched, **kw)  # type: ignore[arg-type]
             # the one place hints are computed: every writer below gets them
             hints = report_hints(sched, rep)
-            ref = reference() if len(sched.ops) > EMBED_MAX_OPS else None
+            ref = reference() if len(sched.ops) > jsonout.EMBED_MAX_OPS else None
             if ref is not None and out_dir is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
                 ref = schedule_reference(sched, out_dir, safe_stem(sched.name), ref)

@@ -103,18 +103,18 @@ def counterexample_json(s: Schedule, cex: Counterexample, keep: Collection[int] 
 
 def report_json(s: Schedule, rep: Report, timings: bool = True, hints: Mapping[str, Hint] | None = None, *,
                 ref: Mapping[str, Any] | None = None, cones: Mapping[str, Collection[int]] | None = None,
-                embed_max_ops: int = EMBED_MAX_OPS, full_runs: bool = False) -> dict[str, Any]:
+                embed_max_ops: int | None = None, full_runs: bool = False) -> dict[str, Any]:
     """The report as JSON.  ``hints`` (property -> repair hint, computed once
     by the caller) adds a ``repair`` item to those results.
 
-    Up to ``embed_max_ops`` ops the schedule is embedded (``schedule_doc``)
+    Up to ``embed_max_ops`` (default :data:`EMBED_MAX_OPS`) ops the schedule is embedded (``schedule_doc``)
     and runs are stored whole; above, ``ref`` (:func:`file_ref` or
     :func:`model_ref`) is written as ``schedule_ref`` and each
     counterexample's run keeps the ops ``cones[property]`` (by default
     ``cone.stored_ops``), or every op with ``full_runs``."""
     from .cone import stored_ops  # (imports the executor's replay needs: only when a report is written)
 
-    small = len(s.ops) <= embed_max_ops
+    small = len(s.ops) <= (EMBED_MAX_OPS if embed_max_ops is None else embed_max_ops)
     d: dict[str, Any] = {
         "format": JSON_VERSION,
         "syncproof": __version__,

@@ -30,9 +30,10 @@ from typing import Any
 
 from ..ir import Schedule, save
 from ..result import Counterexample, Hint, Report
+from . import jsonout
 from .cone import stored_ops
 from .dot import counterexample_dot
-from .jsonout import EMBED_MAX_OPS, file_ref, report_json
+from .jsonout import file_ref, report_json
 from .perfetto import counterexample_trace, trace_window
 from .picture import FORMATS, PictureError, PictureUnavailable, render
 from .text import report_text
@@ -100,7 +101,7 @@ def schedule_reference(schedule: Schedule, out_dir: Path, stem: str, ref: Mappin
 
 def write_outputs(schedule: Schedule, report: Report, out_dir: Path, hints: Mapping[str, Hint] | None = None, *,
                   ref: Mapping[str, Any] | None = None, full_trace: bool = False,
-                  embed_max_ops: int = EMBED_MAX_OPS) -> list[Path]:
+                  embed_max_ops: int | None = None) -> list[Path]:
     """Write the report (``<name>.json``, ``<name>.txt``) and the files of
     every counterexample; returns the paths.  ``hints``: each violated
     property's repair hint; ``ref``: where the schedule is (``jsonout.file_ref``
@@ -108,7 +109,8 @@ def write_outputs(schedule: Schedule, report: Report, out_dir: Path, hints: Mapp
     ``full_trace``: traces of every op and runs stored whole."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = safe_stem(schedule.name)
-    small = len(schedule.ops) <= embed_max_ops
+    limit = jsonout.EMBED_MAX_OPS if embed_max_ops is None else embed_max_ops
+    small = len(schedule.ops) <= limit
     paths: list[Path] = []
     if not small:
         ref = schedule_reference(schedule, out_dir, stem, ref)
@@ -121,7 +123,7 @@ def write_outputs(schedule: Schedule, report: Report, out_dir: Path, hints: Mapp
         if cex is not None and not small and not full_trace:
             cones[r.property] = stored_ops(r.selection if r.selection is not None else schedule, cex)
     js = out_dir / f"{stem}.json"
-    doc = report_json(schedule, report, hints=hints, ref=ref, cones=cones, embed_max_ops=embed_max_ops,
+    doc = report_json(schedule, report, hints=hints, ref=ref, cones=cones, embed_max_ops=limit,
                       full_runs=full_trace)
     with js.open("w", encoding="utf-8") as f:
         json.dump(doc, f, indent=None if not small else 2)
