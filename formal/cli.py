@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 from . import __version__
+from .apiguard import short_repr
 from .commands.common import EXIT_CODES, EXIT_ERROR, EXIT_INTERNAL
 from .errors import InternalError, UserError
 
@@ -59,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return its
+    exit code.  Bad usage exits 2 (argparse raises ``SystemExit(2)`` for
+    arguments it cannot parse), never 4."""
+    if argv is not None and (isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence)
+                             or not all(isinstance(a, str) for a in argv)):
+        print(f"syncproof: error: main() takes a list of argument strings, got {short_repr(argv)}",
+              file=sys.stderr)
+        return EXIT_ERROR
     parser = _parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)

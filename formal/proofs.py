@@ -28,6 +28,13 @@ is reported as an error so the marker gets removed), ``engine``, ``timeout``
 (seconds per solver call) and ``rlimit``.  A ``[defaults]`` table sets
 ``engine``/``timeout``/``rlimit`` for every proof of the file.
 
+Every key is checked when the file is loaded, before anything runs: a
+malformed file (bad TOML, nesting too deep, a wrong type, an unknown key,
+model, parameter, fault or property, a value out of range) is an
+:class:`ObligationError` naming the file, the proof and the key.  Model
+parameters are range-checked by the model registry, parametric ones against
+:data:`PARAMETRIC_PARAMS`.
+
 Loading needs no solver; the engine is imported when an obligation runs.
 """
 
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 import time
 import tomllib
 from collections.abc import Iterable
@@ -42,7 +50,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .apiguard import path as path_arg
+from .apiguard import short_repr
+from .apiguard import text as text_arg
 from .errors import UsageError, UserError
+from .inputs import read_text
 from .result import PROPERTIES, Verdict
 
 PROOF_KEYS = ("name", "model", "parametric", "params", "fault", "properties", "expect", "description", "slow",
@@ -50,6 +62,24 @@ PROOF_KEYS = ("name", "model", "parametric", "params", "fault", "properties", "e
 DEFAULT_KEYS = ("engine", "timeout", "rlimit")
 # The encodings of syncproof.engine.parametric (named here so that loading needs no solver).
 PARAMETRIC = ("sp-causal", "kv-steps", "ep-routing")
+#: Their parameters (choices, or an inclusive integer range) and faults, as
+#: syncproof.engine.parametric.ENCODINGS declares them (a test keeps the two
+#: in step), so that a bad value is refused when the file is loaded.
+PARAMETRIC_PARAMS: dict[str, dict[str, tuple[str, ...] | tuple[int, int]]] = {
+    "sp-causal": {"variant": ("allgather", "ring")},
+    "kv-steps": {},
+    "ep-routing": {"ep": (1, 8), "tokens": (1, 64), "capacity": (0, 4096)},
+}
+PARAMETRIC_FAULTS: dict[str, tuple[str, ...]] = {
+    "sp-causal": ("no-wait-kv", "no-wait-local"),
+    "kv-steps": ("no-append-wait", "append-before-qkv"),
+    "ep-routing": ("padded-read",),
+}
+#: Bounds of the solver limits (z3 takes timeout in ms and rlimit as unsigned 32-bit integers).
+MAX_TIMEOUT_S = 1_000_000.0
+MAX_RLIMIT = 2**32 - 1
+#: The largest proof file read, in bytes.
+MAX_PROOF_BYTES = 4 * 1024**2
 
 # outcome statuses; the first three are failures
 REGRESSION, XPASS, ERROR = "regression", "xpass", "error"
@@ -131,35 +161,40 @@ def _hint(word: str, options: Iterable[str]) -> str:
 
 def _expect(text: object, where: str) -> tuple[Verdict, str | None]:
     if not isinstance(text, str):
-        raise ObligationError(f"{where}: expect must be \"proved\" or \"violated: PROPERTY\", got {text!r}")
+        raise ObligationError(f"{where}: expect must be \"proved\" or \"violated: PROPERTY\", got"
+                              f" {short_repr(text)}")
     t = text.strip()
     if t == "proved":
         return Verdict.PROVED, None
     if t.startswith("violated"):
         prop = t.removeprefix("violated").lstrip(" :").strip()
         if prop not in PROPERTIES:
-            raise ObligationError(f"{where}: expect {text!r} must name the violated property, one of"
+            raise ObligationError(f"{where}: expect {short_repr(text)} must name the violated property, one of"
                                   f" {', '.join(PROPERTIES)}{_hint(prop, PROPERTIES)}")
         return Verdict.VIOLATED, prop
-    raise ObligationError(f"{where}: expect must be \"proved\" or \"violated: PROPERTY\", got {text!r}")
+    raise ObligationError(f"{where}: expect must be \"proved\" or \"violated: PROPERTY\", got {short_repr(text)}")
 
 
 def parse(text: str, path: Path) -> list[Obligation]:
     """The obligations of one file's text; raises ObligationError naming the file and proof."""
+    text = text_arg(text, "parse", "text")
+    path = path_arg(path, "parse", "path")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ObligationError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ObligationError(f"{path}: not valid TOML: arrays or inline tables nested too deeply") from None
     for key in doc:
         if key not in ("proof", "defaults"):
-            raise ObligationError(f"{path}: unknown top-level key {key!r}{_hint(key, ('proof', 'defaults'))};"
+            raise ObligationError(f"{path}: unknown top-level key {short_repr(key)}{_hint(key, ('proof', 'defaults'))};"
                                   " a proof file holds [[proof]] tables and an optional [defaults] table")
     defaults = doc.get("defaults", {})
     if not isinstance(defaults, dict):
         raise ObligationError(f"{path}: [defaults] must be a table")
     for key in defaults:
         if key not in DEFAULT_KEYS:
-            raise ObligationError(f"{path}: [defaults] takes {', '.join(DEFAULT_KEYS)}, not {key!r}")
+            raise ObligationError(f"{path}: [defaults] takes {', '.join(DEFAULT_KEYS)}, not {short_repr(key)}")
     proofs = doc.get("proof", [])
     if not isinstance(proofs, list) or not all(isinstance(p, dict) for p in proofs):
         raise ObligationError(f"{path}: write each obligation as a [[proof]] table")
@@ -167,7 +202,7 @@ def parse(text: str, path: Path) -> list[Obligation]:
     seen: set[str] = set()
     for n, raw in enumerate(proofs):
         name = raw.get("name")
-        where = f"{path}: proof {name!r}" if isinstance(name, str) else f"{path}: proof #{n + 1}"
+        where = f"{path}: proof {short_repr(name)}" if isinstance(name, str) else f"{path}: proof #{n + 1}"
         if not isinstance(name, str) or not name.strip():
             raise ObligationError(f"{where}: every proof needs a name = \"...\"")
         if name in seen:
@@ -175,7 +210,7 @@ def parse(text: str, path: Path) -> list[Obligation]:
         seen.add(name)
         for key in raw:
             if key not in PROOF_KEYS:
-                raise ObligationError(f"{where}: unknown key {key!r}{_hint(key, PROOF_KEYS)}")
+                raise ObligationError(f"{where}: unknown key {short_repr(key)}{_hint(key, PROOF_KEYS)}")
         merged = {**defaults, **raw}
         out.append(_obligation(path, name, merged, where))
     return out
@@ -192,37 +227,43 @@ def _obligation(path: Path, name: str, raw: dict[str, Any], where: str) -> Oblig
                               " params = { tp = 4, phase = \"decode\" }")
     fault = raw.get("fault")
     if fault is not None and not isinstance(fault, str):
-        raise ObligationError(f"{where}: fault must be a string")
+        raise ObligationError(f"{where}: fault must be a string, got {short_repr(fault)}")
     expect, prop = _expect(raw.get("expect"), where)
     props = raw.get("properties", list(PROPERTIES))
-    if not isinstance(props, list) or not props or any(p not in PROPERTIES for p in props):
+    if not isinstance(props, list) or not props or any(not isinstance(p, str) or p not in PROPERTIES
+                                                       for p in props):
         raise ObligationError(f"{where}: properties must be a non-empty list drawn from {', '.join(PROPERTIES)}")
     if prop is not None and prop not in props:
         raise ObligationError(f"{where}: expect names {prop!r}, which is not among the checked properties")
     engine = raw.get("engine", "hybrid")
-    if engine not in ("hybrid", "z3"):
-        raise ObligationError(f"{where}: engine must be \"hybrid\" or \"z3\"")
+    if not isinstance(engine, str) or engine not in ("hybrid", "z3"):
+        raise ObligationError(f"{where}: engine must be \"hybrid\" or \"z3\", got {short_repr(engine)}")
     timeout, rlimit = raw.get("timeout"), raw.get("rlimit")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ObligationError(f"{where}: timeout must be a positive number of seconds")
-    if rlimit is not None and (not isinstance(rlimit, int) or rlimit <= 0):
-        raise ObligationError(f"{where}: rlimit must be a positive integer")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not math.isfinite(timeout) or not 0 < timeout <= MAX_TIMEOUT_S):
+        raise ObligationError(f"{where}: timeout must be a positive number of seconds, at most"
+                              f" {MAX_TIMEOUT_S:.0f}, got {short_repr(timeout)}")
+    if rlimit is not None and (isinstance(rlimit, bool) or not isinstance(rlimit, int)
+                               or not 0 < rlimit <= MAX_RLIMIT):
+        raise ObligationError(f"{where}: rlimit must be a positive integer, at most {MAX_RLIMIT},"
+                              f" got {short_repr(rlimit)}")
     for key in ("description", "xfail"):
         if not isinstance(raw.get(key, ""), str):
-            raise ObligationError(f"{where}: {key} must be a string")
+            raise ObligationError(f"{where}: {key} must be a string, got {short_repr(raw.get(key))}")
     if not isinstance(raw.get("slow", False), bool):
-        raise ObligationError(f"{where}: slow must be true or false")
+        raise ObligationError(f"{where}: slow must be true or false, got {short_repr(raw.get('slow'))}")
     try:
         if model is not None:
             if not isinstance(model, str):
-                raise ObligationError(f"{where}: model must be a string")
+                raise ObligationError(f"{where}: model must be a string, got {short_repr(model)}")
             _registry().resolve(model, params, fault)
         else:
             if "properties" in raw:
                 raise ObligationError(f"{where}: a parametric proof has its own property; drop properties")
-            if parametric not in PARAMETRIC:
-                raise ObligationError(f"{where}: unknown parametric proof {parametric!r}"
+            if not isinstance(parametric, str) or parametric not in PARAMETRIC:
+                raise ObligationError(f"{where}: unknown parametric proof {short_repr(parametric)}"
                                       f"{_hint(str(parametric), PARAMETRIC)}; choose from {', '.join(PARAMETRIC)}")
+            params = _parametric_params(parametric, params, fault, where)
     except UsageError as exc:
         raise ObligationError(f"{where}: {exc}") from None
     return Obligation(path=path, name=name, expect=expect, expect_property=prop, model=model, parametric=parametric,
@@ -232,26 +273,64 @@ def _obligation(path: Path, name: str, raw: dict[str, Any], where: str) -> Oblig
                       timeout=float(timeout) if timeout is not None else None, rlimit=rlimit)
 
 
+def _parametric_params(name: str, params: dict[str, int | str], fault: str | None,
+                       where: str) -> dict[str, int | str]:
+    """The parameters of parametric proof ``name``, checked against
+    :data:`PARAMETRIC_PARAMS` (and its fault against :data:`PARAMETRIC_FAULTS`)."""
+    known = PARAMETRIC_PARAMS[name]
+    if fault is not None and fault not in PARAMETRIC_FAULTS[name]:
+        raise ObligationError(f"{where}: parametric proof {name} has no fault {short_repr(fault)}"
+                              f"{_hint(fault, PARAMETRIC_FAULTS[name])}; its faults:"
+                              f" {', '.join(PARAMETRIC_FAULTS[name]) or 'none'}")
+    out: dict[str, int | str] = {}
+    for key, value in params.items():
+        spec = known.get(key)
+        if spec is None:
+            raise ObligationError(f"{where}: params: parametric proof {name} has no parameter {short_repr(key)}"
+                                  f"{_hint(key, known)}; it takes: {', '.join(known) or 'none'}")
+        if spec and isinstance(spec[0], str):
+            if value not in spec:
+                raise ObligationError(f"{where}: params.{key} = {short_repr(value)} is not one of"
+                                      f" {', '.join(str(c) for c in spec)}")
+            out[key] = value
+            continue
+        lo, hi = spec
+        assert isinstance(lo, int) and isinstance(hi, int)
+        if not isinstance(value, int):
+            raise ObligationError(f"{where}: params.{key} takes an integer in {lo}..{hi}, got {short_repr(value)}")
+        if not lo <= value <= hi:
+            raise ObligationError(f"{where}: params.{key} = {short_repr(value)} is out of range {lo}..{hi}")
+        out[key] = value
+    return out
+
+
 def load(path: str | Path) -> list[Obligation]:
-    p = Path(path)
+    """The obligations of one proof file, read through :mod:`syncproof.inputs`
+    (a regular file of at most :data:`MAX_PROOF_BYTES`, UTF-8)."""
+    p = path_arg(path, "load")
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ObligationError(f"{p}: cannot read: {exc.strerror}") from None
+        text = read_text(p, "a syncproof proof file (TOML)", MAX_PROOF_BYTES)
+    except UserError as exc:
+        raise ObligationError(str(exc)) from None
     return parse(text, p)
 
 
 def discover(paths: Iterable[str | Path]) -> list[Path]:
     """Proof files: the given files, and ``*.toml`` under the given directories (sorted)."""
+    if isinstance(paths, (str, bytes)) or not isinstance(paths, Iterable):
+        raise UsageError(f"discover(): paths must be a list of paths, got {short_repr(paths)}")
     out: list[Path] = []
     for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            out += sorted(q for q in p.rglob("*.toml") if q.is_file())
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise ObligationError(f"{p}: no such file or directory")
+        p = path_arg(raw, "discover", "each path")
+        try:
+            if p.is_dir():
+                out += sorted(q for q in p.rglob("*.toml") if q.is_file())
+            elif p.exists():
+                out.append(p)  # a file; load() refuses a pipe or a device by name
+            else:
+                raise ObligationError(f"{p}: no such file or directory")
+        except OSError as exc:
+            raise ObligationError(f"{p}: cannot read: {exc.strerror or exc}") from None
     return out
 
 

@@ -10,6 +10,11 @@ that contain a ``[[proof]]`` table; any other TOML file is left alone, so the
 plugin never gets in the way of a project's own tests.  Items carry the
 marker ``syncproof``, and ``slow`` when the obligation says ``slow = true``.
 
+A malformed proof file (bad TOML, a wrong type, an unknown key, model,
+parameter or fault, a value out of range) is a collection error whose
+message names the file, the proof and the key, without a traceback of
+syncproof's internals.
+
 Importing this module imports nothing but pytest; the obligation loader is
 imported at collection, the solver only when an item runs.
 """
@@ -49,22 +54,27 @@ def _wanted(path: Path, config: pytest.Config) -> bool:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix != ".toml" or not _wanted(file_path, parent.config):
         return None
-    try:
-        text = file_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+    from .errors import UserError
+    from .inputs import read_bytes
+    from .proofs import MAX_PROOF_BYTES
+
+    try:  # a regular file only (never blocks on a pipe); an unreadable one is not ours to judge
+        data = read_bytes(file_path, "a syncproof proof file (TOML)", MAX_PROOF_BYTES + 1)
+    except UserError:
         return None
-    if "[[proof]]" not in text:
+    if b"[[proof]]" not in data:
         return None
     return ProofFile.from_parent(parent, path=file_path)
 
 
 class ProofFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
-        from .proofs import ObligationError, parse
+        from .errors import UserError
+        from .proofs import load
 
         try:
-            obligations = parse(self.path.read_text(encoding="utf-8"), self.path)
-        except ObligationError as exc:
+            obligations = load(self.path)
+        except UserError as exc:  # a malformed file: one line naming file, proof and key, no traceback
             raise self.CollectError(str(exc)) from None
         for ob in obligations:
             item = ProofItem.from_parent(self, name=ob.name, obligation=ob)

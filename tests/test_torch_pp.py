@@ -288,7 +288,7 @@ def test_read_csv_json_forms(tmp_path: Path) -> None:
     ('{"0": ["0F0"], "2": ["1F0"]}', "missing rank 1"),
     ('[["0F0", 3]]', "must be a string or null"),
     ('{"actions": [["0F0"]], "placement": "zigzag"}', "placement must be"),
-    ("[[\"0F0\",", "invalid JSON"),
+    ("[[\"0F0\",", "not valid JSON"),
 ])
 def test_read_errors(tmp_path: Path, text: str, words: str) -> None:
     p = tmp_path / "bad.json"

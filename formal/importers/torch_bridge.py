@@ -22,14 +22,17 @@ import importlib
 import io
 from typing import Any
 
+from .. import apiguard
 from ..errors import ScheduleError, UsageError
 from .torch_pp import (
     COMPUTE_KINDS,
+    MAX_MICROBATCHES,
     OVERLAP,
     Action,
     Imported,
     Order,
     Placement,
+    check_order,
     infer_placement,
     lower,
     order_sizes,
@@ -82,17 +85,22 @@ def order_to_torch(order: Order) -> dict[int, list[Any]]:
 
 # -------------------------------------------------------------- lowering
 def lower_compute_only(order: Order, placement: Placement | str = "auto", n_microbatches: int | None = None,
-                       *, defer_recv: bool = False) -> Order:
+                       *, defer_recv: bool = False, source: str = "") -> Order:
     """Lower a compute-only order exactly as ``_PipelineScheduleRuntime``
     does: validate, add UNSHARD/RESHARD, add REDUCE_GRAD, add SEND/RECV
     (and, with ``defer_recv``, move recvs late as ``defer_pp_recv=True`` does).
 
     REDUCE_GRAD entries already in the order (the single-stage classes put
     them in their ``pipeline_order``) are dropped first: torch's lowering
-    accepts compute actions only and adds them back itself."""
+    accepts compute actions only and adds them back itself.
+
+    An order torch's passes refuse (or fail on: they assert, index and look
+    up as they go) is a ScheduleError naming ``source``."""
+    check_order(order, "lower_compute_only")
+    apiguard.optional_integer(n_microbatches, "lower_compute_only", "n_microbatches", 1, MAX_MICROBATCHES)
     mod = _schedules_module()
-    pl = placement if isinstance(placement, Placement) else infer_placement(order, placement)
-    n_stages, seen_mb = order_sizes(order)
+    pl = placement if isinstance(placement, Placement) else infer_placement(order, placement, source or "<torch-pp>")
+    n_stages, seen_mb = order_sizes(order, source)
     n_mb = n_microbatches or seen_mb
     stripped: Order = {r: [a for a in acts if a is None or a.kind != "REDUCE_GRAD"] for r, acts in order.items()}
     actions = order_to_torch(stripped)
@@ -108,7 +116,12 @@ def lower_compute_only(order: Order, placement: Placement | str = "auto", n_micr
             lowered = mod._defer_recv_ops(lowered, stage_to_rank=lambda s: stage_to_rank[s])
     except (AssertionError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ScheduleError(f"torch's lowering pass rejects this compute-only order: {first}") from None
+        raise ScheduleError(f"torch's lowering pass rejects this compute-only order: {first[:300]}", source) from None
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        # torch's passes assume a well-formed order and fail on some others
+        # with a lookup error: that is still the order being refused.
+        raise ScheduleError(f"torch's lowering pass fails on this compute-only order ({type(exc).__name__}:"
+                            f" {str(exc)[:200]}); torch's runtime could not run it either", source) from None
     return order_from_torch(lowered)
 
 

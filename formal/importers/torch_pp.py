@@ -43,13 +43,17 @@ Values: ``act(s,m)`` is stage ``s``'s forward output for microbatch ``m``,
 gradient contribution and ``full(s)``/``sharded(s)`` a stage's parameters.
 Every read says which value it needs, so dataflow checks that each ``F``
 reads its own microbatch's activation.
+
+Malformed input (a file that is not a regular file, not UTF-8, bad JSON or
+CSV, a cell that is not an action, a stage or microbatch number out of
+range, non-ASCII digits) is a :class:`~syncproof.errors.ScheduleError`
+naming the file, the rank and step (row and column) and the cell.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -57,8 +61,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .. import apiguard
 from ..errors import ScheduleError, UsageError
 from ..gcpause import gc_paused
+from ..inputs import ascii_int, parse_json, read_text
 from ..ir import Access, Buffer, InitValue, Interval, Kind, Op, Region, Schedule
 from ..ir.validate import validate
 
@@ -76,8 +82,28 @@ P2P_MODES = ("any", "rendezvous", "eager")
 PROGRESS_MODES = ("any", "concurrent")
 SINGLE_COMM = "pp"  # the communicator of comm="single"
 
+#: Bounds of the numbers in an action (far above any real pipeline; they keep
+#: a typo such as 99999999999F0 from building a 10^11-stage placement).
+MAX_STAGES = 10_000
+MAX_MICROBATCHES = 1_000_000
+#: How much of a bad cell an error message quotes.
+CELL_LIMIT = 60
+
 # Longest names first, so that e.g. "SEND_F" is never read as "S" + ...
-_ACTION = re.compile(r"(\d+)(" + "|".join(sorted(KINDS, key=len, reverse=True)) + r")(\d*)")
+# ASCII digits only: \d would also match "٣" (and int() read it as 3).
+_ACTION = re.compile(r"([0-9]+)(" + "|".join(sorted(KINDS, key=len, reverse=True)) + r")([0-9]*)", re.ASCII)
+
+
+def _cell(text: object) -> str:
+    """A cell as an error message quotes it (cut short)."""
+    return apiguard.short_repr(text, CELL_LIMIT)
+
+
+def _number(digits: str, what: str, limit: int, text: str, where: str) -> int:
+    if len(digits) > len(str(limit)) or int(digits) >= limit:
+        raise ScheduleError(f"{_cell(text)}: {what} {digits[:12]}{'...' if len(digits) > 12 else ''} is out of"
+                            f" range (at most {limit - 1})", where)
+    return int(digits)
 
 
 # --------------------------------------------------------------- actions
@@ -110,13 +136,15 @@ def parse_action(text: str, where: str = "") -> Action | None:
 
     Stricter than torch's own parser, which accepts any text that merely
     *starts* with an action (``2F0x`` reads as ``2F0``)."""
+    if not isinstance(text, str):
+        raise ScheduleError(f"an action must be a string, got {_cell(text)}", where)
     t = text.strip()
     if t == "" or t.lower() in ("none", "null"):
         return None
     if t.startswith("("):
         close = t.find(")")
         if close < 0 or t[close + 1 :] != OVERLAP:
-            raise ScheduleError(f"cannot read action {text!r}", where,
+            raise ScheduleError(f"cannot read action {_cell(text)}", where,
                                 "a composite action is written like (0F3;3B1)OVERLAP_F_B")
         subs: list[Action] = []
         for part in t[1:close].split(";"):
@@ -124,25 +152,26 @@ def parse_action(text: str, where: str = "") -> Action | None:
             if sub is None:
                 continue
             if sub.kind not in COMPUTE_KINDS:
-                raise ScheduleError(f"{text!r}: {sub} cannot be part of {OVERLAP}", where,
+                raise ScheduleError(f"{_cell(text)}: {sub} cannot be part of {OVERLAP}", where,
                                     "only F, B, I and W actions overlap")
             subs.append(sub)
         if not subs:
-            raise ScheduleError(f"{text!r} overlaps no actions", where)
+            raise ScheduleError(f"{_cell(text)} overlaps no actions", where)
         return Action(-1, OVERLAP, None, tuple(subs))
     m = _ACTION.fullmatch(t)
     if m is None:
-        raise ScheduleError(f"cannot read action {text!r}", where,
+        raise ScheduleError(f"cannot read action {_cell(text)}", where,
                             "actions look like 2F0, 1B3, 0I1, 0W1, 3SEND_F1, 2RECV_B0, 1UNSHARD,"
                             " 1RESHARD, 0REDUCE_GRAD or (0F3;3B1)OVERLAP_F_B")
-    stage, kind, mb = int(m.group(1)), m.group(2), m.group(3)
+    kind, mb = m.group(2), m.group(3)
+    stage = _number(m.group(1), "stage", MAX_STAGES, text, where)
     if kind in NO_MB_KINDS:
         if mb:
-            raise ScheduleError(f"{text!r}: {kind} takes no microbatch", where, f"write {stage}{kind}")
+            raise ScheduleError(f"{_cell(text)}: {kind} takes no microbatch", where, f"write {stage}{kind}")
         return Action(stage, kind, None)
     if not mb:
-        raise ScheduleError(f"{text!r}: {kind} needs a microbatch number", where, f"e.g. {stage}{kind}0")
-    return Action(stage, kind, int(mb))
+        raise ScheduleError(f"{_cell(text)}: {kind} needs a microbatch number", where, f"e.g. {stage}{kind}0")
+    return Action(stage, kind, _number(mb, "microbatch", MAX_MICROBATCHES, text, where))
 
 
 Order = dict[int, list[Action | None]]
@@ -156,9 +185,12 @@ def parse_rows(rows: Sequence[Sequence[Any]] | Mapping[Any, Sequence[Any]], sour
     if isinstance(rows, Mapping):
         for key, row in rows.items():
             k = str(key)
-            if not k.isdigit():
-                raise ScheduleError(f"rank key {key!r} must be a non-negative integer", source)
-            items.append((int(k), row))
+            if k.startswith("-") or not k.isascii() or not k.isdigit():
+                raise ScheduleError(f"rank key {_cell(key)} must be a non-negative integer (ASCII digits)", source)
+            items.append((ascii_int(k, source, "a rank"), row))
+    elif isinstance(rows, str | bytes) or not isinstance(rows, Sequence):
+        raise ScheduleError(f"expected a list of per-rank action lists (or an object of them), got {_cell(rows)}",
+                            source)
     else:
         items = list(enumerate(rows))
     out: Order = {}
@@ -166,16 +198,16 @@ def parse_rows(rows: Sequence[Sequence[Any]] | Mapping[Any, Sequence[Any]], sour
         if rank in out:
             raise ScheduleError(f"rank {rank} is given twice", source)
         if isinstance(row, str | bytes) or not isinstance(row, Sequence):
-            raise ScheduleError(f"rank {rank}: expected a list of action strings, got {row!r}", source)
+            raise ScheduleError(f"rank {rank}: expected a list of action strings, got {_cell(row)}", source)
         acts: list[Action | None] = []
         for step, cell in enumerate(row):
-            where = f"{source}: rank {rank}, step {step}"
+            where = f"{source}: rank {rank}, step {step} (row {rank + 1}, column {step + 1})"
             if cell is None:
                 acts.append(None)
             elif isinstance(cell, str):
                 acts.append(parse_action(cell, where))
             else:
-                raise ScheduleError(f"an action must be a string or null, got {cell!r}", where)
+                raise ScheduleError(f"an action must be a string or null, got {_cell(cell)}", where)
         out[rank] = acts
     if not out:
         raise ScheduleError("no ranks: the file holds no action lists", source)
@@ -200,7 +232,10 @@ class OrderFile:
 
 def read_csv_text(text: str, source: str) -> Order:
     """One row per rank, as ``_dump_csv`` writes it (empty cells are bubbles)."""
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:  # a field over csv's size limit, a NUL byte in older Pythons
+        raise ScheduleError(f"not valid CSV: {exc}", source) from None
     while rows and not any(c.strip() for c in rows[-1]):
         rows.pop()  # trailing blank lines
     return parse_rows(rows, source)
@@ -216,43 +251,56 @@ def read_json_obj(doc: Any, source: str) -> OrderFile:
     known = ("actions", "placement", "name", "n_microbatches", "format", "info")
     for key in doc:
         if key not in known:
-            raise ScheduleError(f"unknown field {key!r}", source, f"fields: {', '.join(known)}")
+            raise ScheduleError(f"unknown field {_cell(key)}", source, f"fields: {', '.join(known)}")
     placement = doc.get("placement")
     if placement is not None and placement not in ("loop", "v"):
-        raise ScheduleError(f"placement must be 'loop' or 'v', got {placement!r}", source)
+        raise ScheduleError(f"placement must be 'loop' or 'v', got {_cell(placement)}", source)
     nmb = doc.get("n_microbatches")
-    if nmb is not None and (not isinstance(nmb, int) or isinstance(nmb, bool) or nmb < 1):
-        raise ScheduleError(f"n_microbatches must be a positive integer, got {nmb!r}", source)
+    if nmb is not None and (not isinstance(nmb, int) or isinstance(nmb, bool) or not 1 <= nmb <= MAX_MICROBATCHES):
+        raise ScheduleError(f"n_microbatches must be a positive integer, at most {MAX_MICROBATCHES}, got"
+                            f" {_cell(nmb)}", source)
     name = doc.get("name")
     if name is not None and (not isinstance(name, str) or not name):
-        raise ScheduleError(f"name must be a non-empty string, got {name!r}", source)
+        raise ScheduleError(f"name must be a non-empty string, got {_cell(name)}", source)
     info = doc.get("info", {})
-    return OrderFile(parse_rows(doc["actions"], source), placement, name, nmb,
-                     info if isinstance(info, dict) else {})
+    if not isinstance(info, dict):
+        raise ScheduleError(f"info must be an object, got {_cell(info)}", source)
+    return OrderFile(parse_rows(doc["actions"], source), placement, name, nmb, info)
 
 
 def read_order_text(text: str, source: str) -> OrderFile:
     """CSV or JSON, told apart by the first non-blank character."""
+    text = apiguard.text(text, "read_order_text", "text")
+    source = apiguard.text(source, "read_order_text", "source")
     head = text.lstrip()[:1]
     if head in ("[", "{"):
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ScheduleError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-                                source) from None
+        # syncproof.inputs: depth limit, NaN and over-long integers refused,
+        # syntax errors with line and column; a key given twice is an error
+        # (JSON would keep only the last rank's list).
+        doc = parse_json(text, source, object_pairs_hook=lambda pairs: _no_duplicates(pairs, source))
         return read_json_obj(doc, source)
     return OrderFile(read_csv_text(text, source))
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]], source: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ScheduleError(f"key {_cell(key)} appears twice in one object (JSON would keep only the last)",
+                                source)
+        out[key] = value
+    return out
+
+
 def read_order(path: str | Path) -> OrderFile:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ScheduleError("not a text file (expected CSV or JSON)", str(path)) from None
-    return read_order_text(text, str(path))
+    """The action lists of a CSV or JSON file, read through
+    :mod:`syncproof.inputs` (a regular, UTF-8 file; a BOM is skipped)."""
+    p = apiguard.path(path, "read_order")
+    text = read_text(p, "torch pipelining action lists (CSV or JSON)")
+    if "\x00" in text:
+        raise ScheduleError(f"not a text file: a NUL character at offset {text.index(chr(0))} (expected CSV or JSON)",
+                            str(p))
+    return read_order_text(text, str(p))
 
 
 def format_order(order: Order) -> str:
@@ -297,22 +345,22 @@ def _leaves(order: Order) -> Iterable[tuple[int, int, Action, Action]]:
                     yield rank, step, leaf, a
 
 
-def order_sizes(order: Order) -> tuple[int, int]:
+def order_sizes(order: Order, source: str = "") -> tuple[int, int]:
     """(number of stages, number of microbatches) the actions mention."""
     stages = [leaf.stage for _, _, leaf, _ in _leaves(order)]
     mbs = [leaf.mb for _, _, leaf, _ in _leaves(order) if leaf.mb is not None]
     if not stages:
-        raise ScheduleError("the action lists are empty")
+        raise ScheduleError("the action lists are empty (every cell is a bubble)", source)
     return max(stages) + 1, (max(mbs) + 1 if mbs else 0)
 
 
 def infer_placement(order: Order, style: str = "auto", source: str = "<torch-pp>") -> Placement:
     """The stage-to-rank map: from ``style`` (checked against the actions)
     or, for ``auto``, read off the actions (every action is on its stage's rank)."""
-    if style not in PLACEMENTS:
-        raise UsageError(f"unknown placement {style!r}; choose from {', '.join(PLACEMENTS)}")
+    if not isinstance(style, str) or style not in PLACEMENTS:
+        raise UsageError(f"unknown placement {_cell(style)}; choose from {', '.join(PLACEMENTS)}")
     n_ranks = len(order)
-    n_stages, _ = order_sizes(order)
+    n_stages, _ = order_sizes(order, source)
     seen: dict[int, tuple[int, int, Action]] = {}
     for rank, step, leaf, entry in _leaves(order):
         prev = seen.get(leaf.stage)
@@ -654,14 +702,23 @@ def lower(order: Order, *, placement: str | Placement = "auto", name: str = "tor
     ``eval_mode`` checks what ``eval()`` runs (backward actions are no-ops
     there).  A compute-only order is refused with a hint: lower it first
     (:func:`syncproof.importers.torch_bridge.lower_compute_only`)."""
-    if comm not in COMM_MODES:
-        raise UsageError(f"unknown comm stream mode {comm!r}; choose from {', '.join(COMM_MODES)}")
-    if p2p not in P2P_MODES:
-        raise UsageError(f"unknown p2p mode {p2p!r}; choose from {', '.join(P2P_MODES)}")
-    if progress not in PROGRESS_MODES:
-        raise UsageError(f"unknown progress mode {progress!r}; choose from {', '.join(PROGRESS_MODES)}")
+    check_order(order, "lower")
+    if not isinstance(comm, str) or comm not in COMM_MODES:
+        raise UsageError(f"unknown comm stream mode {_cell(comm)}; choose from {', '.join(COMM_MODES)}")
+    if not isinstance(p2p, str) or p2p not in P2P_MODES:
+        raise UsageError(f"unknown p2p mode {_cell(p2p)}; choose from {', '.join(P2P_MODES)}")
+    if not isinstance(progress, str) or progress not in PROGRESS_MODES:
+        raise UsageError(f"unknown progress mode {_cell(progress)}; choose from {', '.join(PROGRESS_MODES)}")
+    apiguard.text(name, "lower", "name", empty=False)
+    apiguard.text(source, "lower", "source")
+    apiguard.text(description, "lower", "description")
+    apiguard.flag(eval_mode, "lower", "eval_mode")
     pl = placement if isinstance(placement, Placement) else infer_placement(order, placement, source)
-    n_stages, n_mb = order_sizes(order)
+    n_stages, n_mb = order_sizes(order, source)
+    unplaced = sorted({leaf.stage for _, _, leaf, _ in _leaves(order)} - set(pl.stage_to_rank))
+    if unplaced or any(r not in order for r in pl.stage_to_rank.values()):
+        raise UsageError(f"lower(): the placement does not map every stage to a rank of the order"
+                         f" (stage {unplaced[0] if unplaced else '?'})")
     if is_compute_only(order, pl):
         raise ScheduleError(
             "this is a compute-only order (no SEND/RECV actions, but data crosses ranks): torch lowers it"
@@ -700,12 +757,27 @@ def lower(order: Order, *, placement: str | Placement = "auto", name: str = "tor
     return Imported(sched, order, pl, n_stages, n_mb, comm, tuple(low.notes))
 
 
+def check_order(order: object, func: str) -> None:
+    """An :data:`Order` given to the Python API: a mapping from rank (int) to
+    a list of :class:`Action` or None; anything else is a UsageError."""
+    if not isinstance(order, Mapping):
+        raise apiguard.fail(func, "order", "a mapping of rank to a list of Action (or None)", order)
+    for rank, acts in order.items():
+        if isinstance(rank, bool) or not isinstance(rank, int) or not isinstance(acts, list) \
+                or not all(a is None or isinstance(a, Action) for a in acts):
+            raise apiguard.fail(func, "order", "a mapping of rank (int) to a list of Action (or None)",
+                                {rank: acts})
+
+
 def import_file(path: str | Path, *, placement: str = "auto", lower_with_torch: bool = True,
                 **kw: Any) -> Imported:
     """Read a CSV or JSON action list and lower it (see :func:`lower`).
 
     A compute-only order is lowered with torch's own passes when torch is
     installed and ``lower_with_torch`` is true."""
+    path = apiguard.path(path, "import_file")
+    apiguard.choice(placement, PLACEMENTS, "import_file", "placement")
+    apiguard.flag(lower_with_torch, "import_file", "lower_with_torch")
     f = read_order(path)
     style = placement if placement != "auto" else (f.placement or "auto")
     pl = infer_placement(f.order, style, str(path))
@@ -716,7 +788,7 @@ def import_file(path: str | Path, *, placement: str = "auto", lower_with_torch: 
     if is_compute_only(order, pl) and lower_with_torch:
         from .torch_bridge import lower_compute_only
 
-        order = lower_compute_only(order, pl, f.n_microbatches)
+        order = lower_compute_only(order, pl, f.n_microbatches, source=str(path))
         notes = ("a compute-only order: lowered with torch's own passes (as _PipelineScheduleRuntime does)",)
     imp = lower(order, placement=pl, **kw)
     return replace(imp, notes=notes + imp.notes)
