@@ -25,15 +25,20 @@ def register(sub: Any) -> None:
         description="Read one Flight Recorder dump per rank (the pickle of _dump_fr_trace() or the JSON of"
         " _dump_fr_trace_json(), NCCL or gloo), build each rank's sequence of collectives (and send/recv"
         " where the dump has them) and name the rank that caused the first divergence, with the reasoning."
+        " Profiler traces of the same run (Chrome trace JSON) may sit in the same directory."
         " Pickles are read with a restricted unpickler that builds only plain containers and scalars.",
         epilog=HELP_EXIT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    c.add_argument("dumps", nargs="+", metavar="DIR", help="a directory with one dump per rank (file names end"
-                   " in the rank, as torch writes them), or the dump files themselves")
+    c.add_argument("dumps", nargs="+", metavar="DIR", help="directories or files: one Flight Recorder dump per"
+                   " rank (its file name ends in the rank, as torch writes them), and optionally one profiler"
+                   " trace per rank in the same directory; dumps and traces are told apart by their content."
+                   " In a directory, hidden files and subdirectories are not read; any other file must be a"
+                   " dump or a trace")
     c.add_argument("--profiler", nargs="+", default=[], metavar="TRACE",
-                   help="profiler traces (Chrome trace JSON, one per rank, or a directory of them): labels"
-                   " (record_function ranges), send/recv, and group membership when the dumps lack it")
+                   help="more files or directories, usually the profiler traces (Chrome trace JSON, one per"
+                   " rank): labels (record_function ranges), send/recv, and group membership when the dumps"
+                   " lack it. Read exactly like DIR")
     c.add_argument("--world", type=int, metavar="N", help="the number of ranks, when no file says it")
     add_common_options(c)
     c.set_defaults(func=run)
@@ -48,16 +53,22 @@ def add_common_options(c: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UsageError
     from ..importers.flight_recorder import load_flight_recorder
 
-    if args.world is not None and args.world < 1:
-        raise UsageError("--world must be at least 1")
+    check_world(args.world)
     job = load_flight_recorder(args.dumps, args.profiler, world=args.world)
     return report(job, args, kind="flight-recorder", list_ops=args.list)
 
 
 # ---------------------------------------------------------------- shared with `import profiler`
+def check_world(world: int | None) -> None:
+    from ..errors import UsageError
+    from ..importers.documents import MAX_RANK
+
+    if world is not None and not 1 <= world <= MAX_RANK + 1:
+        raise UsageError(f"--world must be between 1 and {MAX_RANK + 1}")
+
+
 def _op_json(job: Any, op: Any) -> dict[str, Any]:
     d: dict[str, Any] = {"kind": op.kind}
     if op.ran_as and op.ran_as != op.kind:

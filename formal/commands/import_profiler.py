@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .import_flight_recorder import HELP_EXIT, add_common_options, report
+from .import_flight_recorder import HELP_EXIT, add_common_options, check_world, report
 
 
 def register(sub: Any) -> None:
@@ -26,10 +26,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UsageError
     from ..importers.profiler import load_profiler_job
 
-    if args.world is not None and args.world < 1:
-        raise UsageError("--world must be at least 1")
+    check_world(args.world)
     job = load_profiler_job(args.traces, world=args.world)
     return report(job, args, kind="profiler", list_ops=True)

@@ -237,6 +237,31 @@ class Job:
         return f"{head}{body}" + (f" [{op.label}]" if op.label else "")
 
 
+def rank_list(ranks: Iterable[int]) -> str:
+    """``0, 2, 5-131071``: ranks in order, runs of three or more as a range."""
+    rs = sorted(set(ranks))
+    parts: list[str] = []
+    i = 0
+    while i < len(rs):
+        j = i
+        while j + 1 < len(rs) and rs[j + 1] == rs[j] + 1:
+            j += 1
+        if j - i >= 2:
+            parts.append(f"{rs[i]}-{rs[j]}")
+        else:
+            parts.extend(str(r) for r in rs[i:j + 1])
+        i = j + 1
+    return ", ".join(parts)
+
+
+def candidates_text(cands: Sequence[int], head: int = 12) -> str:
+    """``rank 3, rank 0``, in the given order; past ``head`` of them, the rest as ranges."""
+    text = ", ".join(f"rank {r}" for r in cands[:head])
+    if len(cands) > head:
+        text += f", then ranks {rank_list(cands[head:])} ({len(cands)} in all)"
+    return text
+
+
 # ---------------------------------------------------------------- results
 @dataclass
 class Culprit:
@@ -302,13 +327,23 @@ class Analysis:
             lines.append("culprit" + ("s" if len(self.culprits) > 1 else "") + ":")
             lines.extend(f"  {c.text()}" for c in self.culprits)
         if not self.decided and self.candidates and self.verdict != "clean":
-            lines.append("candidates (most likely first): " + ", ".join(f"rank {r}" for r in self.candidates))
+            lines.append("candidates (most likely first): " + candidates_text(self.candidates))
         if self.reasoning:
             lines.append("why:")
             lines.extend(f"  - {r}" for r in self.reasoning)
         if self.blocked:
             lines.append("where each rank is:")
-            lines.extend(f"  r{r}: {t}" for r, t in sorted(self.blocked.items()))
+            rows = sorted(self.blocked.items())
+            i = 0
+            while i < len(rows):  # runs of ranks with the same line (e.g. many without data) as one line
+                j = i
+                while j + 1 < len(rows) and rows[j + 1][1] == rows[i][1] and rows[j + 1][0] == rows[j][0] + 1:
+                    j += 1
+                head = f"r{rows[i][0]}" if j - i < 2 else f"r{rows[i][0]}-r{rows[j][0]}"
+                lines.append(f"  {head}: {rows[i][1]}")
+                if 0 < j - i < 2:
+                    lines.extend(f"  r{r}: {t}" for r, t in rows[i + 1:j + 1])
+                i = j + 1
         return "\n".join(lines)
 
 
@@ -695,8 +730,9 @@ class _Analyser:
     def _blocked_text(self) -> dict[int, str]:
         out: dict[int, str] = {}
         job = self.job
+        missing = set(job.missing)
         for r in job.world:
-            if r in job.missing:
+            if r in missing:
                 out[r] = "no dump (missing)" if r not in job.ranks else "no data"
                 continue
             rt = job.ranks[r]
@@ -761,7 +797,7 @@ class _Analyser:
                 continue
             t = min(self._time(f.op) for f in fs)
             what = ", ".join(f"{job.describe(f.op)}" for f in fs)
-            if x in job.missing or x not in job.ranks:
+            if x not in job.ranks:
                 roots.append((t, "missing", [x], f"rank {x} has no dump, and {what} wait{'s' if len(fs) == 1 else ''}"
                               f" for it", fs))
             elif any(f.kind == "p2p" for f in fs):
@@ -780,16 +816,17 @@ class _Analyser:
                 roots.append((self._time(sig[0].op), "deviation", [r], sig[0].text, sig[0]))
         # a rank with no data: nothing shows what it did, so the run cannot be called clean
         listed = {x for _t, _k, rs, _tx, _d in roots for x in rs}
-        for x in job.missing:
-            if x not in listed:
-                roots.append((math.inf, "missing", [x], f"rank {x} left no data: nothing shows what it did", None))
+        silent = [x for x in job.missing if x not in listed]
+        if silent:
+            roots.append((math.inf, "missing", silent, f"rank{'s' if len(silent) > 1 else ''} {rank_list(silent)}"
+                          f" left no data: nothing shows what {'they' if len(silent) > 1 else 'it'} did", None))
 
         if not roots:
             stuck = [r for r, f in self.front.items()]
             summary = "no divergence in the data: every rank's ops match"
             if job.missing:
                 summary += f" (no data from rank{'s' if len(job.missing) > 1 else ''}"\
-                           f" {', '.join(map(str, job.missing))})"
+                           f" {rank_list(job.missing)})"
             reasoning = self._alignment_notes()
             if stuck:
                 reasoning.append("ops still in flight with every member present: " +
@@ -806,9 +843,11 @@ class _Analyser:
 
         # candidates in order of the roots
         candidates: list[int] = []
+        seen: set[int] = set()
         for _t, _k, rs, _text, _d in roots:
             for r in rs:
-                if r not in candidates:
+                if r not in seen:
+                    seen.add(r)
                     candidates.append(r)
         blind = [r for r in job.world if r in job.ranks and not job.ranks[r].p2p_visible]
         unknown_state = [r for r in job.world if r in job.ranks and r not in self.front]
@@ -849,7 +888,7 @@ class _Analyser:
             x = deviants[0]
             if others:
                 waiters = [w for w in others if w in self.front]
-                reasoning.append(f"rank{'s' if len(others) > 1 else ''} {', '.join(map(str, others))}"
+                reasoning.append(f"rank{'s' if len(others) > 1 else ''} {rank_list(others)}"
                                  f" follow{'s' if len(others) == 1 else ''} the program"
                                  + ((" up to where they wait" if len(others) > 1 else " up to where it waits")
                                     if waiters else ""))
@@ -878,20 +917,21 @@ class _Analyser:
                 + "; give the profiler traces (--profiler) to decide")
             cands = list(candidates)
             cands += [r for r in unknown_state if r not in cands]
-            cands += [r for r in job.missing if r not in cands]
+            have = set(cands)
+            cands += [r for r in job.missing if r not in have]
             cands = self._by_activity(cands)
             reasoning.append("candidates are listed by how recently each was active when the others got stuck"
                              " (a rank that kept going skipped something; one idle since long before was"
                              " probably waiting)")
             return self._result(False, [], cands, reasoning, blocked)
         if kind0 == "missing":
-            reasoning.append(f"rank{'s' if len(ranks0) > 1 else ''} {', '.join(map(str, ranks0))} left no"
+            reasoning.append(f"rank{'s' if len(ranks0) > 1 else ''} {rank_list(ranks0)} left no"
                              " dump (crashed, or the dump was not collected); nothing in the other dumps"
                              " departs from the program")
         elif kind0 in ("conflict", "label", "p2p_size"):
             reasoning.append("no history tells which side is right (a group of two, and no earlier"
                              " occurrence of these ops)")
-        cands = list(candidates) + [r for r in job.missing if r not in candidates]
+        cands = list(candidates) + [r for r in job.missing if r not in seen]
         return self._result(False, [], cands, reasoning, blocked)
 
     def _by_activity(self, cands: list[int]) -> list[int]:
@@ -1005,7 +1045,7 @@ class _Analyser:
             summary = "; ".join(c.text() for c in culprits)
         else:
             summary = ("the data cannot single out the culprit; candidates: "
-                       + ", ".join(f"rank {r}" for r in candidates))
+                       + candidates_text(candidates))
         return Analysis("fault", decided, summary, culprits, candidates, reasoning + self._alignment_notes(),
                         blocked)
 
@@ -1123,6 +1163,7 @@ def job_to_schedule_dict(job: Job) -> dict[str, Any]:
     starts = window_starts(job)
     used_groups: set[str] = set()
     ranks: dict[str, list[dict[str, Any]]] = {str(r): [] for r in job.world}
+    world = set(job.world)
     dropped = Counter[str]()
     for r in job.world:
         rt = job.ranks.get(r)
@@ -1156,7 +1197,7 @@ def job_to_schedule_dict(job: Job) -> dict[str, Any]:
                     d["size"] = op.numel
             else:
                 src = job.ranks.get(op.peer) if op.peer is not None else None
-                if op.peer is None or op.peer == r or op.peer not in job.world or not rt.p2p_visible or \
+                if op.peer is None or op.peer == r or op.peer not in world or not rt.p2p_visible or \
                         src is None or not src.p2p_visible:
                     dropped["sends/recvs whose other side the data does not record"] += 1
                     continue
@@ -1173,7 +1214,7 @@ def job_to_schedule_dict(job: Job) -> dict[str, Any]:
             batch_of.append(op.batch)
         _mark_batches(out, batch_of, r)
     desc = (f"Imported from {len(job.sources)} file(s) ({job.backend}); ops in issue order on one host stream."
-            + ("" if not job.missing else f" No data for rank(s) {', '.join(map(str, job.missing))}."))
+            + ("" if not job.missing else f" No data for rank(s) {rank_list(job.missing)}."))
     if dropped:
         desc += " Left out: " + "; ".join(f"{n} {what}" for what, n in dropped.items()) + "."
     return {

@@ -48,6 +48,7 @@ from .culprit import (
     dtype_name,
     frames_label,
     kind_of,
+    rank_list,
     user_frames,
 )
 from .documents import FR, MAX_COUNT, MAX_RANK, TRACE, Document, brief, fail, load_document, safe_loads
@@ -446,10 +447,11 @@ def load_flight_recorder(paths: Sequence[str | Path], profiler: Sequence[str | P
                     if view is not None and len(view) == 1:
                         op.kind, op.ran_as, op.in_sizes, op.out_sizes = next(iter(view))
     missing = tuple(r for r in world_ranks if r not in ranks)
-    no_dump = tuple(r for r in world_ranks if r not in {d.rank for d in dumps})
+    have_dump = {d.rank for d in dumps}
+    no_dump = tuple(r for r in world_ranks if r not in have_dump)
     if no_dump:
         warnings.insert(0, f"no Flight Recorder dump for rank{'s' if len(no_dump) > 1 else ''}"
-                        f" {', '.join(map(str, no_dump))} (crashed, or the dump was not collected)")
+                        f" {rank_list(no_dump)} (crashed, or the dump was not collected)")
     sources = [d.path for d in dumps] + [t.path for t in traces]
     return Job(name or _name(paths), world_ranks, groups, ranks, missing, backend, warnings, sources)
 
