@@ -15,14 +15,21 @@ from typing import Any
 
 from ..errors import ScheduleError
 from ..gcpause import gc_paused
+from ..inputs import read_bytes
 from .choices import Choice, OpChoice, choice_to_dict, choices_from_dict
 from .expr import Expr, Lit, parse_expr
+from .jsonread import parse_schedule_json
 from .ops import ALLOCATOR_KINDS, HOST_ONLY, HOST_STREAM, P2P_MODES_OP, Access, Kind, Meta, Op
-from .region import FULL, Interval, Region, RegionSyntaxError, parse_region_parts, shared_interval
+from .region import FULL, FULL_HI, Interval, Region, RegionSyntaxError, parse_region_parts, shared_interval
 from .schedule import Buffer, InitValue, Schedule
-from .validate import PreChecked, accesses_are_fine, meta_is_fine, suggest, validate
+from .validate import PreChecked, accesses_are_fine, check_op, meta_is_fine, suggest, validate
 
 FORMAT_VERSION = 2
+#: The most digits of a rank number (ranks are small; the bound keeps every integer of a schedule in 64 bits).
+MAX_RANK_DIGITS = 9
+#: Every other integer of a schedule (sizes, counts, steps, interval bounds) lies strictly inside
+#: (-LIMIT, LIMIT): far beyond any real size, and clear of the bounds that stand for a whole axis.
+INT_LIMIT = FULL_HI
 READS_VERSIONS = (1, 2)
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
@@ -75,23 +82,6 @@ _KINDS = {k.value: k for k in Kind}
 _META_KEYS = frozenset(META_KEYS)
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):  # rare: find the first key seen twice
-        seen: set[str] = set()
-        for k, _ in pairs:
-            if k in seen:
-                raise _DuplicateKey(k)
-            seen.add(k)
-    return out
-
-
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
 # ---------------------------------------------------------------- helpers
 # The loader makes millions of frozen dataclass objects; it fills their fields
 # directly (object.__new__, then the instance dict, in field order), as the
@@ -105,8 +95,19 @@ def _want(cond: bool, msg: str, where: str, hint: str = "") -> None:
 
 
 def _int(v: Any, what: str, where: str) -> int:
-    _want(isinstance(v, int) and not isinstance(v, bool), f"{what} must be an integer, got {v!r}", where)
+    _want(isinstance(v, int) and not isinstance(v, bool), f"{what} must be an integer, got {_short(v)}", where)
+    _want(-INT_LIMIT < v < INT_LIMIT, f"{what} {_short(v)} is out of range (integers lie strictly between -2^62 and"
+          " 2^62)", where)
     return int(v)
+
+
+def _short(v: Any) -> str:
+    """``repr(v)``, cut short: a message quotes a value, not a whole document or a 4000-digit number."""
+    try:
+        text = repr(v) if not isinstance(v, int) or -10**30 < v < 10**30 else f"an integer of {len(str(abs(v)))} digits"
+    except ValueError:  # an int too long to print
+        text = "an integer of more than 4300 digits"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _str(v: Any, what: str, where: str) -> str:
@@ -183,12 +184,14 @@ def _accesses(v: Any, what: str, buffers: dict[str, Buffer], where: str, writes:
 
 def _parse_tokens(v: Any, where: str) -> Interval:
     if isinstance(v, int) and not isinstance(v, bool):
+        _want(-INT_LIMIT < v < INT_LIMIT - 1, f"tokens {_short(v)} is out of range", where)
         return Interval(v, v + 1)
     _want(isinstance(v, str) and ":" in v, f"tokens must be 'lo:hi' or an integer, got {v!r}", where)
-    m = re.fullmatch(r"\s*(-?\d+)\s*:\s*(-?\d+)\s*", str(v))
+    m = re.fullmatch(r"\s*(-?[0-9]{1,19})\s*:\s*(-?[0-9]{1,19})\s*", str(v))
     if m is None:
         raise ScheduleError(f"tokens must be 'lo:hi' with integers, got {v!r}", where)
     lo, hi = int(m.group(1)), int(m.group(2))
+    _want(lo > -INT_LIMIT and hi < INT_LIMIT, f"tokens interval {v!r} is out of range", where)
     _want(lo < hi, f"tokens interval {v!r} is empty or reversed", where,
           f"did you mean '{hi}:{lo}'?" if hi < lo else "")
     return Interval(lo, hi)
@@ -198,8 +201,8 @@ def _parse_sp(v: Any, where: str) -> tuple[int, int]:
     ok = isinstance(v, str) and v.count("/") == 1
     if ok:
         a, b = str(v).split("/")
-        ok = a.strip().isdigit() and b.strip().isdigit()
-    _want(ok, f"sp must be 'index/count' such as '1/4', got {v!r}", where)
+        ok = all(x.strip().isascii() and x.strip().isdigit() and len(x.strip()) <= 9 for x in (a, b))
+    _want(ok, f"sp must be 'index/count' such as '1/4' (ASCII digits), got {_short(v)}", where)
     a, b = str(v).split("/")
     return int(a), int(b)
 
@@ -365,7 +368,7 @@ def _count_exprs(v: list[Any], what: str, where: str) -> tuple[Expr, ...]:
         if isinstance(x, str):
             out.append(parse_expr(x, f"{where}, {what}[{i}]"))
         else:
-            _want(type(x) is int and x >= 0, f"{what}[{i}] must be a non-negative integer or an expression,"
+            _want(type(x) is int and 0 <= x < INT_LIMIT, f"{what}[{i}] must be a non-negative integer or an expression,"
                   f" got {x!r}", where)
             out.append(Lit(x))
     return tuple(out)
@@ -377,7 +380,8 @@ def _a(kind: Kind) -> str:
 
 
 def _counts(v: Any, what: str, where: str) -> tuple[int, ...]:
-    _want(isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v),
+    _want(isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < INT_LIMIT
+                                      for x in v),
           f"{what} must be a list of non-negative integers (one per group member, in member order), got {v!r}",
           where)
     return tuple(v)
@@ -491,10 +495,47 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
             return got
         return accesses(v, cache, writes) if v else ((), True)
 
+    # ops read from one shared document object (identical lines of a canonical
+    # file, see _parse_canonical): built once, copied for the other ranks
+    templates: dict[int, tuple[dict[str, Any], bool, tuple[int, ...] | None, int | None, Kind]] = {}
+    context: list[Schedule] = []
+
+    def passes_check_op(op: Op) -> bool:
+        """validate's per-op check of an op ``_op`` built (registering its record, as validate would)."""
+        if not context:
+            context.append(Schedule(name="-", ranks=tuple(ranks), groups=groups, buffers=tuple(buffers.values()),
+                                    ops=(), source=src))
+        try:
+            check_op(context[0], op.id, op, rank_set, recorded)
+        except ScheduleError:
+            return False
+        return True
+
     for rank, lst in ranked:
+        share = type(lst) is SharedOps
         for index, d in enumerate(lst):
             op_id = len(ops)
             op: Op | None = None
+            if share:
+                t = templates.get(id(d))
+                if t is not None:  # the same document as an earlier op: its fields, checked already
+                    fields, t_fine, t_members, t_peer, t_kind = t
+                    op = op_new(Op)
+                    f = op.__dict__
+                    f["id"] = op_id
+                    f["rank"] = rank
+                    f["index"] = index
+                    f.update(fields)
+                    # what depends on the rank: membership of the group, a peer other than itself
+                    if not t_fine or (t_members is not None and rank not in t_members) or t_peer == rank:
+                        checked = False
+                    if t_kind is record:
+                        recorded.setdefault((rank, f["event"]), op)
+                    elif t_kind is wait:
+                        waits.append(op)
+                    append(op)
+                    continue
+            fine = False
             try:
                 if type(d) is not dict:
                     raise _Decline
@@ -549,7 +590,7 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
                     size = get("size", missing)
                     if size is missing:
                         size = None
-                    elif type(size) is not int:
+                    elif type(size) is not int or size >= INT_LIMIT:
                         raise _Decline
                     elif size < 0:
                         fine = False
@@ -619,14 +660,28 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
                     recorded.setdefault(rkey, op)
                 elif kind is wait:
                     waits.append(op)
-                checked = checked and fine
             except Exception:  # _Decline, or anything unexpected: _op reports it
                 op = None
             if op is None:  # outside the handler, so that _op's error has no context
                 op = _op(d, rank, index, op_id, buffers, src, version)
-                checked = False
+                fine = passes_check_op(op)
+                if op.kind is wait:
+                    waits.append(op)
+            checked = checked and fine
+            if share:
+                fields = dict(op.__dict__)
+                del fields["id"], fields["rank"], fields["index"]
+                k = op.kind
+                members = group_map.get(op.group or "") if k in collectives else None
+                peer_of = op.peer if (k.is_p2p or k is Kind.PUT or k is Kind.WAIT_SIGNAL) else None
+                templates[id(d)] = (fields, fine, members, peer_of, k)
             append(op)
     return ops, ((recorded, waits) if checked else None)
+
+
+class SharedOps(list[Any]):
+    """A rank's op documents in which one object may stand for several ops
+    (identical lines of a file): the loader builds each object's op once."""
 
 
 def _buffers(v: Any, src: str) -> dict[str, Buffer]:
@@ -709,11 +764,15 @@ def _schedule_from_dict(doc: Any, source: str) -> Schedule:
     ranks_raw = doc["ranks"]
     _want(isinstance(ranks_raw, dict), "\"ranks\" must map rank numbers to op lists", src)
     ranks: list[int] = []
+    seen: dict[int, str] = {}
     for rk, lst in ranks_raw.items():
-        _want(isinstance(rk, str) and rk.isdigit(), f"rank key {rk!r} must be a non-negative integer", src)
+        _want(isinstance(rk, str) and rk.isascii() and rk.isdigit() and len(rk) <= MAX_RANK_DIGITS,
+              f"rank key {rk!r} must be a non-negative integer (ASCII digits, at most {MAX_RANK_DIGITS})", src)
         rank = int(rk)
         _want(isinstance(lst, list), f"rank {rank}: ops must be a list", src)
-        _want(rank not in ranks, f"rank {rank} is listed twice in \"ranks\" (as {rk!r})", src)
+        _want(rank not in seen, f"rank {rank} is listed twice in \"ranks\" (as {seen.get(rank)!r} and {rk!r})",
+              src)
+        seen[rank] = rk
         ranks.append(rank)
     ops, prechecked = _load_ops(sorted(zip(ranks, ranks_raw.values(), strict=True)), buffers, src, groups, ranks,
                                 version)
@@ -748,46 +807,21 @@ def _schedule_from_dict(doc: Any, source: str) -> Schedule:
     return sched
 
 
-def _where_duplicate(text: str, key: str) -> str:
-    """Best effort: the line (and rank/op, for one-op-per-line files) where
-    ``key`` appears twice; JSON parsers give no position for this."""
-    pat = re.compile(r'"' + re.escape(key) + r'"\s*:')
-    rank, op_index = None, -1
-    for n, line in enumerate(text.splitlines(), 1):
-        m = re.match(r'\s*"(\d+)"\s*:\s*\[', line)
-        if m:
-            rank, op_index = int(m.group(1)), -1
-        elif rank is not None and line.lstrip().startswith("{"):
-            op_index += 1
-        if len(pat.findall(line)) > 1:
-            at = f" at line {n}"
-            if rank is not None and line.lstrip().startswith("{"):
-                at += f" (rank {rank}, op {op_index})"
-            return at
-    return ""
+def loads(text: str | bytes, source: str = "<string>") -> Schedule:
+    """A schedule from the text of a file: JSON, or the compact form (told
+    apart by its first bytes, see :mod:`syncproof.ir.compact`)."""
+    from .compact import MAGIC, schedule_from_compact
 
-
-def loads(text: str, source: str = "<string>") -> Schedule:
-    try:
-        doc = json.loads(text, object_pairs_hook=_no_duplicate_keys)
-    except _DuplicateKey as exc:
-        raise ScheduleError(f"key {exc.key!r} appears twice in one object (JSON would keep only the last)"
-                            + _where_duplicate(text, exc.key), source) from None
-    except json.JSONDecodeError as exc:
-        raise ScheduleError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
-                            source) from None
-    return schedule_from_dict(doc, source)
+    if isinstance(text, bytes) and text.startswith(MAGIC):
+        return schedule_from_compact(text, source)
+    return schedule_from_dict(parse_schedule_json(text, source), source)
 
 
 def load(path: str | Path) -> Schedule:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScheduleError("no such file", str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScheduleError(f"cannot read: {exc}", str(path)) from None
-    return loads(text, str(path))
+    """A schedule file, JSON or compact, read through :func:`syncproof.inputs.read_bytes`
+    (regular files only, of bounded size)."""
+    data = read_bytes(path, "a syncproof schedule (JSON or compact)")
+    return loads(data, str(path))
 
 
 # ---------------------------------------------------------------- saving

@@ -133,7 +133,7 @@ class Region:
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_.\-]*"
 _REGION_RE = re.compile(rf"^\s*({_NAME})\s*(?:\[(.*)\])?\s*$")
-_BOUND_RE = re.compile(r"^\s*(-?\d+)\s*$")
+_BOUND_RE = re.compile(r"^\s*(-?[0-9]+)\s*$")  # ASCII digits only: int("²") raises, int("٣") is 3
 _AXIS_RE = re.compile(rf"^{_NAME}$")
 # The canonical form (as written by str(Region)): no spaces but after the
 # commas, ASCII digits, no signs.  parse_region_parts reads it directly.
@@ -160,10 +160,19 @@ class RegionSyntaxError(ValueError):
         self.hint = hint
 
 
+def _bound(axis: str, digits: str, text_all: str) -> int:
+    """An interval bound written in ASCII digits, strictly inside the bounds of a whole axis."""
+    if len(digits.lstrip("-")) > 19 or not FULL_LO < int(digits) < FULL_HI:
+        raise RegionSyntaxError(f"axis {axis!r} in {text_all!r}: bound {digits[:24]}{'...' if len(digits) > 24 else ''}"
+                                f" is out of range (bounds lie strictly between -2^62 and 2^62)")
+    return int(digits)
+
+
 def _parse_interval(axis: str, text: str, text_all: str) -> Interval:
     text = text.strip()
     lo_s, sep, hi_s = text.partition(":")
-    if lo_s.isdigit() and (not sep or hi_s.isdigit()):  # the common case, no signs or spaces
+    if (lo_s.isascii() and lo_s.isdigit() and (not sep or (hi_s.isascii() and hi_s.isdigit()))
+            and len(lo_s) < 19 and len(hi_s) < 19):  # the common case: no signs, spaces or big numbers
         lo = int(lo_s)
         hi = int(hi_s) if sep else lo + 1
         if lo < hi:
@@ -175,7 +184,7 @@ def _parse_interval(axis: str, text: str, text_all: str) -> Interval:
             raise RegionSyntaxError(
                 f"axis {axis!r} in {text_all!r}: expected 'lo:hi' with integers, got {text!r}"
             )
-        lo, hi = int(lo_m.group(1)), int(hi_m.group(1))
+        lo, hi = _bound(axis, lo_m.group(1), text_all), _bound(axis, hi_m.group(1), text_all)
         if hi < lo:
             raise RegionSyntaxError(
                 f"axis {axis!r} in {text_all!r}: interval {lo}:{hi} is reversed"
@@ -190,7 +199,9 @@ def _parse_interval(axis: str, text: str, text_all: str) -> Interval:
         raise RegionSyntaxError(
             f"axis {axis!r} in {text_all!r}: expected an integer or 'lo:hi', got {text!r}"
         )
-    v = int(m.group(1))
+    v = _bound(axis, m.group(1), text_all)
+    if v + 1 >= FULL_HI:
+        raise RegionSyntaxError(f"axis {axis!r} in {text_all!r}: index {v} is out of range (below 2^62 - 1)")
     return Interval(v, v + 1)
 
 
@@ -203,6 +214,8 @@ def parse_region_parts(text: str) -> tuple[str, list[tuple[str, Interval]]]:
         for item in m.group(2).split(","):
             axis, _, rng = item.strip().partition("=")
             lo_s, sep, hi_s = rng.partition(":")
+            if len(lo_s) > 18 or len(hi_s) > 18:
+                break  # perhaps out of range: the general case decides
             lo = int(lo_s)
             hi = int(hi_s) if sep else lo + 1
             if lo >= hi or any(a == axis for a, _ in parts):

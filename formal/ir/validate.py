@@ -28,8 +28,13 @@ def _has_v2(op: Op) -> bool:
             or op.reuses is not None or op.choice is not None)
 
 
+_SUGGEST_MAX = 2000
+
+
 def suggest(name: object, choices: Iterable[object]) -> str:
     names = [str(c) for c in choices]
+    if len(names) > _SUGGEST_MAX:  # a message should not cost more than the check: no search among 10^5 names
+        return f"{len(names)} known, e.g. " + ", ".join(repr(n) for n in sorted(names)[:8]) + " ..."
     key = str(name).lower()
     close = [n for n in names if n.lower() == key or sorted(n.lower()) == sorted(key)]
     close = close or difflib.get_close_matches(str(name), names, n=1, cutoff=0.5)
@@ -262,6 +267,9 @@ def _check_op(schedule: Schedule, pos: int, op: Op, ranks: set[int], recorded: d
     _check_accesses(schedule, op, op.writes, "writes")
 
 
+check_op = _check_op  # the loader's name for it
+
+
 class _OpWhere:
     def __init__(self, src: str, op: Op) -> None:
         self.src, self.op = src, op
@@ -401,6 +409,7 @@ def _check_host(schedule: Schedule, selected: bool = False) -> None:
         return
     src = schedule.source
     for r in schedule.ranks:
+        rank_events = {o.event for o in schedule.by_rank[r] if o.kind is Kind.RECORD and o.event}
         names: set[str] = set()
         alloc: dict[str, Op] = {}
         freed: dict[str, Op] = {}
@@ -408,9 +417,8 @@ def _check_host(schedule: Schedule, selected: bool = False) -> None:
         for op in schedule.by_rank[r]:
             where = f"{src}: {op.where}"
             k = op.kind
-            if k is Kind.SYNC and op.event is not None and not selected and not any(
-                    o.kind is Kind.RECORD and o.event == op.event for o in schedule.by_rank[r]):
-                recorded = sorted({o.event for o in schedule.by_rank[r] if o.kind is Kind.RECORD and o.event})
+            if k is Kind.SYNC and op.event is not None and not selected and op.event not in rank_events:
+                recorded = sorted(rank_events)
                 raise ScheduleError(f"sync on event {op.event!r}, which rank {r} never records", where,
                                     suggest(op.event, recorded))
             if k is Kind.SYNC and op.of is not None and op.of not in names:
