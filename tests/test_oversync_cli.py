@@ -146,7 +146,7 @@ def test_minimize_by_cost_and_on_a_schedule_file(tmp_path: Path, capsys: pytest.
 
 
 @pytest.mark.parametrize("content, words", [
-    ("{not json", "not JSON"),
+    ("{not json", "not valid JSON"),
     ("[1, 2]", "must be a JSON object"),
     ('{"r0#0": -1}', "non-negative number"),
     ('{"r0#0": "ten"}', "non-negative number"),
@@ -282,3 +282,36 @@ def test_a_removed_barrier_takes_no_time() -> None:
     # rank 1's barrier ends once rank 0's has started, after a (10); then b (10)
     assert costs.makespan == 20.0
     assert costs.per_sync[syncs[0].ops] == 10.0  # without it a and b run side by side
+
+
+def test_minimize_suggests_a_wait_later_as_a_suggestion(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A wait placed before an independent compute: nothing can be removed,
+    and minimize suggests moving the wait after it (a change, re-checked),
+    in text and JSON; --suggest 0 turns it off; a bad count exits 2."""
+    from syncproof.ir import save
+
+    b = ScheduleBuilder("early-wait")
+    b.buffer("x").buffer("y").buffer("z")
+    r = b.rank(0)
+    r.compute("a", stream="a", writes={"x": "A"})
+    r.record("ea", stream="a")
+    r.wait("ea", stream="c")
+    r.compute("k", stream="c", reads={"y": None}, writes={"z": "K"})
+    r.compute("r", stream="c", reads={"x": "A"})
+    f = tmp_path / "early.json"
+    save(b.build(), f)
+    assert main(["minimize", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "already minimal" in out
+    assert "suggestions (changes to the minimized schedule, not results about it" in out
+    assert "move r0/c: wait(ea) later, to just after r0/c: k" in out and "30 us -> 20 us" in out
+    assert main(["minimize", str(f), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (sg,) = doc["suggestions"]
+    assert sg["kind"] == "suggestion" and sg["move_after"] == "r0/c: k" and sg["rechecked_from_scratch"]
+    assert sg["makespan_before"] == 30.0 and sg["makespan_after"] == 20.0
+    assert doc["already_minimal"] is True  # the suggestion is not a removal
+    assert main(["minimize", str(f), "--suggest", "0", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["suggestions"] == []
+    assert main(["minimize", str(f), "--suggest", "-1"]) == 2
+    assert "--suggest" in capsys.readouterr().err

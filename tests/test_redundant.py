@@ -235,3 +235,58 @@ def test_the_bulk_first_try_names_real_witnesses() -> None:
     # and the verdicts say so, with the sentence made from the witness
     needed = [v for v in rr.verdicts if not v.redundant]
     assert len(needed) == len(waits) and all(v.how == "graph" and v.why.startswith("without it:") for v in needed)
+
+
+def _early_wait() -> Schedule:
+    """Stream 'c' waits for 'a''s result before an independent compute 'k'
+    that does not need it; only 'r' reads it.  The wait belongs just before
+    'r': then 'k' runs beside 'a'."""
+    b = ScheduleBuilder("early-wait")
+    b.buffer("x").buffer("y").buffer("z")
+    r = b.rank(0)
+    r.compute("a", stream="a", writes={"x": "A"})
+    r.record("ea", stream="a")
+    r.wait("ea", stream="c")
+    r.compute("k", stream="c", reads={"y": None}, writes={"z": "K"})
+    r.compute("r", stream="c", reads={"x": "A"})
+    return b.build()
+
+
+def test_a_wait_placed_too_early_is_suggested_later_not_proved() -> None:
+    from syncproof.engine.redundant import moved, suggest_moves
+
+    s = _early_wait()
+    assert not find_redundant(s).redundant  # the wait is needed: nothing to remove
+    (sg,) = suggest_moves(s)
+    assert "wait(ea)" in sg.sync.label and sg.passed == (sg.after_label,), sg
+    assert sg.checked and sg.makespan_after < sg.makespan_before
+    assert sg.makespan_before == 30.0 and sg.makespan_after == 20.0  # a, then r; k beside a (cost model: 10 each)
+    assert all(r.verdict is Verdict.PROVED for r in check_schedule(sg.schedule).results)
+    # one op further (after r, its reader) breaks dataflow: the search stopped at the last good place
+    k, rd = (op.id for op in s.ops if op.name in ("k", "r"))
+    too_far, _ = moved(s, sg.sync.op, rd)
+    assert check_schedule(too_far, ["dataflow"]).result("dataflow").verdict is Verdict.VIOLATED
+    assert sg.after == k
+
+
+def test_phase_steps_without_a_sync_equal_recomputing_them() -> None:
+    """The phase rule's steps of the schedule without one sync, made from the
+    schedule's own steps, are those computed from scratch (every wait and
+    host sync of schedules whose syncs end steps)."""
+    from syncproof.bench.generators import schedule_of_size
+    from syncproof.semantics.obligations import phase_obligations, phase_steps, phase_steps_without
+
+    cases = [schedule_of_size(1000, "decode", False, True), build("overlap-scheduler", {"wait": "oversync"}, None),
+             build("async-decode", {}, None), build("kv", {"steps": 2}, None)]
+    tried = 0
+    for s in cases:
+        steps = phase_steps(s)
+        for sy in syncs_of(s):
+            if sy.kind not in ("wait", "host sync"):
+                continue
+            got = phase_steps_without(s, steps, sy.op)
+            if got is None:
+                continue
+            tried += 1
+            assert set(phase_obligations(s, got)) == set(phase_obligations(without(s, [sy]))), sy.label
+    assert tried > 200

@@ -39,6 +39,11 @@ def register(sub: Any) -> None:
     c.add_argument("--durations", metavar="FILE",
                    help="op durations, a JSON object mapping op labels or r<rank>#<index> to microseconds"
                    " (other ops: the built-in cost model)")
+    c.add_argument("--suggest", type=int, default=8, metavar="N",
+                   help="also try moving each of the first N waits and host syncs on the minimized schedule's"
+                   " critical path later on its stream (default 8; 0: no suggestions).  A move that keeps every"
+                   " proof and shortens the makespan is printed as a suggestion: a change to the schedule, each"
+                   " re-checked from scratch, not a result about the given schedule")
     add_solver_options(c)
     c.add_argument("--format", default="text", choices=["text", "json"])
     c.set_defaults(func=run)
@@ -62,17 +67,23 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.redundant import minimize, syncs_of
+    from ..engine.redundant import minimize, suggest_moves, syncs_of
     from ..ir import save
     from ..render.oversync import durations_note, load_durations, minimized_json, minimized_text, sync_costs
 
     kw: dict[str, Any] = solver_kwargs(args)
+    if args.suggest < 0 or args.suggest > 10_000:
+        raise UsageError(f"--suggest takes a number of syncs from 0 to 10000, got {args.suggest}")
     sched = _load(args)
     durations = load_durations(args.durations, sched) if args.durations else {}
     costs = sync_costs(sched, syncs_of(sched), durations, durations_note(args.durations, durations, sched))
     weights = dict(costs.per_sync) if args.weights == "cost" else None
     rkw = {k: v for k, v in kw.items() if k not in ("properties", "max_cex")}
     m = minimize(sched, kw["properties"], weights=weights, **rkw)
+    moves: tuple[Any, ...] = ()
+    if args.suggest and m.proved:
+        mdur = load_durations(args.durations, m.schedule) if args.durations else None
+        moves = suggest_moves(m.schedule, m.proved, durations=mdur, limit=args.suggest, **rkw)
     written = None
     if args.output:
         out = Path(args.output)
@@ -82,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot write the minimized schedule to {out}: {exc}") from None
         written = str(out)
     if args.format == "json":
-        print(json.dumps(minimized_json(m, sched, costs, args.weights, written), indent=2))
+        print(json.dumps(minimized_json(m, sched, costs, args.weights, written, moves), indent=2))
     else:
-        print(minimized_text(m, sched, costs, args.weights, written))
+        print(minimized_text(m, sched, costs, args.weights, written, moves))
     return EXIT_OK

@@ -451,9 +451,12 @@ class _GraphDecider:
             if names_it or self._phase_names(o):
                 # the phase obligations of the schedule without it that are new (the rule picks other
                 # first and last ops on its lane) are decided too
-                from ..semantics.obligations import phase_obligations
+                from ..semantics.obligations import phase_obligations, phase_steps, phase_steps_without
                 old = self._phase_set()
-                cone.extend(("phase", ob) for ob in phase_obligations(without(self.s, [sy])) if ob not in old)
+                steps = phase_steps_without(self.s, phase_steps(self.s), o)
+                new = phase_obligations(self.s, steps) if steps is not None else \
+                    phase_obligations(without(self.s, [sy]))
+                cone.extend(("phase", ob) for ob in new if ob not in old)
         if not cone:
             return False
         return self._decide_without(cone, us, v)
@@ -551,7 +554,10 @@ def _bulk_queries(obs: Sequence[Any], queries: Any) -> tuple[np.ndarray, np.ndar
 def _corridor(x: int, y: int, succ: list[list[int]], removed: set[tuple[int, int]], reach: Any,
               n_op_points: int) -> bool:
     """Is there a path from ``x`` to ``y`` that uses no edge of ``removed``?
-    Only points that reach ``y`` are visited (aux points always)."""
+    Only points that reach ``y`` are visited (aux points always); an op
+    point that reaches ``y`` but none of the removed edges' sources has such
+    a path already (any path of its reaches ``y`` without them)."""
+    sources = {u for u, _ in removed}
     seen = {x}
     stack = [x]
     while stack:
@@ -561,8 +567,12 @@ def _corridor(x: int, y: int, succ: list[list[int]], removed: set[tuple[int, int
                 continue
             if b == y:
                 return True
-            if b < n_op_points and not reach(b, y):
-                continue
+            if b < n_op_points:
+                if not reach(b, y):
+                    continue
+                if b not in sources and not any(reach(b, u) for u in sources if u < n_op_points) and all(
+                        u < n_op_points for u in sources):
+                    return True
             seen.add(b)
             stack.append(b)
     return False
@@ -878,5 +888,119 @@ def minimize(s: Schedule, properties: Iterable[str] = PROPERTIES, *, weights: Ma
     return Minimized(out, kept, removed_t, optimal or not cands, it, final, proved, time.perf_counter() - t0)
 
 
-__all__ = ["Minimized", "RedundancyReport", "Sync", "SyncVerdict", "default_duration", "find_redundant", "makespan",
-           "minimize", "syncs_of", "without", "write_without"]
+# ---------------------------------------------------------------- suggestions: a wait moved later
+@dataclass(frozen=True)
+class MoveSuggestion:
+    """A sync the schedule does not have: ``sync`` moved later in its rank's
+    program, to just after ``after`` (an op of its own stream).  It is a
+    suggestion about another schedule, not a result about the given one;
+    ``checked`` says that the moved schedule, re-checked from scratch,
+    proves every property the given one proves."""
+
+    sync: Sync
+    after: int  # op id (in the given schedule) that the sync is moved after
+    after_label: str
+    passed: tuple[str, ...]  # labels of the ops the sync no longer holds back
+    makespan_before: float
+    makespan_after: float
+    checked: bool
+    schedule: Schedule = field(repr=False, compare=False)  # the moved schedule
+
+    @property
+    def gain(self) -> float:
+        return self.makespan_before - self.makespan_after
+
+
+def moved(s: Schedule, o: int, after: int) -> tuple[Schedule, dict[int, int]]:
+    """``s`` with op ``o`` moved to just after op ``after`` of the same rank
+    (later in its program), loaded and validated from scratch; and the map
+    from old op ids to new ones."""
+    from ..ir.fileformat import op_to_dict, schedule_from_dict, schedule_to_dict
+
+    rank = s.ops[o].rank
+    order = [op.id for op in s.by_rank[rank] if op.id != o]
+    order.insert(order.index(after) + 1, o)
+    doc = schedule_to_dict(s)
+    doc["ranks"] = {str(r): [op_to_dict(s.ops[i]) for i in (order if r == rank else
+                                                          [op.id for op in s.by_rank[r]])] for r in s.ranks}
+    new = schedule_from_dict(doc, s.source)
+    ids: dict[int, int] = {}
+    for r in s.ranks:
+        old_ids = order if r == rank else [op.id for op in s.by_rank[r]]
+        for old, op in zip(old_ids, new.by_rank[r], strict=True):
+            ids[old] = op.id
+    return new, ids
+
+
+def suggest_moves(s: Schedule, properties: Iterable[str] = PROPERTIES, *, durations: Mapping[int, float] | None = None,
+                  limit: int = 8, **kw: Any) -> tuple[MoveSuggestion, ...]:
+    """For each wait or host sync on the critical path (at most ``limit``):
+    the latest place after it on its own stream that it can move to with
+    every property ``s`` proves still proved, when that shortens the
+    makespan.  Each step of the search is a check from scratch; the place
+    found is the latest of a doubling-then-bisecting search (moving a sync
+    later releases more ops, so good places come first), and only the moved
+    schedule that is reported is claimed to check."""
+    props = tuple(p for p in PROPERTIES if p in tuple(properties))
+    base = _check(s, props, kw)
+    proved = tuple(r.property for r in base.results if r.verdict is Verdict.PROVED)
+    if not proved or s.choices:
+        return ()
+    span, path = makespan(s, durations)
+    if span == float("inf"):
+        return ()
+    on_path = [o for o in path if s.ops[o].kind in (Kind.WAIT, Kind.SYNC)]
+    by_op = {sy.op: sy for sy in syncs_of(s) if sy.kind in ("wait", "host sync")}
+    out: list[MoveSuggestion] = []
+    for o in on_path[:limit]:
+        sy = by_op.get(o)
+        if sy is None:
+            continue
+        op = s.ops[o]
+        later = [x.id for x in s.streams[(op.rank, op.stream)] if x.index > op.index]
+        if not later:
+            continue
+        cache: dict[int, tuple[bool, Schedule, dict[int, int]] | None] = {}
+
+        def good(k: int, o: int = o, later: list[int] = later,
+                 cache: dict[int, tuple[bool, Schedule, dict[int, int]] | None] = cache) -> bool:
+            if k not in cache:
+                try:
+                    new, ids = moved(s, o, later[k])
+                except Exception:  # noqa: BLE001  a move the format refuses is no suggestion
+                    cache[k] = None
+                    return False
+                cache[k] = (not _failed(_check(new, proved, kw)), new, ids)
+            got = cache[k]
+            return got is not None and got[0]
+
+        if not good(0):
+            continue
+        lo, step = 0, 1  # lo: a good place; find a bad one above it, then bisect
+        hi = len(later)
+        while lo + step < len(later):
+            if good(lo + step):
+                lo += step
+                step *= 2
+            else:
+                hi = lo + step
+                break
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if good(mid):
+                lo = mid
+            else:
+                hi = mid
+        got = cache[lo]
+        assert got is not None
+        _, new, ids = got
+        nd = {ids[i]: d for i, d in durations.items()} if durations else None
+        after_span = makespan(new, nd)[0]
+        if after_span < span:
+            out.append(MoveSuggestion(sy, later[lo], s.label(s.ops[later[lo]]),
+                                      tuple(s.label(s.ops[i]) for i in later[:lo + 1]), span, after_span, True, new))
+    return tuple(out)
+
+
+__all__ = ["Minimized", "MoveSuggestion", "RedundancyReport", "Sync", "SyncVerdict", "default_duration",
+           "find_redundant", "makespan", "minimize", "moved", "suggest_moves", "syncs_of", "without", "write_without"]

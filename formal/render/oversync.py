@@ -34,7 +34,7 @@ from ..ir.ops import HOST_STREAM
 from .dot import RED, _html, _q, _wrap, find_syncs, short_label
 
 if TYPE_CHECKING:
-    from ..engine.redundant import Minimized, RedundancyReport, Sync, SyncVerdict
+    from ..engine.redundant import Minimized, MoveSuggestion, RedundancyReport, Sync, SyncVerdict
 
 COST_MODEL = ("compute 10 us, host work 1 us, communication 5 us + 1 us per 1000 elements of its size;"
               " waits, records, host syncs and allocator calls 0 us")
@@ -48,15 +48,14 @@ def load_durations(path: str | Path, s: Schedule) -> dict[int, float]:
     label (every op with that label), a unique prefix of one, or
     ``r<rank>#<index>`` (which wins over a label the op shares).  Every
     problem is a :class:`UsageError` that names the file."""
+    from ..errors import ScheduleError
+    from ..inputs import parse_json, read_text
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read durations file {p}: {exc}") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"durations file {p}: not JSON: {exc}") from None
+        doc = parse_json(read_text(p, "op durations (a JSON object)"), str(p))
+    except ScheduleError as exc:
+        raise UsageError(f"durations file {exc}") from None
     if not isinstance(doc, dict):
         raise UsageError(f"durations file {p}: must be a JSON object mapping op labels (or r<rank>#<index>) to"
                          f" microseconds, got {type(doc).__name__}")
@@ -321,7 +320,7 @@ def _makespans(m: Minimized, s: Schedule, costs: Costs | None) -> tuple[float, f
 
 
 def minimized_text(m: Minimized, s: Schedule, costs: Costs | None, weights: str,
-                   written: str | None = None) -> str:
+                   written: str | None = None, moves: Sequence[MoveSuggestion] = ()) -> str:
     n = len(m.kept) + len(m.removed)
     what = "fewest syncs" if weights == "count" else "cheapest syncs (each weighted by its own cost)"
     out = [f"{s.name} ({s.source}): {n} sync{'s' if n != 1 else ''}; {what} that keep every proved property"
@@ -352,11 +351,33 @@ def minimized_text(m: Minimized, s: Schedule, costs: Costs | None, weights: str,
         out.append(f"  makespan {_us(spans[0])} -> {_us(spans[1])} ({costs.note})")
     if written:
         out.append(f"  wrote {written}")
+    out += moves_text(moves)
     return "\n".join(out)
 
 
+def moves_text(moves: Sequence[MoveSuggestion]) -> list[str]:
+    """The suggestions, worded as changes to try, not as results."""
+    if not moves:
+        return []
+    out = ["  suggestions (changes to the minimized schedule, not results about it; each moved schedule was"
+           " re-checked from scratch and proves every property that was proved):"]
+    for mv in moves:
+        n = len(mv.passed)
+        out.append(f"    move {mv.sync.label} later, to just after {mv.after_label}: it stops holding back"
+                   f" {n} op{'s' if n != 1 else ''} of its stream; makespan {_us(mv.makespan_before)} ->"
+                   f" {_us(mv.makespan_after)} (-{_us(mv.gain)})")
+    return out
+
+
+def moves_json(moves: Sequence[MoveSuggestion]) -> list[dict[str, Any]]:
+    return [{"sync": mv.sync.label, "op_ids": list(mv.sync.ops), "move_after": mv.after_label,
+             "move_after_id": mv.after, "released": list(mv.passed), "makespan_before": mv.makespan_before,
+             "makespan_after": mv.makespan_after, "gain": mv.gain, "rechecked_from_scratch": mv.checked,
+             "kind": "suggestion"} for mv in moves]
+
+
 def minimized_json(m: Minimized, s: Schedule, costs: Costs | None, weights: str,
-                   written: str | None = None) -> dict[str, Any]:
+                   written: str | None = None, moves: Sequence[MoveSuggestion] = ()) -> dict[str, Any]:
     cost = costs.per_sync if costs is not None else {}
     doc: dict[str, Any] = {
         "schedule": s.name, "source": s.source, "weights": weights, "proved": list(m.proved),
@@ -372,6 +393,7 @@ def minimized_json(m: Minimized, s: Schedule, costs: Costs | None, weights: str,
     spans = _makespans(m, s, costs)
     if spans is not None and costs is not None:
         doc["makespan"] = {"before": spans[0], "after": spans[1], "durations": costs.note}
+    doc["suggestions"] = moves_json(moves)
     return doc
 
 

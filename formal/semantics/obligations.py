@@ -702,6 +702,79 @@ def phase_steps(s: Schedule) -> PhaseSteps:
 
 
 @shared
+def _seq_counts(s: Schedule) -> dict[int, int]:
+    """How many ops with a phase name each sequence (the keys: ``every`` of :func:`phase_steps`)."""
+    out: dict[int, int] = {}
+    for x in s.ops:
+        if x.meta.phase is not None:
+            for q in x.meta.seqs:
+                out[q] = out.get(q, 0) + 1
+    return out
+
+
+def phase_steps_without(s: Schedule, steps: PhaseSteps, o: int) -> PhaseSteps | None:
+    """:func:`phase_steps` of ``s`` with op ``o`` (a stream wait or host
+    sync) stripped of its metadata, as the redundancy pass removes a sync,
+    made from ``s``'s steps by changing only the steps the op was in: where
+    it was the last op of its lane, the lane's previous op of the step takes
+    its place.  None when the removal changes more than that (the op was the
+    only one of its step or sequence, or it started a lane: compute it from
+    scratch then)."""
+    op = s.ops[o]
+    m = op.meta
+    if m.phase == "decode":
+        if m.step is None:
+            return steps
+        t = m.step
+    elif m.phase == "prefill":
+        t = -1
+    else:
+        return steps  # in no step: nothing changes
+    if op.kind not in WAITING_KINDS or op.kind is _SEND or m.sample or m.sp is not None or m.tokens is not None:
+        return None
+    meta, groups = steps
+    named = _seq_counts(s)
+    every: tuple[object, ...] = tuple(sorted(named)) or ("*",)
+    if any(named.get(q, 0) <= 1 for q in m.seqs):
+        return None  # the op alone names a sequence
+    seqs: tuple[object, ...] = m.seqs if m.seqs else every
+    lane = lane_of(s)
+    key = lane(op)
+    lane_ops = [x for x in s.streams[(op.rank, op.stream)] if x.id < o and lane(x) == key]
+    new_groups = dict(groups)
+    for q in seqs:
+        per_q = groups.get(q)
+        g = per_q.get(t) if per_q is not None else None
+        if per_q is None or g is None:
+            return None
+        if g.first.get(key) == o:
+            return None
+        if g.last.get(key) != o:
+            continue
+        prev = None
+        for x in reversed(lane_ops):
+            xm = x.meta
+            xt = xm.step if xm.phase == "decode" else -1 if xm.phase == "prefill" else None
+            if xt != t or (xm.phase == "decode" and xt is None) or x.kind is _SEND:
+                continue
+            if q in (xm.seqs if xm.seqs else every):
+                prev = x.id
+                break
+        ng = _Step()
+        ng.last, ng.first, ng.samples = dict(g.last), g.first, g.samples
+        if prev is None:
+            del ng.last[key]
+            if not ng.last and not ng.first and not ng.samples:
+                return None  # the step had no other op: it disappears
+        else:
+            ng.last[key] = prev
+        per_new = dict(per_q)
+        per_new[t] = ng
+        new_groups[q] = per_new
+    return meta, new_groups
+
+
+@shared
 def phase_obligations(s: Schedule, steps: PhaseSteps | None = None) -> list[OrderOb | SampleOb | MetaOb]:
     meta, groups = steps if steps is not None else phase_steps(s)
     obs: list[OrderOb | SampleOb | MetaOb] = list(meta)
