@@ -502,3 +502,129 @@ def test_importers_do_not_import_torch_or_z3() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+# ---------------------------------------------------------------- dumps and traces in one directory
+def _mixed(tmp_path: Path, name: str, fmt: str = "pickle") -> Path:
+    """The scenario's dumps and traces in one directory, under names that do not say which is which."""
+    d = FIXTURES / name
+    out = tmp_path / "job"
+    out.mkdir()
+    for f in sorted((d / fmt).iterdir()):
+        (out / f"fr_rank{f.name.split('_')[-1].split('.')[0]}.pkl").write_bytes(f.read_bytes())
+    for f in sorted((d / "profiler").iterdir()):
+        (out / f"prof_rank{f.name.split('_')[-1].split('.')[0]}.json").write_bytes(f.read_bytes())
+    return out
+
+
+@pytest.mark.parametrize("name", ["skip_collective", "skip_last_mlp_decode2", "swap_rank0", "clean"])
+def test_mixed_directory_same_as_given_apart(tmp_path: Path, name: str) -> None:
+    d = FIXTURES / name
+    apart = analyse(load_flight_recorder([d / "pickle"], [d / "profiler"]))
+    job = load_flight_recorder([_mixed(tmp_path, name)])
+    together = analyse(job)
+    assert all(rt.fr_file and rt.profiler_file for rt in job.ranks.values())
+    assert (together.verdict, together.decided, [c.to_json() for c in together.culprits]) == \
+        (apart.verdict, apart.decided, [c.to_json() for c in apart.culprits])
+
+
+def test_mixed_directory_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mixed = _mixed(tmp_path, "skip_last_mlp_decode2", "json")
+    (mixed / ".hidden_notes").write_text("not read")
+    (mixed / "subdir").mkdir()
+    (mixed / "subdir" / "junk").write_text("not read either")
+    code = main(["import", "flight-recorder", str(mixed), "--format", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 1 and doc["decided"]
+    assert [(c["rank"], c["op"], c["label"]) for c in doc["culprits"]] == [(3, "all_reduce", "decode2/L3/mlp")]
+
+
+def test_mixed_directory_other_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mixed = _mixed(tmp_path, "tp2_first_skip")
+    (mixed / "README.txt").write_text("dumps of the hung job\n")
+    (mixed / "truth.json").write_text(json.dumps({"scenario": "x"}))
+    err = _cli_error(["import", "flight-recorder", str(mixed)], capsys)
+    assert "README.txt" in err and "neither a Flight Recorder dump" in err
+    (mixed / "README.txt").unlink()
+    err = _cli_error(["import", "flight-recorder", str(mixed)], capsys)
+    assert "truth.json" in err and "its keys are 'scenario'" in err
+
+
+def test_mixed_directory_two_traces_for_a_rank(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mixed = _mixed(tmp_path, "tp2_first_skip")
+    (mixed / "again_1.json").write_bytes((mixed / "prof_rank1.json").read_bytes())
+    err = _cli_error(["import", "flight-recorder", str(mixed)], capsys)
+    assert "duplicate rank 1" in err and "profiler trace" in err
+
+
+def test_trace_given_as_dump_and_dump_as_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The content decides, not the option: a trace among the DIRs and the dumps under --profiler work."""
+    d = FIXTURES / "skip_collective"
+    code = main(["import", "flight-recorder", str(d / "profiler"), "--profiler", str(d / "json"), "--format", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 1 and doc["decided"] and doc["culprits"][0]["rank"] == 1
+    err = _cli_error(["import", "profiler", str(d / "json" / "rank_0.json")], capsys)
+    assert "rank_0.json" in err and "a Flight Recorder dump, not a profiler trace" in err
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no FIFOs here")
+def test_fifo_in_the_directory_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    mixed = _mixed(tmp_path, "tp2_first_skip")
+    os.mkfifo(mixed / "rank_5")  # no writer: reading it would block forever
+    err = _cli_error(["import", "flight-recorder", str(mixed)], capsys)
+    assert "rank_5" in err and "not a regular file" in err
+    err = _cli_error(["import", "flight-recorder", str(mixed / "rank_5")], capsys)
+    assert "not a regular file" in err
+
+
+def test_gzip_bomb_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import gzip as gz
+
+    from syncproof.importers import documents
+
+    (tmp_path / "rank_0.json.gz").write_bytes(gz.compress(b"[" + b" " * 5_000_000 + b"]"))
+    old = documents.MAX_UNCOMPRESSED_BYTES
+    documents.MAX_UNCOMPRESSED_BYTES = 1_000_000
+    try:
+        err = _cli_error(["import", "flight-recorder", str(tmp_path)], capsys)
+    finally:
+        documents.MAX_UNCOMPRESSED_BYTES = old
+    assert "rank_0.json.gz" in err and "expands to more than 1000000 bytes" in err
+
+
+def test_huge_rank_in_a_name_or_header(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = FIXTURES / "tp2_first_skip"
+    (tmp_path / "rank_9999999").write_bytes((src / "pickle" / "rank_0").read_bytes())
+    err = _cli_error(["import", "flight-recorder", str(tmp_path)], capsys)
+    assert "rank_9999999" in err and "over the limit" in err
+    (tmp_path / "rank_9999999").unlink()
+    doc = json.loads((src / "profiler" / "rank_0.trace.json").read_text())
+    doc["distributedInfo"]["world_size"] = 10**12
+    (tmp_path / "t_0.json").write_text(json.dumps(doc))
+    err = _cli_error(["import", "profiler", str(tmp_path)], capsys)
+    assert "t_0.json" in err and "distributedInfo.world_size" in err
+
+
+@pytest.mark.parametrize("mutate, expect", [
+    (lambda ev: ev.update(ts=1e400), "\"ts\" and \"dur\" must be finite numbers"),
+    (lambda ev: ev.update(dur=-5), "\"ts\" and \"dur\" must be finite numbers"),
+    (lambda ev: ev.update(pid=[1]), "\"pid\" and \"tid\" must be numbers or strings"),
+    (lambda ev: ev["args"].update({"Input Dims": [[-8]]}), "a tensor dimension out of range"),
+])
+def test_bad_trace_events(tmp_path: Path, capsys: pytest.CaptureFixture[str], mutate: Any, expect: str) -> None:
+    doc = json.loads((FIXTURES / "tp2_first_skip" / "profiler" / "rank_0.trace.json").read_text())
+    i, ev = next((i, e) for i, e in enumerate(doc["traceEvents"]) if str(e.get("name", "")).startswith("c10d::"))
+    mutate(ev)
+    (tmp_path / "rank_0.json").write_text(json.dumps(doc).replace("Infinity", "1e400"))
+    err = _cli_error(["import", "profiler", str(tmp_path)], capsys)
+    assert "rank_0.json" in err and f"event {i}" in err and expect in err, err
+
+
+def test_many_missing_ranks_stay_linear(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["import", "flight-recorder", str(FIXTURES / "clean" / "json"), "--world", "100000"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "ranks 4-99999 left no data" in out and "r4-r99999: no dump (missing)" in out
+    assert len(out) < 10_000

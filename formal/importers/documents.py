@@ -192,8 +192,11 @@ def load_pickle(data: bytes, where: str) -> Any:
     return obj
 
 
-def gunzip(data: bytes, where: str, limit: int = MAX_UNCOMPRESSED_BYTES) -> bytes:
-    """Decompress gzip data (every member), refusing more than ``limit`` bytes of output."""
+def gunzip(data: bytes, where: str, limit: int | None = None) -> bytes:
+    """Decompress gzip data (every member), refusing more than ``limit``
+    (default :data:`MAX_UNCOMPRESSED_BYTES`) bytes of output."""
+    if limit is None:
+        limit = MAX_UNCOMPRESSED_BYTES
     out: list[bytes] = []
     total = 0
     rest = data
