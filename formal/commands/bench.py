@@ -7,7 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .common import EXIT_OK
+from .common import EXIT_OK, ascii_int
+
+#: The largest --ops a benchmark builds (about 20 GB of memory at 10^7).
+MAX_BENCH_OPS = 10**7
+#: The most ranks of a --choices run.
+MAX_BENCH_RANKS = 4096
 
 
 def register(sub: Any) -> None:
@@ -18,7 +23,7 @@ def register(sub: Any) -> None:
         " reference lower bound answering the same reachability queries. With --choices: how the check of a"
         " schedule with rank-local choices grows with the number of ranks.",
     )
-    b.add_argument("--ops", type=int, nargs="+", default=[1000, 10000], metavar="N",
+    b.add_argument("--ops", type=ascii_int, nargs="+", default=[1000, 10000], metavar="N",
                    help="schedule sizes (default 1000 10000)")
     b.add_argument("--mix", default="decode", choices=["decode", "prefill"])
     b.add_argument("--fault", action="store_true", help="inject one missing event wait (a counterexample)")
@@ -29,19 +34,46 @@ def register(sub: Any) -> None:
     b.add_argument("--choices", action="store_true",
                    help="instead: the growth with ranks of a choice schedule (DP attention + EP, every rank's"
                    " state idle/prefill/decode its own: 3^N assignments), correct and broken, at --ranks")
-    b.add_argument("--ranks", type=int, nargs="+", default=[8, 32, 128, 512], metavar="N",
+    b.add_argument("--ranks", type=ascii_int, nargs="+", default=[8, 32, 128, 512], metavar="N",
                    help="with --choices: the numbers of ranks, multiples of 8 (default 8 32 128 512)")
     b.add_argument("--method", default="auto", choices=["auto", "enumerate", "symbolic"],
                    help="with --choices: how every assignment is covered (as check --choices)")
     b.add_argument("--redundant", action="store_true",
                    help="instead: the redundancy pass (check --redundant) beside a plain check at --ops sizes, and"
                    " minimize on the models' defaults (issue 14)")
+    b.add_argument("--load", action="store_true",
+                   help="instead: what checking a saved schedule file costs at --ops sizes, JSON beside the compact"
+                   " form: file sizes, parse time (stdlib, and orjson if installed), load time of each form, check"
+                   " time, and `syncproof check FILE` end to end (wall time, peak RSS) for each (issue 16)")
+    b.add_argument("--no-end-to-end", action="store_true", help="with --load: skip the end-to-end runs")
     b.add_argument("--format", default="text", choices=["text", "json"])
     b.add_argument("--json-out", metavar="FILE", help="also write the JSON result to FILE")
     b.set_defaults(func=run)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse sizes the benchmark cannot mean: exit 2, naming the option."""
+    from ..errors import UsageError
+
+    bad = [n for n in args.ops if not 1 <= n <= MAX_BENCH_OPS]
+    if bad:
+        raise UsageError(f"--ops: {bad[0]} is not a number of ops from 1 to {MAX_BENCH_OPS}")
+    bad = [n for n in args.ranks if not 1 <= n <= MAX_BENCH_RANKS]
+    if bad:
+        raise UsageError(f"--ranks: {bad[0]} is not a number of ranks from 1 to {MAX_BENCH_RANKS}")
+    modes = [m for m in ("choices", "redundant", "load") if getattr(args, m)]
+    if len(modes) > 1:
+        raise UsageError(f"--{modes[0]} and --{modes[1]} are separate benchmarks: give one")
+    if args.no_end_to_end and not args.load:
+        raise UsageError("--no-end-to-end goes with --load")
+    if args.json_out is not None and not args.json_out.strip():
+        raise UsageError("--json-out needs a file name")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_args(args)
+    if args.load:
+        return _run_load(args)
     if args.choices:
         return _run_choices(args)
     if args.redundant:
@@ -125,3 +157,34 @@ def _run_redundant(args: argparse.Namespace) -> int:
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return EXIT_OK
+
+
+def _run_load(args: argparse.Namespace) -> int:
+    from ..bench.load import header, line, run_load_one
+
+    rows = []
+    if args.format == "text":
+        print(header(), flush=True)
+    for n in args.ops:
+        row = run_load_one(n, fault=args.fault, mix=args.mix, end_to_end=not args.no_end_to_end)
+        rows.append(row)
+        if args.format == "text":
+            print(line(row), flush=True)
+    doc = {"format": 1, "benchmark": "load", "runs": rows,
+           "target": "a 10^6-op JSON schedule checked end to end in <= 15 s and <= 4 GiB; the compact form loads"
+           " 10^6 ops in <= 3 s (issue 16)"}
+    if args.format == "json":
+        print(json.dumps(doc, indent=2))
+    _write_json_out(args, doc)
+    return EXIT_OK
+
+
+def _write_json_out(args: argparse.Namespace, doc: dict[str, Any]) -> None:
+    from ..errors import UsageError
+
+    if not args.json_out:
+        return
+    try:
+        Path(args.json_out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.json_out}: {exc.strerror or exc}") from None
