@@ -40,9 +40,12 @@ from ..semantics.obligations import (
 from ..semantics.precedence import Edge, Precedence, build_precedence, end
 from . import explain
 from .graph import PrecedenceGraph, cyclic_edges, shortest_strict_cycle, times_from_order
-from .z3backend import Answer, Z3Backend
+from .z3backend import Answer, ConeBackend, Z3Backend
 
 ENGINES = ("hybrid", "z3")
+# How the z3 engine encodes an obligation (docs/semantics.md, "The z3 engine's encoding"): "cone" (each
+# obligation on its support) or "full" (every edge in one formula: the encoding of 0.2-0.4, kept to compare).
+Z3_ENCODINGS = ("cone", "full")
 
 AnyOb = ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb
 
@@ -207,7 +210,7 @@ def _message_cex(s: Schedule, ob: MetaOb, prec: Precedence) -> Counterexample:
 
 
 def _property(s: Schedule, prop: str, obs: Sequence[AnyOb],
-              backend: Z3Backend | Hybrid, prec: Precedence, max_cex: int, replay: Replayer,
+              backend: Z3Backend | ConeBackend | Hybrid, prec: Precedence, max_cex: int, replay: Replayer,
               proved_text: str, pre: Sequence[MetaOb] = (), orig: Schedule | None = None,
               noop_waits: Sequence[int] = (), events: Sequence[tuple[int, int]] = ()) -> PropertyResult:
     """``pre``: violations already decided without a solver (the values
@@ -256,7 +259,7 @@ def _property(s: Schedule, prop: str, obs: Sequence[AnyOb],
 def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engine: str = "hybrid",
                    timeout: float | None = None, rlimit: int | None = None,
                    memory_mb: int | None = None, max_cex: int = 3, replay: bool = True,
-                   choices: str = "auto") -> Report:
+                   choices: str = "auto", z3_encoding: str = "cone") -> Report:
     """Check ``properties`` of ``s`` and return the report.
 
     A schedule with choices (DESIGN.md section 2c) is checked for every
@@ -265,6 +268,8 @@ def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engin
 
     ``timeout`` (seconds), ``rlimit`` (z3 resource units, reproducible) and
     ``memory_mb`` bound each solver call; hitting one gives ``unknown``.
+    ``z3_encoding`` (internal, for benchmarks): how ``engine="z3"`` encodes
+    an obligation, one of :data:`Z3_ENCODINGS`.
     """
     if s.choices or any(op.choice is not None for op in s.ops):
         from .choices import check_choices
@@ -273,7 +278,7 @@ def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engin
     try:
         with gc_paused():
             return _check_schedule(s, properties, engine=engine, timeout=timeout, rlimit=rlimit,
-                                   memory_mb=memory_mb, max_cex=max_cex, replay=replay)
+                                   memory_mb=memory_mb, max_cex=max_cex, replay=replay, z3_encoding=z3_encoding)
     except z3.Z3Exception as exc:  # a resource limit hit inside z3 (out of memory): the verdict is unknown
         msg = exc.value.decode() if isinstance(exc.value, bytes) else str(exc.value)
         why = f"solver gave up: z3 stopped with {msg!r}" + (f" (--memory {memory_mb} MB)" if memory_mb else "")
@@ -285,13 +290,16 @@ def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engin
 
 
 def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, timeout: float | None,
-                    rlimit: int | None, memory_mb: int | None, max_cex: int, replay: bool) -> Report:
+                    rlimit: int | None, memory_mb: int | None, max_cex: int, replay: bool,
+                    z3_encoding: str = "cone") -> Report:
     props = tuple(properties)
     for p in props:
         if p not in PROPERTIES:
             raise UsageError(f"unknown property {p!r}; choose from {', '.join(PROPERTIES)}")
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    if z3_encoding not in Z3_ENCODINGS:
+        raise UsageError(f"unknown z3 encoding {z3_encoding!r}; choose from {', '.join(Z3_ENCODINGS)}")
     t_all = time.perf_counter()
     timings: list[tuple[str, float]] = []
 
@@ -324,13 +332,15 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
         return _report(s, props, results, t_all, warnings, timings, engine)
 
     limits = {"timeout_s": timeout, "rlimit": rlimit, "memory_mb": memory_mb}
-    backend: Z3Backend | Hybrid
+    backend: Z3Backend | ConeBackend | Hybrid
     data_cycle: list[Edge] = []  # no execution at all: hangs at every message size
     cycle: list[Edge] = []  # a hang that needs blocking edges (large messages, kernels not co-running)
     t_dead = time.perf_counter()
     deadlock_unknown = ""
     if engine == "z3":
-        backend = Z3Backend(prec, timeout_s=timeout, rlimit=rlimit, memory_mb=memory_mb)
+        z3_kind = ConeBackend if z3_encoding == "cone" else Z3Backend
+        backend = (ConeBackend(prec, timeout_s=timeout, rlimit=rlimit, memory_mb=memory_mb, guide=s)
+                   if z3_encoding == "cone" else Z3Backend(prec, timeout_s=timeout, rlimit=rlimit, memory_mb=memory_mb))
         t = lap("encode", t)
         base = backend.check_base()
         t = lap("base", t)
@@ -343,7 +353,7 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
             if not data_cycle:
                 raise InternalError(f"no execution exists but no cycle was found ({note})")
         elif full.has_blocking and "deadlock" in rest:
-            fb = Z3Backend(full, timeout_s=timeout, rlimit=rlimit, memory_mb=memory_mb)
+            fb = z3_kind(full, timeout_s=timeout, rlimit=rlimit, memory_mb=memory_mb)
             fbase = fb.check_base()
             if fbase.status == "unsat":
                 cycle, note = fb.deadlock_cycle()

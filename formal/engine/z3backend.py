@@ -11,11 +11,13 @@ solver call per property answers for all of its obligations at once.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import z3  # type: ignore[import-untyped]
 
+from ..errors import InternalError
+from ..ir import Schedule
 from ..semantics.obligations import MetaOb, OrderOb, OverlapOb, ReadOb, SampleOb
 from ..semantics.precedence import Edge, Precedence, end, start
 from .graph import shortest_strict_cycle
@@ -96,44 +98,8 @@ class Z3Backend:
 
     # ----------------------------------------------------------- formulas
     def violation(self, ob: AnyOb) -> tuple[str, set[int]]:
-        """SMT-LIB text of a formula true exactly in the executions where ``ob``
-        fails, and the time points it uses.  Only strict comparisons: a
-        witness is then a tie-free interleaving."""
-        used: set[int] = set()
-
-        def s_(o: int) -> str:
-            used.add(start(o))
-            return f"t{start(o)}"
-
-        def e_(o: int) -> str:
-            used.add(end(o))
-            return f"t{end(o)}"
-
-        def or_(xs: list[str]) -> str:
-            return "false" if not xs else xs[0] if len(xs) == 1 else f"(or {' '.join(xs)})"
-
-        def and_(xs: list[str]) -> str:
-            return "true" if not xs else xs[0] if len(xs) == 1 else f"(and {' '.join(xs)})"
-
-        if isinstance(ob, ReadOb):
-            sr = s_(ob.read)
-            torn = [f"(and (< {sr} {e_(b)}) (< {e_(b)} {e_(m)}))" for b in ob.bad for m in ob.until or (ob.read,)]
-            stale_parts = [
-                or_([f"(> {e_(g)} {sr})"] + [f"(and (< {e_(g)} {e_(b)}) (< {e_(b)} {sr}))" for b in ob.bad])
-                for g in ob.good
-            ]
-            if ob.init_good:
-                stale_parts.append(or_([f"(< {e_(b)} {sr})" for b in ob.bad]))
-            return or_([and_(stale_parts)] + torn), used
-        if isinstance(ob, OverlapOb):  # each access lasts until its op (or every op of its *_until) ended
-            return or_([f"(and (< {s_(ob.a)} {e_(mb)}) (< {s_(ob.b)} {e_(ma)}))"
-                        for ma in ob.a_until or (ob.a,) for mb in ob.b_until or (ob.b,)]), used
-        if isinstance(ob, OrderOb):
-            pairs = [f"(< {s_(b)} {e_(a)})" for a in ob.before for b in ob.after]
-            return or_(pairs), used
-        if isinstance(ob, SampleOb):
-            return or_([and_([f"(< {s_(b)} {e_(g)})" for g in ob.samples]) for b in ob.after]), used
-        return "true", used  # MetaOb: broken by the metadata alone
+        """See :func:`violation`."""
+        return violation(ob)
 
     # ----------------------------------------------------------- queries
     def check_base(self) -> Answer:
@@ -180,15 +146,7 @@ class Z3Backend:
         return found, f"unknown: {gave_up}" if gave_up else "unsat"
 
     def _cases(self, ob: AnyOb) -> list[str]:
-        """The violation of ``ob`` as a disjunction of cases, each checked on
-        its own: an order between two sets of ops fails iff one pair is out of
-        order, and z3 refutes one precedence at a time much faster than their
-        disjunction.  Other obligations are one case."""
-        if isinstance(ob, OrderOb) and len(ob.before) * len(ob.after) > 1:
-            return [f"(< t{start(b)} t{end(a)})" for a in ob.before for b in ob.after]
-        if isinstance(ob, SampleOb) and len(ob.after) > 1:
-            return [self.violation(SampleOb(ob.prop, ob.samples, (b,), ob.why))[0] for b in ob.after]
-        return [self.violation(ob)[0]]
+        return [text for text, _ in cases(ob)]
 
     def deadlock_cycle(self) -> tuple[list[Edge], str]:
         """After ``check_base`` said unsat: the edges of a shortest cycle of
@@ -208,3 +166,338 @@ class Z3Backend:
         core = {str(c) for c in solver.unsat_core()}
         core_edges = [edges[i] for i in range(len(edges)) if f"k{i}" in core]
         return shortest_strict_cycle(core_edges), ""
+
+
+def violation(ob: AnyOb) -> tuple[str, set[int]]:
+    """SMT-LIB text of a formula true exactly in the executions where ``ob``
+    fails, and the time points it uses.  Only strict comparisons: a
+    witness is then a tie-free interleaving."""
+    used: set[int] = set()
+
+    def s_(o: int) -> str:
+        used.add(start(o))
+        return f"t{start(o)}"
+
+    def e_(o: int) -> str:
+        used.add(end(o))
+        return f"t{end(o)}"
+
+    def or_(xs: list[str]) -> str:
+        return "false" if not xs else xs[0] if len(xs) == 1 else f"(or {' '.join(xs)})"
+
+    def and_(xs: list[str]) -> str:
+        return "true" if not xs else xs[0] if len(xs) == 1 else f"(and {' '.join(xs)})"
+
+    if isinstance(ob, ReadOb):
+        sr = s_(ob.read)
+        torn = [f"(and (< {sr} {e_(b)}) (< {e_(b)} {e_(m)}))" for b in ob.bad for m in ob.until or (ob.read,)]
+        stale_parts = [
+            or_([f"(> {e_(g)} {sr})"] + [f"(and (< {e_(g)} {e_(b)}) (< {e_(b)} {sr}))" for b in ob.bad])
+            for g in ob.good
+        ]
+        if ob.init_good:
+            stale_parts.append(or_([f"(< {e_(b)} {sr})" for b in ob.bad]))
+        return or_([and_(stale_parts)] + torn), used
+    if isinstance(ob, OverlapOb):  # each access lasts until its op (or every op of its *_until) ended
+        return or_([f"(and (< {s_(ob.a)} {e_(mb)}) (< {s_(ob.b)} {e_(ma)}))"
+                    for ma in ob.a_until or (ob.a,) for mb in ob.b_until or (ob.b,)]), used
+    if isinstance(ob, OrderOb):
+        pairs = [f"(< {s_(b)} {e_(a)})" for a in ob.before for b in ob.after]
+        return or_(pairs), used
+    if isinstance(ob, SampleOb):
+        return or_([and_([f"(< {s_(b)} {e_(g)})" for g in ob.samples]) for b in ob.after]), used
+    return "true", used  # MetaOb: broken by the metadata alone
+
+
+def cases(ob: AnyOb) -> list[tuple[str, set[int]]]:
+    """The violation of ``ob`` as a disjunction of cases, each checked on
+    its own, with the time points each uses: an order between two sets of
+    ops fails iff one pair is out of order, and z3 refutes one precedence at
+    a time much faster than their disjunction.  Other obligations are one
+    case."""
+    if isinstance(ob, OrderOb) and len(ob.before) * len(ob.after) > 1:
+        return [(f"(< t{start(b)} t{end(a)})", {start(b), end(a)}) for a in ob.before for b in ob.after]
+    if isinstance(ob, SampleOb) and len(ob.after) > 1:
+        return [violation(SampleOb(ob.prop, ob.samples, (b,), ob.why)) for b in ob.after]
+    return [violation(ob)]
+
+
+# ------------------------------------------------------------- cone encoding
+BATCH_CASES = 2000  # distinct cases asked in one solver, at most
+SHORT_PATH = 8  # a path of at most this many edges is given edge by edge; a longer one as one checked fact
+
+_ATOM = re.compile(r"\((<|>) t(\d+) t(\d+)\)")
+_POINT = re.compile(r"t(\d+)")
+
+
+def atoms(text: str) -> tuple[tuple[int, int], ...]:
+    """The strict comparisons of a violation's text, each as ``(x, y)``: ``t(x) < t(y)``."""
+    out = []
+    for op, a, b in _ATOM.findall(text):
+        out.append((int(a), int(b)) if op == "<" else (int(b), int(a)))
+    return tuple(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One case as z3 gets it, its points renamed ``x!0``, ``x!1``, ... in
+    order of appearance: the violation and the constraints (support edges and
+    checked path facts).  Two cases of the same shape are the same formula up
+    to a renaming of variables, so z3's answer for one is its answer for the
+    other."""
+
+    violation: str
+    constraints: tuple[str, ...]
+    points: tuple[int, ...]  # the schedule's point of each x!j
+
+    @property
+    def key(self) -> str:
+        return self.violation + ";" + ";".join(self.constraints)
+
+
+def shape(text: str, paths: Sequence[tuple[int, int, bool, int]]) -> Shape:
+    """The shape of the violation ``text`` on the constraints ``paths``
+    (``(u, v, strict, kind)``: an edge, kind 0, or a checked fact, kind 1)."""
+    names: dict[int, int] = {}
+
+    def name(p: int) -> str:
+        k = names.get(p)
+        if k is None:
+            k = names[p] = len(names)
+        return f"x!{k}"
+
+    renamed = _POINT.sub(lambda m: name(int(m.group(1))), text)
+    cons = {f"({'<' if st else '<='} {name(u)} {name(v)})" for u, v, st, _ in paths}
+    return Shape(renamed, tuple(sorted(cons)), tuple(names))
+
+
+@dataclass(frozen=True)
+class _Case:
+    ob: int  # index of its obligation
+    atoms: tuple[tuple[int, int], ...]  # its strict comparisons (x, y): t(x) < t(y), in schedule points
+    shape: Shape
+
+    @property
+    def points(self) -> set[int]:
+        return {p for a in self.atoms for p in a}
+
+
+class ConeBackend:
+    """The z3 engine's encoding (docs/semantics.md, "The z3 engine's
+    encoding").  Each case of an obligation is checked on its *support*
+    (``cone.Cones.support``: one path of precedence edges for each pair of
+    its comparisons that a path can join; a long path as the one fact it
+    proves, checked edge by edge), as its own formula (its own variables),
+    many cases to a solver, each under its own literal and all first under
+    one disjunction ("some case of the batch is violated"): one ``check``
+    proves a whole batch.  A case of a shape already refuted is refuted (the
+    same formula up to renaming).  A refutation on a subset of the
+    schedule's edges is a refutation on all of them; a model is extended to
+    a run of the whole schedule and checked (``Cones.run_from``), else the
+    case is asked again on its complete region (``Cones.interval``)."""
+
+    def __init__(self, prec: Precedence, *, timeout_s: float | None = None,
+                 rlimit: int | None = None, memory_mb: int | None = None, guide: Schedule | None = None) -> None:
+        """``guide``: the schedule of ``prec``, to build the graph engine's
+        reachability as a hint for the path searches (``cone.Cones.support``)."""
+        from .cone import Cones
+
+        self.prec = prec
+        self._guide_of = guide
+        self.ctx = z3.Context()
+        if memory_mb is not None:
+            z3.set_param("memory_max_size", int(memory_mb))
+        self.timeout_s, self.rlimit, self.memory_mb = timeout_s, rlimit, memory_mb
+        self.cones = Cones(prec)
+        self._whole: Z3Backend | None = None
+        self._n = 0  # solver-local names made so far
+        self.refuted: set[str] = set()  # keys of the shapes z3 refuted
+        self.stats = {"cases": 0, "asked": 0, "batches": 0, "facts": 0}
+
+    def check_base(self) -> Answer:
+        """Does any execution exist?  A topological order of every point,
+        checked against every edge, is an execution (a certificate, no
+        solver needed); when the sort cannot place every point, z3 decides
+        on the whole formula (and gives the cycle: :meth:`deadlock_cycle`)."""
+        if self.cones.certificate() is not None:
+            return Answer("sat")
+        self._whole = Z3Backend(self.prec, timeout_s=self.timeout_s, rlimit=self.rlimit, memory_mb=self.memory_mb)
+        return self._whole.check_base()
+
+    def deadlock_cycle(self) -> tuple[list[Edge], str]:
+        if self._whole is None:
+            return [], "the schedule has an execution"
+        return self._whole.deadlock_cycle()
+
+    def _solver(self) -> z3.Solver:
+        solver = z3.SimpleSolver(ctx=self.ctx)
+        Z3Backend._limits(solver, self.timeout_s, self.rlimit)
+        return solver
+
+    def _check(self, solver: z3.Solver, *assumptions: z3.BoolRef) -> tuple[str, str]:
+        r = solver.check(*assumptions)
+        if r == z3.sat:
+            return "sat", ""
+        if r == z3.unsat:
+            return "unsat", ""
+        return "unknown", solver.reason_unknown()
+
+    def _load(self, solver: z3.Solver, shapes: Sequence[Shape]) -> list[tuple[str, str]]:
+        """Assert each shape with its own variables, under its own literal;
+        per shape, the literal's name and the prefix of its variables."""
+        parts: list[str] = []
+        out = []
+        for sh in shapes:
+            self._n += 1
+            pre, lit = f"c{self._n}x", f"q{self._n}"
+            out.append((lit, pre))
+            parts += [f"(declare-fun {pre}{j} () Int)" for j in range(len(sh.points))]
+            parts += [f"(assert {c.replace('x!', pre)})" for c in sh.constraints]
+            parts.append(f"(declare-fun {lit} () Bool)")
+            parts.append(f"(assert (=> {lit} {sh.violation.replace('x!', pre)}))")
+        solver.from_string("\n".join(parts))
+        return out
+
+    def _true_atoms(self, solver: z3.Solver, case: _Case, pre: str) -> list[tuple[int, int]]:
+        model = solver.model()
+        index = {p: j for j, p in enumerate(case.shape.points)}
+        t = {p: model.eval(z3.Int(f"{pre}{index[p]}", self.ctx), model_completion=True).as_long()
+             for p in case.points}
+        return [(x, y) for x, y in case.atoms if t[x] < t[y]]
+
+    def _witness(self, solver: z3.Solver, case: _Case, pre: str) -> tuple[int, ...]:
+        """The run of a violation: a run of the whole schedule with every
+        comparison the model makes true (the violation, a positive formula
+        of them, holds there too)."""
+        run = self.cones.run_from(self._true_atoms(solver, case, pre))
+        if run is not None:
+            return run
+        # The support lacked a path it should carry (a search bug): ask again
+        # on the complete region, where a model always extends.
+        cu, cv, cs = self.cones.u, self.cones.v, self.cones.strict
+        region = [(cu[e], cv[e], cs[e], 0) for e in sorted(self.cones.interval(case.points))]
+        text = case.shape.violation
+        for j, p in enumerate(case.shape.points):  # back to the schedule's points, for the new shape
+            text = re.sub(rf"x!{j}(?!\d)", f"t{p}", text)
+        full = replace(case, shape=shape(text, region))
+        again = self._solver()
+        (lit, pre2), = self._load(again, [full.shape])
+        status, reason = self._check(again, z3.Bool(lit, self.ctx))
+        if status != "sat":
+            raise _Refuted(status, reason)
+        run = self.cones.run_from(self._true_atoms(again, full, pre2))
+        if run is None:
+            raise InternalError("a model of an obligation's complete region does not extend to a run of the"
+                                " schedule (docs/semantics.md, 'The z3 engine's encoding')")
+        return run
+
+    def _cases(self, i: int, ob: AnyOb) -> list[_Case]:
+        """The cases of obligation ``i``, each with its shape: the violation
+        of the case on the support of all the obligation's comparisons (one
+        search for all the cases; a superset of a case's own support is as
+        good)."""
+        parts = [(text, atoms(text)) for text, _ in cases(ob)]
+        cons: list[tuple[int, int, bool, int]] = []
+        cu, cv, cs = self.cones.u, self.cones.v, self.cones.strict
+        for path in self.cones.support([a for _, ats in parts for a in ats]):
+            if len(path.edges) <= SHORT_PATH:
+                cons += [(cu[e], cv[e], cs[e], 0) for e in path.edges]
+                continue
+            strict = self.cones.fact(path)
+            if strict is None:
+                raise InternalError(f"the search gave a path from point {path.y} to {path.x} that the"
+                                    " schedule's edges do not make")
+            cons.append((path.y, path.x, strict, 1))
+            self.stats["facts"] += 1
+        return [_Case(i, ats, shape(text, cons)) for text, ats in parts]
+
+    def _batches(self, obs: Sequence[AnyOb]) -> Iterator[tuple[list[_Case], list[Shape]]]:
+        """The cases in obligation order, cut into batches, each with its
+        distinct shapes not refuted before (cases of refuted shapes are left
+        out: they are refuted)."""
+        batch: list[_Case] = []
+        fresh: dict[str, Shape] = {}
+        for i, ob in enumerate(obs):
+            for case in self._cases(i, ob):
+                self.stats["cases"] += 1
+                key = case.shape.key
+                if key in self.refuted:
+                    continue
+                batch.append(case)
+                fresh.setdefault(key, case.shape)
+            if len(fresh) >= BATCH_CASES:
+                yield batch, list(fresh.values())
+                batch, fresh = [], {}
+        if batch:
+            yield batch, list(fresh.values())
+
+    def find_violations(self, obs: Sequence[AnyOb], limit: int) -> tuple[list[Answer], str]:
+        """As :meth:`Z3Backend.find_violations`: up to ``limit`` violated
+        obligations (in obligation order), each with a run, and "unsat",
+        "unknown: reason" or "limit"."""
+        if self._guide_of is not None and self.cones.guide is None:
+            from .graph import PrecedenceGraph
+
+            graph = PrecedenceGraph(self._guide_of, self.prec)
+            if graph.acyclic:
+                self.cones.guide = graph.reach
+        found: list[Answer] = []
+        gave_up = ""
+        for batch, shapes in self._batches(obs):
+            if len(found) >= limit:
+                return found, "limit"
+            solver = self._solver()
+            names = self._load(solver, shapes)
+            self.stats["batches"] += 1
+            self.stats["asked"] += len(shapes)
+            self._n += 1
+            some = f"q{self._n}"
+            solver.from_string(f"(declare-fun {some} () Bool)\n"
+                               f"(assert (=> {some} (or {' '.join(lit for lit, _ in names)})))")
+            status, reason = self._check(solver, z3.Bool(some, self.ctx))
+            if status == "unsat":  # every shape of the batch is refuted
+                self.refuted.update(sh.key for sh in shapes)
+                continue
+            loaded = {sh.key: name for sh, name in zip(shapes, names, strict=True)}
+            asked: set[str] = set()
+            done = -1  # the last obligation found violated: its other cases are not needed
+            for case in batch:
+                key = case.shape.key
+                if case.ob == done or key in self.refuted:
+                    continue
+                if len(found) >= limit:
+                    return found, "limit"
+                if key in asked:  # its shape was found violated: this case needs its own model
+                    one = self._solver()
+                    (lit, pre), = self._load(one, [case.shape])
+                    status, reason = self._check(one, z3.Bool(lit, self.ctx))
+                    at = one
+                else:
+                    lit, pre = loaded[key]
+                    asked.add(key)
+                    q = z3.Bool(lit, self.ctx)
+                    status, reason = self._check(solver, q)
+                    at = solver
+                    solver.add(z3.Not(q))  # decided: later checks need not branch on it
+                if status == "unsat":
+                    self.refuted.add(key)
+                elif status == "sat":
+                    try:
+                        run = self._witness(at, case, pre)
+                    except _Refuted as r:
+                        if r.status == "unknown" and not gave_up:
+                            gave_up = r.reason
+                        continue
+                    found.append(Answer("sat", index=case.ob, times=run))
+                    done = case.ob
+                elif not gave_up:
+                    gave_up = reason
+        return found, f"unknown: {gave_up}" if gave_up else "unsat"
+
+
+class _Refuted(Exception):
+    """The complete region refuted (or gave up on) a case its support did not."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(status)
+        self.status, self.reason = status, reason
