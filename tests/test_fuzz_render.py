@@ -54,6 +54,11 @@ def bases(tmp: Path) -> list[tuple[str, str]]:
             code = main(["check", str(path), "--format", "json"])
         if code == 1:
             _BASES.append((path.stem, out.getvalue()))
+    # one report of several schedules (a list)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        main(["check", *map(str, EXAMPLES[:3]), "--format", "json"])
+    _BASES.append(("several", out.getvalue()))
     # one report in the large format: the schedule referenced, the run partial
     from syncproof.bench.generators import schedule_of_size
 

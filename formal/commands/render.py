@@ -49,13 +49,14 @@ def _pick_doc(data: Any, name: str | None, where: str) -> dict[str, Any]:
     if name is not None:
         docs = [d for d in docs if d.get("schedule") == name]
         if not docs:
-            raise UsageError(f"{where}: no schedule named {name!r} in the report")
+            raise ScheduleError(f"no schedule named {name!r} in the report", where)
     if len(docs) > 1:
-        with_cex = [d for d in docs if any("counterexample" in r for r in d.get("results", ()))]
+        with_cex = [d for d in docs if isinstance(d.get("results"), list)
+                    and any(isinstance(r, dict) and "counterexample" in r for r in d["results"])]
         names = ", ".join(str(d.get("schedule")) for d in with_cex)
         if len(with_cex) != 1:
-            raise UsageError(f"{where}: the report holds {len(docs)} schedules; pick one with --schedule"
-                             f" (with a counterexample: {names or 'none'})")
+            raise ScheduleError(f"the report holds {len(docs)} schedules; pick one with --schedule"
+                                f" (with a counterexample: {names or 'none'})", where)
         docs = with_cex
     if not docs:
         raise ScheduleError("not a syncproof report (expected an object with results, or a list of them)", where)

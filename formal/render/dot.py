@@ -35,7 +35,7 @@ import heapq
 import textwrap
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from ..ir import Kind, Op, Schedule
@@ -82,6 +82,18 @@ class Syncs:
     batches: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (group call id, its parts), per rank
     reuses: tuple[tuple[int, int], ...] = ()  # (free of a tensor, the alloc that gets its block)
 
+    schedule: Schedule | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def index_in_stream(self) -> dict[int, int]:
+        """Each op's position in its stream (asked once per schedule, not per picture)."""
+        assert self.schedule is not None
+        out: dict[int, int] = {}
+        for ops in self.schedule.streams.values():
+            for i, op in enumerate(ops):
+                out[op.id] = i
+        return out
+
     @cached_property
     def instance_of(self) -> dict[int, Instance]:
         return {o: inst for inst in self.instances for o in inst.ops}
@@ -100,7 +112,21 @@ _PUT, _WAIT_SIGNAL = Kind.PUT, Kind.WAIT_SIGNAL
 _COLLECTIVES = frozenset(k for k in Kind if k.is_collective)
 
 
+_LAST_SYNCS: list[tuple[Schedule, Syncs]] = []
+
+
 def find_syncs(s: Schedule) -> Syncs:
+    """The syncs of ``s``, remembered for the last schedule asked about (a
+    report's picture, trace and cone all ask for the same one; schedules are
+    immutable)."""
+    if _LAST_SYNCS and _LAST_SYNCS[0][0] is s:
+        return _LAST_SYNCS[0][1]
+    got = _find_syncs(s)
+    _LAST_SYNCS[:] = [(s, got)]
+    return got
+
+
+def _find_syncs(s: Schedule) -> Syncs:
     sends: dict[tuple[object, ...], int] = {}
     recvs: dict[tuple[object, ...], int] = {}
     records: dict[tuple[int, str], int] = {}
@@ -154,7 +180,7 @@ def find_syncs(s: Schedule) -> Syncs:
     )
     signals = tuple(sorted((p, wsigs[k]) for k, p in puts.items() if k in wsigs))
     groups = tuple((b, tuple(ops)) for (_, b), ops in sorted(batches.items()))
-    return Syncs(p2p, tuple(sorted(events)), frozenset(noop), instances, signals, groups, tuple(reuses))
+    return Syncs(p2p, tuple(sorted(events)), frozenset(noop), instances, signals, groups, tuple(reuses), s)
 
 
 # ------------------------------------------------------------- selection
@@ -189,10 +215,7 @@ def select_ops(s: Schedule, cex: Counterexample, budget: int = BUDGET,
             stuck = [o for o in range(len(s.ops)) if run.start[o] is not None and run.end[o] is None]
             named = stuck[:4]
         named = named or list(range(min(len(s.ops), 4)))
-    index_in_stream: dict[int, int] = {}
-    for ops in s.streams.values():
-        for i, op in enumerate(ops):
-            index_in_stream[op.id] = i
+    index_in_stream = syncs.index_in_stream
 
     def neighbours(o: int, d: int) -> Iterable[tuple[int, int, bool]]:
         """(op, cost, leaf): a leaf is drawn but not explored further."""

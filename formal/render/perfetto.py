@@ -27,9 +27,10 @@ window, not with the schedule.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from collections.abc import Collection
 from typing import Any
+
+import numpy as np
 
 from ..ir import Schedule
 from ..result import Counterexample
@@ -50,17 +51,19 @@ def trace_window(s: Schedule, cex: Counterexample, steps: int = WINDOW_STEPS,
     keep = set(named)
     if run is None:
         return keep
-    times = sorted((t, o) for o in range(len(s.ops)) for t in (run.start[o], run.end[o]) if t is not None)
-    keys = [t for t, _ in times]
-    near: dict[int, int] = {}
+    starts = np.array(run.start, dtype=np.float64)
+    ends = np.array(run.end, dtype=np.float64)
+    near: dict[int, float] = {}
     for c in named:
         for tc in (run.start[c], run.end[c]):
             if tc is None:
                 continue
-            for t, o in times[bisect_left(keys, tc - steps):bisect_right(keys, tc + steps)]:
-                d = abs(t - tc)
-                if d < near.get(o, steps + 1):
-                    near[o] = d
+            # each op's distance to tc (nan for an event that does not happen)
+            with np.errstate(invalid="ignore"):
+                d = np.fmin(np.abs(starts - tc), np.abs(ends - tc))
+            for o in np.flatnonzero(d <= steps).tolist():
+                if d[o] < near.get(o, steps + 1):
+                    near[o] = float(d[o])
     for o in sorted(near, key=lambda o: (near[o], o)):
         if len(keep) >= max_ops:
             break
