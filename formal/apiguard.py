@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -136,14 +136,15 @@ def choice(value: object, options: Iterable[str], func: str, name: str) -> str:
 
 
 def strings(value: object, func: str, name: str, options: Iterable[str] | None = None) -> tuple[str, ...]:
-    """A list or tuple of strings (not one bare string), each among ``options`` when given."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+    """An iterable of strings (a list, tuple, set, generator; not one bare
+    string and not a mapping), each among ``options`` when given."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
         raise fail(func, name, "a list of strings", value)
     opts = tuple(options) if options is not None else None
     out: list[str] = []
     for item in value:
         if not isinstance(item, str) or (opts is not None and item not in opts):
             wants = "a list of strings" if opts is None else "a list drawn from " + ", ".join(opts)
-            raise fail(func, name, wants, value)
+            raise fail(func, name, wants, item)
         out.append(item)
     return tuple(out)
