@@ -392,7 +392,9 @@ def test_nccl_skip_shows_in_source_frames(tmp_path: Path) -> None:
     a = _nccl_job(tmp_path, per, [0, 1])
     assert a.decided, a.text()
     assert [(c.rank, c.seq) for c in a.culprits] == [(1, 5)], a.text()
-    assert a.culprits[0].what.startswith("skipped or reordered") and a.culprits[0].label == "step:31 > mlp:20"
+    # the op it skipped (attn), and the one it issued in its place
+    assert a.culprits[0].label == "step:30 > attn:10", a.text()
+    assert a.culprits[0].what == "skipped; issued step:31 > mlp:20 in its place, and the group ran on one op off"
 
 
 def test_nccl_clean(tmp_path: Path) -> None:
@@ -628,3 +630,72 @@ def test_many_missing_ranks_stay_linear(capsys: pytest.CaptureFixture[str]) -> N
     assert code == 1
     assert "ranks 4-99999 left no data" in out and "r4-r99999: no dump (missing)" in out
     assert len(out) < 10_000
+
+
+# ---------------------------------------------------------------- a 2-rank group that runs on one op off
+def _tp_pair_job(*, skip: tuple[int, int] | None = None, swap: tuple[int, int] | None = None, steps: int = 3,
+                 labels: bool = True, first_only: bool = False) -> Any:
+    """Ranks 2 and 3 of one TP group (tp1), each decode step all-reducing
+    attn then mlp in layers L2 and L3, every op the same size (so a skipped
+    op lets the next instances pair up one op off, as gloo and NCCL do).
+    ``skip=(rank, step)``: that rank skips L3/mlp of that step;
+    ``swap=(rank, step)``: it issues L3/mlp before L3/attn."""
+    from syncproof.importers.culprit import CommOp, Group, Job, RankTrace
+
+    ranks = {}
+    for r in (2, 3):
+        ops, t = [], 0
+        for s in range(steps):
+            plan = [(L, b) for L in (2, 3) for b in ("attn", "mlp")]
+            if swap == (r, s):
+                plan[2], plan[3] = plan[3], plan[2]
+            for L, b in plan:
+                t += 1000
+                if skip == (r, s) and (L, b) == (3, "mlp"):
+                    continue
+                line = 10 if b == "attn" else 20
+                ops.append(CommOp(rank=r, kind="all_reduce", group="1", seq=len(ops) + 1, in_sizes=((1, 8),),
+                                  out_sizes=((1, 8),), dtype="float32", state="completed",
+                                  label=f"decode{s}/L{L}/{b}" if labels else "",
+                                  frames=(("all_reduce", "m.py", line), ("layer", "m.py", 30)), time_ns=t,
+                                  source="profiler" if labels else "fr"))
+        ranks[r] = RankTrace(r, ops, "x", None, "nccl", True, True)
+    if skip is not None:
+        ranks[5 - skip[0]].ops[-1].state = "in_flight"  # the other rank waits in the last instance
+    return Job("pair", (2, 3), {"1": Group("1", "tp1", (2, 3), "profiler")}, ranks)
+
+
+@pytest.mark.parametrize("skipper", [2, 3])
+@pytest.mark.parametrize("labels", [True, False])
+def test_skip_in_a_pair_names_the_skipped_op(skipper: int, labels: bool) -> None:
+    """A rank skips the last MLP all_reduce of decode step 1; step 0 shows that
+    L3/attn is followed by L3/mlp, so the rank that issued the next op early is
+    the culprit, and its culprit op is the one it skipped."""
+    a = analyse(_tp_pair_job(skip=(skipper, 1), labels=labels))
+    assert a.decided, a.text()
+    [c] = a.culprits
+    assert (c.rank, c.op, c.group, c.seq) == (skipper, "all_reduce", "tp1", 8), a.text()
+    assert c.what.startswith("skipped"), a.text()
+    if labels:
+        assert c.label == "decode1/L3/mlp" and "decode2/L2/attn in its place" in c.what
+
+
+def test_swap_in_a_pair_is_out_of_order() -> None:
+    a = analyse(_tp_pair_job(swap=(3, 1)))
+    assert a.decided, a.text()
+    [c] = a.culprits
+    assert (c.rank, c.label, c.what) == (3, "decode1/L3/mlp", "out of order"), a.text()
+
+
+def test_pair_skip_of_the_last_op_in_a_single_step() -> None:
+    """One step only: rank 3 skips L3/mlp, the last op, and is not blocked in
+    any op the (NCCL-style, send/recv-recording) data holds, so it never
+    issued it; the truly undecidable case, both ranks stopping at the very
+    first collective, is the real fixture tp2_first_skip."""
+    a = analyse(_tp_pair_job(skip=(3, 0), steps=1))
+    assert a.decided, a.text()
+    assert [(c.rank, c.label, c.what) for c in a.culprits] == [(3, "decode0/L3/mlp", "skipped")], a.text()
+    t = analyse(load_flight_recorder([FIXTURES / "tp2_first_skip" / "pickle"],
+                                     [FIXTURES / "tp2_first_skip" / "profiler"]))
+    assert not t.decided and set(t.candidates) == {0, 1}
+    assert any("no history" in r or "the same point" in r for r in t.reasoning), t.text()

@@ -967,8 +967,29 @@ class _Analyser:
         if ref is not None and what == "wrong kind" and self._out_of_order(inst, rank):
             what = "out of order"
         elif ref is not None and what == "issued from a different place" and self._ahead(inst, rank):
-            what = "skipped or reordered: issued the next op early"
+            if self._swapped(inst, rank, ref):
+                what = "out of order"
+            else:
+                # the rank went on to the next op of the program: it skipped the one the others issued here
+                # (the next instances then pair up one op off, unnoticed when the sizes agree)
+                early = op.label or self.job.describe(op, False)
+                return Culprit(rank, ref.kind, ref.label, f"skipped; issued {early} in its place, and the group"
+                               " ran on one op off", self.job.group_name(inst.group), inst.seq)
         return Culprit(rank, op.kind, op.label, what, self.job.group_name(inst.group), inst.seq)
+
+    def _swapped(self, inst: _Instance, rank: int, ref: CommOp) -> bool:
+        """The rank's op at k+1 comes from where the others' op k comes from (two ops swapped)."""
+        insts = {i.seq: i for i in self.instances.get(inst.group, [])}
+        nxt = insts.get(inst.seq + 1)
+        if nxt is None or rank not in nxt.present:
+            return False
+        mine = nxt.present[rank]
+        if self.labels and mine.label and ref.label and mine.source != "fr" and ref.source != "fr":
+            return mine.label == ref.label  # the very op (step and layer numbers too), one place later
+        if _site(mine, self.labels) != _site(ref, self.labels):
+            return False
+        after = insts.get(inst.seq + 2)  # a swap realigns the group; a skip leaves it one op off
+        return after is None or not self._sites_differ(list(after.present.values()))
 
     def _ahead(self, inst: _Instance, rank: int) -> bool:
         """The rank's op at k comes from where the others' op k+1 comes from."""
