@@ -75,7 +75,7 @@ from ..semantics.matching import _sig, _sig_text, match
 from .check import check_schedule
 
 MAX_ROUNDS = 8
-AUTO_MAX_OPS = 20_000  # report renderers compute hints by themselves up to this size
+AUTO_MAX_OPS = 20_000  # report_hints searches for hints up to this size (each costs a few checks)
 GROUP_CALL = "ncclGroupStart/End; torch batch_isend_irecv"
 EAGER_NOTE = ("a 1-element message, marked eager: it fits any transport buffer, so its send does not wait for"
               " its recv")
@@ -709,8 +709,10 @@ _CACHE: dict[tuple[int, int, int], tuple[Schedule, PropertyResult, Hint | None]]
 
 def hint_for(schedule: Schedule, result: PropertyResult, report: Report | None = None,
              max_ops: int = AUTO_MAX_OPS) -> Hint | None:
-    """:func:`repair_hint`, remembered for the last few results so that the
-    text, JSON and picture of one report compute it once.  Above ``max_ops``
+    """:func:`repair_hint`, remembered for the last few results (a caller
+    asking twice about one result gets the same hint; commands call
+    :func:`report_hints` once per report and hand the hints to the
+    renderers, which never compute one).  Above ``max_ops``
     ops it returns a hint that says it was not attempted (call
     :func:`repair_hint` directly)."""
     if result.verdict is not Verdict.VIOLATED or result.counterexample is None:
