@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -1248,3 +1249,87 @@ def test_format_doc_describes_the_host_kinds() -> None:
     for word in ("## The host", "`sync`", "`alloc`", "`free`", "`record_stream`", "`reuses`", "`of`",
                  "recorded again"):
         assert word in text, word
+
+
+# ------------------------------------------------------------------ issue 16: the canonical layout, bounds, digits
+def _two_rank_doc(op1: dict[str, Any], groups: dict[str, list[int]] | None = None) -> dict[str, Any]:
+    return {"syncproof": 2, "groups": groups or {"g": [0, 1]}, "buffers": {"x": {"t": 8}},
+            "ranks": {"0": [op1], "1": [op1]}}
+
+
+def _canonical(doc: dict[str, Any]) -> str:
+    """dumps' layout for any document (dumps itself needs a Schedule)."""
+    lines = ["{"] + [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in doc.items() if k != "ranks"]
+    lines.append('  "ranks": {')
+    items = list(doc["ranks"].items())
+    for ri, (rk, ops) in enumerate(items):
+        lines.append(f"    {json.dumps(rk)}: [")
+        lines += ["      " + json.dumps(op) + ("," if oi < len(ops) - 1 else "") for oi, op in enumerate(ops)]
+        lines.append("    ]" + ("," if ri < len(items) - 1 else ""))
+    return "\n".join(lines + ["  }", "}"]) + "\n"
+
+
+def test_identical_lines_are_checked_for_each_rank() -> None:
+    """Rank 1 shares rank 0's line, but is not in the group: the error names rank 1, in both layouts."""
+    doc = _two_rank_doc({"op": "all_reduce", "stream": "s", "group": "g"}, {"g": [0]})
+    doc["ranks"]["1"] = [{"op": "all_reduce", "stream": "s", "group": "g"}]
+    for text in (_canonical(doc), json.dumps(doc)):
+        with pytest.raises(ScheduleError, match=r"rank 1, op 0 \(all_reduce on s\): rank 1 is not a member"):
+            loads(text, "f.json")
+    doc = _two_rank_doc({"op": "send", "stream": "s", "to": 1})
+    with pytest.raises(ScheduleError, match=r"rank 1, op 0 \(send on s\): send to its own rank 1"):
+        loads(_canonical(doc), "f.json")
+    s = loads(_canonical(_two_rank_doc({"op": "compute", "stream": "s", "writes": {"x[t=1]": "v"}})), "f.json")
+    assert [(op.id, op.rank, op.index) for op in s.ops] == [(0, 0, 0), (1, 1, 0)]
+    assert s.ops[0].writes is s.ops[1].writes  # one document, one set of objects
+
+
+def test_a_duplicate_key_in_a_canonical_line_is_found() -> None:
+    text = _canonical(_two_rank_doc({"op": "compute", "stream": "s"})).replace(
+        '"stream": "s"}', '"stream": "s", "stream": "t"}', 1)
+    with pytest.raises(ScheduleError, match=r"key 'stream' appears twice in one object .*rank 0, op 0"):
+        loads(text, "f.json")
+    text = _canonical(_two_rank_doc({"op": "compute", "stream": "s"})).replace(
+        '  "groups"', '  "name": "a",\n  "name"', 1)
+    with pytest.raises(ScheduleError, match="key 'name' appears twice"):
+        loads(text, "f.json")
+
+
+@pytest.mark.parametrize(("op", "message"), [
+    ({"op": "compute", "stream": "s", "writes": {"x[t=0:4611686018427387904]": "v"}}, "out of range"),
+    ({"op": "compute", "stream": "s", "writes": {"x[t=²]": "v"}}, "expected an integer"),
+    ({"op": "compute", "stream": "s", "writes": {"x[t=٣:5]": "v"}}, "expected 'lo:hi' with integers"),
+    ({"op": "compute", "stream": "s", "writes": {"x[t=" + "9" * 5000 + "]": "v"}}, "out of range"),
+    ({"op": "send", "stream": "s", "to": 1, "size": 2**63}, "size 9223372036854775808 is out of range"),
+    ({"op": "compute", "stream": "s", "layer": 2**62}, "layer 4611686018427387904 is out of range"),
+    ({"op": "compute", "stream": "s", "tokens": "0:٣"}, "tokens must be 'lo:hi' with integers"),
+    ({"op": "compute", "stream": "s", "tokens": 2**62}, "tokens 4611686018427387904 is out of range"),
+    ({"op": "compute", "stream": "s", "sp": "²/4"}, "sp must be 'index/count'"),
+    ({"op": "all_gather", "stream": "s", "group": "g", "counts": [2**62, 1]}, "counts must be a list"),
+])
+def test_numbers_are_ascii_and_bounded(op: dict[str, Any], message: str) -> None:
+    doc = _two_rank_doc(op)
+    for text in (_canonical(doc), json.dumps(doc)):
+        with pytest.raises(ScheduleError, match=re.escape(message)):
+            loads(text, "f.json")
+
+
+def test_rank_keys_and_extents_are_bounded() -> None:
+    for key in ("²", "٣", "1" * 10):
+        with pytest.raises(ScheduleError, match="must be a non-negative integer"):
+            loads(json.dumps({"syncproof": 2, "ranks": {key: []}}), "f.json")
+    with pytest.raises(ScheduleError, match="extent of axis 't' 9223372036854775808 is out of range"):
+        loads(json.dumps({"syncproof": 2, "buffers": {"x": {"t": 2**63}}, "ranks": {"0": []}}), "f.json")
+    with pytest.raises(ScheduleError, match=r"rank 3 is listed twice in \"ranks\" \(as '3' and '03'\)"):
+        loads('{"syncproof": 2, "ranks": {"3": [], "03": []}}', "f.json")
+
+
+def test_many_ranks_and_syncs_are_linear() -> None:
+    """A sync on an event looks the rank's events up in a set, not in a scan of its ops per sync."""
+    n = 3000
+    ops = [{"op": "record", "stream": "s", "event": f"e{i}"} for i in range(n)]
+    ops += [{"op": "sync", "event": f"e{i}"} for i in range(n)]
+    s = loads(json.dumps({"syncproof": 2, "ranks": {"0": ops}}), "f.json")
+    assert s.size == 2 * n
+    with pytest.raises(ScheduleError, match="sync on event 'nope', which rank 0 never records"):
+        loads(json.dumps({"syncproof": 2, "ranks": {"0": ops + [{"op": "sync", "event": "nope"}]}}), "f.json")

@@ -322,6 +322,45 @@ def test_many_ranks_load_in_linear_time(tmp_path: Path) -> None:
     assert times[1] < 40 * times[0] + 1.0, times  # 10x the ranks: about 10x the time, not 100x
 
 
+def _outcome(text: bytes) -> object:
+    from syncproof.errors import ScheduleError
+    from syncproof.ir import loads
+
+    try:
+        return loads(text, "f.json")
+    except ScheduleError as exc:
+        return str(exc)
+
+
+def _generated_seed() -> bytes:
+    from syncproof.bench.generators import schedule_of_size
+
+    return dumps(schedule_of_size(200, fault=True)).encode()  # TP ranks: identical op lines, shared when loaded
+
+
+SEEDS_DIFF = SEEDS_JSON + [_generated_seed()]
+
+
+@settings(max_examples=100, deadline=None, database=None, derandomize=True, suppress_health_check=QUIET)
+@given(st.integers(0, 10**6), st.integers(0, 2**32))
+def test_canonical_and_other_layouts_load_alike(seed: int, salt: int) -> None:
+    """The loader's fast path for the one-op-per-line layout (identical
+    lines built once, the rank-dependent checks redone per rank) against the
+    general one, on mutated documents: the same schedule or the same error."""
+    rnd = random.Random(salt)
+    doc = json.loads(SEEDS_DIFF[seed % len(SEEDS_DIFF)])
+    for _ in range(rnd.choice([0, 1, 1, 2])):
+        doc, raw = _mutate_doc(doc, rnd)
+        if raw is not None:  # a raw token: keep the document plain JSON
+            doc = json.loads(json.dumps(doc).replace('"__RAW__"', "0"))
+    try:
+        canonical = _canonical_text(doc).encode()
+    except (ValueError, RecursionError):
+        return
+    assert canonical.startswith(b"{\n") or not isinstance(doc, dict)
+    assert _outcome(canonical) == _outcome(json.dumps(doc, indent=1).encode())
+
+
 def test_a_canonical_file_and_its_reformatted_twin_load_alike(tmp_path: Path) -> None:
     for p in EXAMPLES:
         s = load(p)
