@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fuzz_support import FAST, SLOW, Tally, time_limit
 from hypothesis import given
 from hypothesis import strategies as st
 
 import syncproof
-from fuzz_support import FAST, SLOW, Tally, time_limit
 from syncproof import ScheduleBuilder, UsageError, UserError, apiguard
 from syncproof.importers import torch_pp
 from syncproof.models import registry

@@ -19,10 +19,10 @@ import os
 from pathlib import Path
 
 import pytest
+from fuzz_support import FAST, SLOW, Tally, assert_clean, assert_names, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzz_support import FAST, SLOW, Tally, assert_clean, assert_names, run_cli
 from syncproof.commands.common import MAX_CEX, MAX_TIMEOUT_S, MAX_Z3_UNSIGNED
 
 ROOT = Path(__file__).resolve().parent.parent

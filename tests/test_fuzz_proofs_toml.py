@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fuzz_support import FAST, SLOW, Tally, assert_clean, assert_names, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzz_support import FAST, SLOW, Tally, assert_clean, assert_names, run_cli
 from syncproof.models.registry import list_models
 from syncproof.proofs import PARAMETRIC, PARAMETRIC_FAULTS, PARAMETRIC_PARAMS, PROOF_KEYS
 from syncproof.result import PROPERTIES

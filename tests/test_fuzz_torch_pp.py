@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fuzz_support import FAST, SLOW, Tally, assert_clean, assert_names, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzz_support import FAST, SLOW, Tally, assert_clean, assert_names, run_cli
 from syncproof.errors import UsageError
 from syncproof.importers import torch_bridge
 from syncproof.importers.torch_pp import COMM_KINDS, COMPUTE_KINDS, NO_MB_KINDS

@@ -14,7 +14,7 @@ import pytest
 from syncproof.cli import main
 from syncproof.engine.parametric import ENCODINGS, HappensBefore, prove
 from syncproof.ir import ScheduleBuilder
-from syncproof.proofs import PARAMETRIC, ObligationError, parse, run
+from syncproof.proofs import PARAMETRIC, PARAMETRIC_FAULTS, PARAMETRIC_PARAMS, ObligationError, parse, run
 from syncproof.result import Verdict
 from syncproof.semantics.precedence import end, start
 
@@ -91,6 +91,17 @@ def test_loading_imports_no_solver() -> None:
 
 def test_parametric_names_match_the_engine() -> None:
     assert set(PARAMETRIC) == set(ENCODINGS)
+
+
+def test_parametric_parameters_match_the_engine() -> None:
+    """proofs.py checks parametric parameters and faults at load time against
+    its own copy of the encodings' declarations (loading imports no solver)."""
+    for name, enc in ENCODINGS.items():
+        assert set(PARAMETRIC_FAULTS[name]) == set(enc.faults), name
+        mine = PARAMETRIC_PARAMS[name]
+        assert set(mine) == {p.name for p in enc.params}, name
+        for p in enc.params:
+            assert mine[p.name] == (p.choices if p.choices else (p.lo, p.hi)), (name, p.name)
 
 
 # ------------------------------------------------------------------ running
