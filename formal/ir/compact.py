@@ -62,7 +62,7 @@ def compact_bytes(s: Schedule) -> bytes:
     """The compact form of a schedule."""
     import numpy as np
 
-    from .fileformat import op_to_dict, schedule_to_dict
+    from .fileformat import op_texts, schedule_to_dict
 
     with gc_paused():
         top = schedule_to_dict(dataclasses.replace(s, ops=()))
@@ -71,12 +71,9 @@ def compact_bytes(s: Schedule) -> bytes:
         blobs: list[bytes] = []
         column: list[int] = []
         ranks: list[list[Any]] = []
-        dump = json.dumps
-        for r in s.ranks:
-            ops = s.by_rank[r]
-            ranks.append([str(r), len(ops)])
-            for op in ops:
-                text = dump(op_to_dict(op))
+        for r, texts in op_texts(s):
+            ranks.append([str(r), len(texts)])
+            for text in texts:
                 j = doc_of.get(text)
                 if j is None:
                     j = doc_of[text] = len(blobs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -924,21 +925,49 @@ def schedule_to_dict(s: Schedule) -> dict[str, Any]:
     return doc
 
 
+def op_texts(s: Schedule) -> Iterator[tuple[int, tuple[str, ...]]]:
+    """Per rank, in order: the rank and the JSON text of each of its ops (as
+    in :func:`dumps`).  Ops alike but for their id, rank and index (the ranks
+    of a tensor-parallel group) are written once: they are told alike by
+    their fields, the access lists, metadata and choice by identity (the
+    loader shares those objects between alike ops; objects not shared only
+    miss the cache)."""
+    cache: dict[tuple[Any, ...], str] = {}
+    dump = json.dumps
+    with gc_paused():
+        for r in s.ranks:
+            out: list[str] = []
+            for op in s.by_rank[r]:
+                f = op.__dict__
+                key = (op.peer, op.stream, op.kind, op.name, op.channel, op.group, op.event, op.root, op.size,
+                       op.dtype, id(f["reads"]), id(f["writes"]), id(f["meta"]), op.comm, op.p2p, op.batch,
+                       op.signal, op.counts, op.recv_counts, op.completion, op.target, op.of, op.buffer, op.reuses,
+                       id(f["choice"]))
+                text = cache.get(key)
+                if text is None:
+                    text = cache[key] = dump(op_to_dict(op))
+                out.append(text)
+            yield r, tuple(out)
+
+
 def dumps(s: Schedule) -> str:
     """Canonical text: one top-level field per line and one op per line, so
     files diff well and stay readable."""
-    doc = schedule_to_dict(s)
-    ranks = doc.pop("ranks")
+    import dataclasses
+
+    doc = schedule_to_dict(dataclasses.replace(s, ops=()))
+    doc.pop("ranks")
     lines = ["{"]
     for key, val in doc.items():
         lines.append(f"  {json.dumps(key)}: {json.dumps(val)},")
     lines.append('  "ranks": {')
-    rank_items = list(ranks.items())
-    for ri, (rk, ops) in enumerate(rank_items):
+    n_ranks = len(s.ranks)
+    for ri, (rk, texts) in enumerate(op_texts(s)):
         lines.append(f'    "{rk}": [')
-        for oi, op in enumerate(ops):
-            lines.append("      " + json.dumps(op) + ("," if oi < len(ops) - 1 else ""))
-        lines.append("    ]" + ("," if ri < len(rank_items) - 1 else ""))
+        if texts:
+            lines.extend(["      " + t + "," for t in texts[:-1]])
+            lines.append("      " + texts[-1])
+        lines.append("    ]" + ("," if ri < n_ranks - 1 else ""))
     lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"
