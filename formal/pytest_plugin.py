@@ -59,8 +59,10 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     from .proofs import MAX_PROOF_BYTES
 
     try:  # a regular file only (never blocks on a pipe); an unreadable one is not ours to judge
-        data = read_bytes(file_path, "a syncproof proof file (TOML)", MAX_PROOF_BYTES + 1)
+        data = read_bytes(file_path, "a syncproof proof file (TOML)", MAX_PROOF_BYTES)
     except UserError:
+        if file_path.is_file() and file_path.stat().st_size > MAX_PROOF_BYTES:
+            return ProofFile.from_parent(parent, path=file_path)  # collect() reports the size
         return None
     if b"[[proof]]" not in data:
         return None

@@ -215,13 +215,16 @@ def test_pytest_plugin_reports_a_clean_collection_error(tmp_path: Path) -> None:
     (d / "deep.toml").write_text(HEAD + 'model = "tp"\nparams = { tp = ' + "[" * 3000 + "]" * 3000 + " }\n")
     (d / "bin.toml").write_bytes(b"[[proof]]\nname = \"\xff\"\n")
     (d / "key.toml").write_text(HEAD + 'model = "tp"\nexpect = "proved"\nrlimt = 5\n')
+    (d / "huge.toml").write_bytes(b"[[proof]]\n" + b"#" * 4 * 1024**2)
+    (d / "other.toml").write_text("[tool.other]\nx = 1\n")  # not a proof file: left alone
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "proofs"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out  # collection errors
-    assert "4 errors" in out, out
+    assert "5 errors" in out, out
     for words in ("big.toml: proof 'p1': model tp: tp=10000000000 is out of range 1..8",
                   "deep.toml: not valid TOML: arrays or inline tables nested too deeply",
-                  "bin.toml: not UTF-8 text", "key.toml: proof 'p1': unknown key 'rlimt'"):
+                  "bin.toml: not UTF-8 text", "key.toml: proof 'p1': unknown key 'rlimt'",
+                  "huge.toml: the file is 4194314 bytes, over the limit of 4194304"):
         assert words in out, out
     assert "Traceback" not in out and "syncproof/proofs.py" not in out and "formal/proofs.py" not in out, out
