@@ -209,6 +209,39 @@ def _paths(doc: Any, limit: int = 4000) -> list[tuple[Any, Any]]:
     return out
 
 
+_SMALL = st.integers(-2, 40)
+_TYPED: dict[str, st.SearchStrategy[Any]] = {
+    "collective_seq_id": _SMALL, "record_id": _SMALL, "p2p_seq_id": _SMALL, "time_created_ns": _SMALL,
+    "state": st.sampled_from(["scheduled", "started", "completed", "weird"]),
+    "retired": st.booleans(), "is_p2p": st.booleans(),
+    "profiling_name": st.sampled_from(["gloo:all_reduce", "nccl:all_gather", "nccl:send 0->1", "nccl:recv 1<-0",
+                                       "nccl:coalesced", "gloo:broadcast", "nccl:all_to_all", "nccl:barrier",
+                                       "gloo:mystery"]),
+    "process_group": st.sampled_from([["0", "default_pg"], ["1", "tp0"], ["2", "tp1"], ["9", "undefined"]]),
+    "input_sizes": st.sampled_from([[[1, 8]], [[4, 8]], [], [[0]], [[2, 2, 8]]]),
+    "output_sizes": st.sampled_from([[[1, 8]], [[16]], []]),
+    "input_dtypes": st.sampled_from([["Float"], ["Int"], [], ["BFloat16"]]),
+    # profiler events
+    "ts": st.floats(0, 1e12), "dur": st.floats(0, 1e9), "name": st.sampled_from(
+        ["c10d::allreduce_", "c10d::send", "c10d::recv_", "c10d::_allgather_base_", "decode1", "L0", "mlp",
+         "record_param_comms", "gloo:all_reduce", "c10d::broadcast_"]),
+    "ph": st.sampled_from(["X", "B", "i"]), "tid": st.integers(0, 3),
+    "cat": st.sampled_from(["cpu_op", "user_annotation"]),
+    "args": st.sampled_from([{}, {"Concrete Inputs": ["", "", "1", "0"]}, {"Input Dims": [[1, 8]]},
+                             {"Process Group Name": "1", "dtype": "Float"},
+                             {"Collective name": "allreduce", "In msg nelems": 8, "Out msg nelems": 8}]),
+}
+
+
+def _records(doc: Any) -> list[dict[str, Any]]:
+    """The dump's entries, or the trace's events."""
+    if isinstance(doc, dict):
+        for key in ("entries", "traceEvents"):
+            if isinstance(doc.get(key), list):
+                return [e for e in doc[key] if isinstance(e, dict)]
+    return []
+
+
 @st.composite
 def json_mutation(draw: st.DrawFn, data: bytes) -> bytes:
     doc = json.loads(data)
@@ -217,8 +250,15 @@ def json_mutation(draw: st.DrawFn, data: bytes) -> bytes:
         if not paths:
             break
         parent, key = paths[draw(st.integers(0, len(paths) - 1))]
-        how = draw(st.sampled_from(["replace", "replace", "delete", "deep", "huge", "string_number"]))
-        if how == "delete":
+        how = draw(st.sampled_from(["replace", "replace", "delete", "deep", "huge", "string_number", "typed",
+                                    "typed", "typed"]))
+        if how == "typed":  # a value of the right type: reaches the analysis rather than the checks
+            entries = _records(doc)
+            if entries:
+                rec = entries[draw(st.integers(0, len(entries) - 1))]
+                key = draw(st.sampled_from(sorted(_TYPED)))
+                rec[key] = draw(_TYPED[key])
+        elif how == "delete":
             del parent[key]
         elif how == "deep":
             parent[key] = _deep(draw(st.integers(30, 400)))
