@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError, UserError
+from ..gcpause import gc_paused
 from .common import (
     EXIT_CODES,
     EXIT_ERROR,
@@ -85,6 +86,35 @@ def _schedules(args: argparse.Namespace) -> list[tuple[str, Any, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    kw = solver_kwargs(args)
+    if args.durations and not args.redundant:
+        raise UsageError("--durations needs --redundant")
+    if args.full_trace and not args.out:
+        raise UsageError("--full-trace needs --out DIR")
+    out_dir = Path(args.out) if args.out else None
+    codes: list[int] = []
+    docs: list[Any] = []
+    checked: list[tuple[str, Any, Any, Any]] = []  # (what, schedule, report, hints), for SARIF
+    tally = {"proved": 0, "violated": 0, "unknown": 0, "error": 0}
+    items = _schedules(args)
+    for what, loader, reference in items:
+        _one(args, what, loader, reference, kw, out_dir, docs, checked, tally, codes)
+    if args.format == "json":
+        print(json.dumps(docs[0] if len(docs) == 1 and len(items) == 1 else docs, indent=2))
+    elif args.format == "sarif":
+        from ..render.sarif import sarif_log
+
+        print(json.dumps(sarif_log(checked), indent=2))
+    elif len(items) > 1:
+        print(f"{len(items)} schedules: {tally['proved']} proved, {tally['violated']} with a"
+              f" counterexample, {tally['unknown']} unknown, {tally['error']} bad input")
+    return most_severe(codes)
+
+
+def _one(args: argparse.Namespace, what: str, loader: Any, reference: Any, kw: dict[str, Any],
+         out_dir: Path | None, docs: list[Any], checked: list[tuple[str, Any, Any, Any]],
+         tally: dict[str, int], codes: list[int]) -> None:
+    """Check one schedule and write its outputs (appends to ``codes``, ``docs``, ``checked``)."""
     from ..engine import check_schedule
     from ..engine.repair import report_hints
     from ..render import jsonout
@@ -93,45 +123,34 @@ def run(args: argparse.Namespace) -> int:
     from ..render.oversync import redundancy_json, redundancy_text
     from ..render.text import report_text
 
-    kw = solver_kwargs(args)
-    if args.durations and not args.redundant:
-        raise UsageError("--durations needs --redundant")
-    if args.full_trace and not args.out:
-        raise UsageError("--full-trace needs --out DIR")
-    out_dir = Path(args.out) if args.out else None
-    codes: list[int] = []
-    docs = []
-    checked: list[tuple[str, Any, Any, Any]] = []  # (what, schedule, report, hints), for SARIF
-    tally = {"proved": 0, "violated": 0, "unknown": 0, "error": 0}
-    items = _schedules(args)
-    for what, loader, reference in items:
+    try:
+        sched = loader()
+        rep = check_schedule(sched, **kw)  # type: ignore[arg-type]
+        # the one place hints are computed: every writer below gets them
+        hints = report_hints(sched, rep)
+        ref = reference() if len(sched.ops) > jsonout.EMBED_MAX_OPS else None
+        if ref is not None and out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            ref = schedule_reference(sched, out_dir, safe_stem(sched.name), ref)
+    except UserError as exc:
+        error(str(exc))
+        codes.append(EXIT_ERROR)
+        tally["error"] += 1
+        return
+    except OSError as exc:
+        error(f"cannot write to --out directory {out_dir}: {exc}")
+        codes.append(EXIT_ERROR)
+        return
+    extra: tuple[Any, Any] | None = None
+    if args.redundant:
         try:
-            sched = loader()
-            rep = check_schedule(sched, **kw)  # type: ignore[arg-type]
-            # the one place hints are computed: every writer below gets them
-            hints = report_hints(sched, rep)
-            ref = reference() if len(sched.ops) > jsonout.EMBED_MAX_OPS else None
-            if ref is not None and out_dir is not None:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                ref = schedule_reference(sched, out_dir, safe_stem(sched.name), ref)
+            extra = redundancy(sched, args.durations, kw)
         except UserError as exc:
             error(str(exc))
             codes.append(EXIT_ERROR)
-            tally["error"] += 1
-            continue
-        except OSError as exc:
-            error(f"cannot write to --out directory {out_dir}: {exc}")
-            codes.append(EXIT_ERROR)
-            continue
-        extra: tuple[Any, Any] | None = None
-        if args.redundant:
-            try:
-                extra = redundancy(sched, args.durations, kw)
-            except UserError as exc:
-                error(str(exc))
-                codes.append(EXIT_ERROR)
-        codes.append(rep.exit_code)
-        tally[{0: "proved", 1: "violated", 3: "unknown"}[rep.exit_code]] += 1
+    codes.append(rep.exit_code)
+    tally[{0: "proved", 1: "violated", 3: "unknown"}[rep.exit_code]] += 1
+    with gc_paused():  # the renderers build many small acyclic objects at scale
         if args.format == "json":
             doc = report_json(sched, rep, hints=hints, ref=ref)
             if extra is not None:
@@ -145,24 +164,14 @@ def run(args: argparse.Namespace) -> int:
                 print()
                 print(redundancy_text(*extra))
             print()
-        if out_dir is not None:
-            try:
-                write_outputs(sched, rep, out_dir, hints, ref=ref, full_trace=args.full_trace)
-                if extra is not None:
-                    write_redundancy(sched, *extra, out_dir)
-            except OSError as exc:
-                error(f"cannot write to --out directory {out_dir}: {exc}")
-                codes.append(EXIT_ERROR)
-    if args.format == "json":
-        print(json.dumps(docs[0] if len(docs) == 1 and len(items) == 1 else docs, indent=2))
-    elif args.format == "sarif":
-        from ..render.sarif import sarif_log
-
-        print(json.dumps(sarif_log(checked), indent=2))
-    elif len(items) > 1:
-        print(f"{len(items)} schedules: {tally['proved']} proved, {tally['violated']} with a"
-              f" counterexample, {tally['unknown']} unknown, {tally['error']} bad input")
-    return most_severe(codes)
+    if out_dir is not None:
+        try:
+            write_outputs(sched, rep, out_dir, hints, ref=ref, full_trace=args.full_trace)
+            if extra is not None:
+                write_redundancy(sched, *extra, out_dir)
+        except OSError as exc:
+            error(f"cannot write to --out directory {out_dir}: {exc}")
+            codes.append(EXIT_ERROR)
 
 
 def redundancy(sched: Any, durations_file: str | None, kw: dict[str, Any]) -> tuple[Any, Any]:

@@ -28,6 +28,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..gcpause import gc_paused
 from ..ir import Schedule, save
 from ..result import Counterexample, Hint, Report
 from . import jsonout
@@ -107,6 +108,12 @@ def write_outputs(schedule: Schedule, report: Report, out_dir: Path, hints: Mapp
     property's repair hint; ``ref``: where the schedule is (``jsonout.file_ref``
     or ``model_ref``), for a schedule above ``embed_max_ops`` ops;
     ``full_trace``: traces of every op and runs stored whole."""
+    with gc_paused():  # millions of small objects, no cycles: collections would cost more than the work
+        return _write_outputs(schedule, report, out_dir, hints, ref, full_trace, embed_max_ops)
+
+
+def _write_outputs(schedule: Schedule, report: Report, out_dir: Path, hints: Mapping[str, Hint] | None,
+                   ref: Mapping[str, Any] | None, full_trace: bool, embed_max_ops: int | None) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = safe_stem(schedule.name)
     limit = jsonout.EMBED_MAX_OPS if embed_max_ops is None else embed_max_ops
