@@ -41,7 +41,7 @@ EXAMPLE_SECONDS = 20.0
 
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
           HealthCheck.large_base_example]
-FAST = settings(max_examples=20, deadline=None, database=None, derandomize=True, suppress_health_check=_QUIET)
+FAST = settings(max_examples=50, deadline=None, database=None, derandomize=True, suppress_health_check=_QUIET)
 SLOW = settings(max_examples=3000, deadline=None, database=None, suppress_health_check=_QUIET)
 
 
