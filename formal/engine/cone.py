@@ -30,16 +30,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InternalError
 from ..semantics.precedence import Precedence
 
 
 @dataclass(frozen=True)
 class Path:
-    """Edges (indices into the precedence columns) that lead from ``y`` to ``x``."""
+    """Edges (indices into the precedence columns) that lead from ``y`` to
+    ``x``.  A long path found by :meth:`Cones.support` comes without its
+    edges: its edges were checked one by one as the search tree grew
+    (:meth:`Cones._graft`), and ``strict`` says what it proves."""
 
     y: int
     x: int
     edges: tuple[int, ...]
+    length: int = 0  # the number of edges (also when they are not listed)
+    strict: bool = False  # some edge is strict: t(y) < t(x); else t(y) <= t(x)
+
+
+class _Tree:
+    """Paths from ``root``: the edge into each point, its depth and whether
+    some edge on its path is strict."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.via: dict[int, int] = {root: -1}
+        self.depth: dict[int, int] = {root: 0}
+        self.strict: dict[int, bool] = {root: False}
 
 
 class Cones:
@@ -127,12 +144,13 @@ class Cones:
         return tuple(run.tolist())
 
     # ------------------------------------------------------------- searches
-    def support(self, atoms: Iterable[tuple[int, int]]) -> list[Path]:
+    def support(self, atoms: Iterable[tuple[int, int]], short: int = 8) -> list[Path]:
         """The paths z3 is given for a violation made of the strict
         comparisons ``atoms`` (``(x, y)``: ``t(x) < t(y)``): one path from
         ``y`` to ``x2`` for every two atoms ``(x, y)``, ``(x2, y2)`` that a
         path joins so (a run contradicts a set of true atoms only through a
-        cycle of atoms and such paths: docs/semantics.md).
+        cycle of atoms and such paths: docs/semantics.md).  A path of at most
+        ``short`` edges lists them; a longer one only says what it proves.
 
         With a ``guide`` (a reachability oracle, the graph engine's), a path
         is walked back from ``x2``, each step to a predecessor the guide says
@@ -148,35 +166,51 @@ class Cones:
             targets = sorted(x for x in lefts if self.rank[x] > self.rank[y])
             if not targets:
                 continue
-            via: dict[int, int] = {y: -1}  # a tree of paths from y: point -> the edge into it
+            tree = _Tree(y)
             found: list[int] = []
             lost: set[int] = set()
             reach = self.guide
             for x in targets:
-                if reach is not None and reach(y, x) and self._walk(y, x, reach, via):
+                if reach is not None and reach(y, x) and self._walk(tree, x, reach):
                     found.append(x)
                 else:
                     lost.add(x)
             if lost:  # unguided, or the guide says no path, or its path broke off: search for one
-                found += self._search(y, lost, via)
+                found += self._search(tree, lost)
             for x in found:
-                out.append(Path(y, x, self._tree_path(via, x)))
+                n = tree.depth[x]
+                edges = self._tree_path(tree, x) if n <= short else ()
+                out.append(Path(y, x, edges, n, tree.strict[x]))
         return out
 
-    def _tree_path(self, via: dict[int, int], x: int) -> tuple[int, ...]:
+    def _tree_path(self, tree: _Tree, x: int) -> tuple[int, ...]:
         edges = []
         w = x
-        while via[w] >= 0:
-            e = via[w]
+        while w != tree.root:
+            e = tree.via[w]
             edges.append(e)
             w = self.u[e]
         return tuple(reversed(edges))
 
-    def _walk(self, y: int, x: int, reach: Callable[[int, int], bool], via: dict[int, int]) -> bool:
-        """Walk back from ``x`` to the tree ``via`` of paths from ``y``, each
-        step to the predecessor earliest in the rank that the guide says
-        ``y`` reaches; add the steps to the tree.  False if it broke off."""
+    def _graft(self, tree: _Tree, steps: list[tuple[int, int]]) -> None:
+        """Add ``steps`` (point, edge into it), listed from the far end back to
+        a point of the tree, checking each edge: it must lead from the point
+        before it (already in the tree) to its point."""
+        u, v, strict = self.u, self.v, self.strict
+        for w, e in reversed(steps):
+            p = u[e]
+            if v[e] != w or p not in tree.via:
+                raise InternalError(f"edge {e} does not lead from the search tree to point {w}")
+            tree.via[w] = e
+            tree.depth[w] = tree.depth[p] + 1
+            tree.strict[w] = tree.strict[p] or strict[e]
+
+    def _walk(self, tree: _Tree, x: int, reach: Callable[[int, int], bool]) -> bool:
+        """Walk back from ``x`` to the tree of paths from its root, each step
+        to the predecessor earliest in the rank that the guide says the root
+        reaches; add the steps to the tree.  False if it broke off."""
         ptr, src, pedge, rank = self._p_ptr, self._p_src, self._p_edge, self.rank
+        y, via = tree.root, tree.via
         lo = rank[y]
         steps: list[tuple[int, int]] = []  # (point, edge into it)
         w = x
@@ -193,20 +227,19 @@ class Cones:
                 return False
             steps.append((w, pedge[best_j]))
             w = best
-        for q, e in steps:
-            via[q] = e
+        self._graft(tree, steps)
         return True
 
-    def _search(self, y: int, targets: set[int], via: dict[int, int]) -> list[int]:
-        """Unguided: a depth-first search from ``y`` through points no later
+    def _search(self, tree: _Tree, targets: set[int]) -> list[int]:
+        """Unguided: a depth-first search from the tree through points no later
         than its last target in the topological rank (a path only goes
-        forward in it).  The targets reached, whose paths are in ``via``
-        (a tree of paths from ``y``, extended)."""
-        rank, ptr, dst, eid = self.rank, self._s_ptr, self._s_dst, self._s_edge
+        forward in it).  The targets reached, their paths added to the tree."""
+        rank, ptr, dst, eid, u = self.rank, self._s_ptr, self._s_dst, self._s_edge, self.u
+        via = tree.via
         bound = max(rank[x] for x in targets)
         seen = set(via)
-        stack = list(via)  # every point of the tree has a path from y
-        tree: dict[int, int] = {}
+        stack = list(via)  # every point of the tree has a path from the root
+        found: dict[int, int] = {}
         reached: list[int] = [x for x in targets if x in via]
         left = len(targets) - len(reached)
         while stack and left:
@@ -216,16 +249,18 @@ class Cones:
                 if q in seen or rank[q] > bound:
                     continue
                 seen.add(q)
-                tree[q] = eid[j]
+                found[q] = eid[j]
                 if q in targets:
                     left -= 1
                     reached.append(q)
                 stack.append(q)
-        for x in reached:  # graft the tree paths of the targets onto via
+        for x in reached:  # graft the search's paths to the targets onto the tree
+            steps = []
             w = x
             while w not in via:
-                via[w] = tree[w]
-                w = self.u[tree[w]]
+                steps.append((w, found[w]))
+                w = u[found[w]]
+            self._graft(tree, steps)
         return reached
 
     def fact(self, path: Path) -> bool | None:

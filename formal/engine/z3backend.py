@@ -399,11 +399,13 @@ class ConeBackend:
         parts = [(text, atoms(text)) for text, _ in cases(ob)]
         cons: list[tuple[int, int, bool, int]] = []
         cu, cv, cs = self.cones.u, self.cones.v, self.cones.strict
-        for path in self.cones.support([a for _, ats in parts for a in ats]):
-            if len(path.edges) <= SHORT_PATH:
+        for path in self.cones.support([a for _, ats in parts for a in ats], SHORT_PATH):
+            if path.edges and len(path.edges) <= SHORT_PATH:
                 cons += [(cu[e], cv[e], cs[e], 0) for e in path.edges]
                 continue
-            strict = self.cones.fact(path)
+            # a long path, as the one fact it proves: checked here when it lists its
+            # edges, else checked edge by edge as the search grew it (Cones._graft)
+            strict = self.cones.fact(path) if path.edges else path.strict if path.length > SHORT_PATH else None
             if strict is None:
                 raise InternalError(f"the search gave a path from point {path.y} to {path.x} that the"
                                     " schedule's edges do not make")
@@ -433,7 +435,7 @@ class ConeBackend:
 
     def find_violations(self, obs: Sequence[AnyOb], limit: int) -> tuple[list[Answer], str]:
         """As :meth:`Z3Backend.find_violations`: up to ``limit`` violated
-        obligations (in obligation order), each with a run, and "unsat",
+        obligations, each with a run (in obligation order), and "unsat",
         "unknown: reason" or "limit"."""
         if self._guide_of is not None and self.cones.guide is None:
             from .graph import PrecedenceGraph
@@ -443,56 +445,86 @@ class ConeBackend:
                 self.cones.guide = graph.reach
         found: list[Answer] = []
         gave_up = ""
+        done: set[int] = set()  # obligations found violated: their other cases are not needed
         for batch, shapes in self._batches(obs):
             if len(found) >= limit:
-                return found, "limit"
-            solver = self._solver()
-            names = self._load(solver, shapes)
-            self.stats["batches"] += 1
-            self.stats["asked"] += len(shapes)
-            self._n += 1
-            some = f"q{self._n}"
-            solver.from_string(f"(declare-fun {some} () Bool)\n"
-                               f"(assert (=> {some} (or {' '.join(lit for lit, _ in names)})))")
-            status, reason = self._check(solver, z3.Bool(some, self.ctx))
-            if status == "unsat":  # every shape of the batch is refuted
-                self.refuted.update(sh.key for sh in shapes)
+                return sorted(found, key=_index), "limit"
+            unknown = self._batch(batch, shapes, limit, found, done)
+            gave_up = gave_up or unknown
+            if len(found) >= limit and any(c.ob not in done and c.shape.key not in self.refuted for c in batch):
+                return sorted(found, key=_index), "limit"
+        return sorted(found, key=_index), f"unknown: {gave_up}" if gave_up else "unsat"
+
+    def _batch(self, batch: list[_Case], shapes: list[Shape], limit: int, found: list[Answer],
+               done: set[int]) -> str:
+        """Decide one batch: refuted shapes go to :attr:`refuted`, violations
+        to ``found``.  Returns the solver's reason when it gave up on some case."""
+        solver = self._solver()
+        names = self._load(solver, shapes)
+        self.stats["batches"] += 1
+        self.stats["asked"] += len(shapes)
+        lit_of = {sh.key: name for sh, name in zip(shapes, names, strict=True)}
+        self._n += 1
+        some = z3.Bool(f"q{self._n}", self.ctx)
+        solver.from_string(f"(declare-fun q{self._n} () Bool)\n"
+                           f"(assert (=> q{self._n} (or {' '.join(lit for lit, _ in names)})))")
+        violated: set[str] = set()  # shapes with a model: each case of them is asked on its own
+        gave_up = ""
+        while True:
+            status, reason = self._check(solver, some)
+            if status == "unknown":
+                break
+            if status == "unsat":  # every shape still on is refuted
+                self.refuted.update(sh.key for sh in shapes if sh.key not in violated)
+                break
+            # Some shape has a model: the first case of the batch whose shape the model violates.
+            model = solver.model()
+            on = {key for key, (lit, _) in lit_of.items()
+                  if key not in violated and z3.is_true(model.eval(z3.Bool(lit, self.ctx), model_completion=True))}
+            case = next((c for c in batch if c.shape.key in on and c.ob not in done), None)
+            key = case.shape.key if case is not None else next(iter(on))
+            violated.add(key)
+            if case is not None:
+                region_gave_up = self._found(solver, case, lit_of[key][1], found, done)
+                gave_up = gave_up or region_gave_up
+            solver.add(z3.Not(z3.Bool(lit_of[key][0], self.ctx)))  # after the model is read: it drops it
+            if len(found) >= limit:
+                return gave_up
+        if status == "unknown":
+            gave_up = gave_up or reason
+        # Cases left: of a violated shape (a model of their own), or every case when the solver gave up.
+        for case in batch:
+            key = case.shape.key
+            if case.ob in done or key in self.refuted or (status == "unsat" and key not in violated):
                 continue
-            loaded = {sh.key: name for sh, name in zip(shapes, names, strict=True)}
-            asked: set[str] = set()
-            done = -1  # the last obligation found violated: its other cases are not needed
-            for case in batch:
-                key = case.shape.key
-                if case.ob == done or key in self.refuted:
-                    continue
-                if len(found) >= limit:
-                    return found, "limit"
-                if key in asked:  # its shape was found violated: this case needs its own model
-                    one = self._solver()
-                    (lit, pre), = self._load(one, [case.shape])
-                    status, reason = self._check(one, z3.Bool(lit, self.ctx))
-                    at = one
-                else:
-                    lit, pre = loaded[key]
-                    asked.add(key)
-                    q = z3.Bool(lit, self.ctx)
-                    status, reason = self._check(solver, q)
-                    at = solver
-                    solver.add(z3.Not(q))  # decided: later checks need not branch on it
-                if status == "unsat":
-                    self.refuted.add(key)
-                elif status == "sat":
-                    try:
-                        run = self._witness(at, case, pre)
-                    except _Refuted as r:
-                        if r.status == "unknown" and not gave_up:
-                            gave_up = r.reason
-                        continue
-                    found.append(Answer("sat", index=case.ob, times=run))
-                    done = case.ob
-                elif not gave_up:
-                    gave_up = reason
-        return found, f"unknown: {gave_up}" if gave_up else "unsat"
+            if len(found) >= limit:
+                return gave_up
+            one = self._solver()
+            (lit, pre), = self._load(one, [case.shape])
+            st, why = self._check(one, z3.Bool(lit, self.ctx))
+            if st == "unsat":
+                self.refuted.add(key)
+            elif st == "sat":
+                gave_up = gave_up or self._found(one, case, pre, found, done)
+            elif not gave_up:
+                gave_up = why
+        return gave_up
+
+    def _found(self, solver: z3.Solver, case: _Case, pre: str, found: list[Answer], done: set[int]) -> str:
+        """Record the violation of ``case`` that ``solver``'s model shows,
+        unless its complete region refutes it (then it is proved); the
+        solver's reason if it gave up on that region."""
+        try:
+            run = self._witness(solver, case, pre)
+        except _Refuted as r:  # refuted on its complete region (its shape is not): proved
+            return r.reason if r.status == "unknown" else ""
+        found.append(Answer("sat", index=case.ob, times=run))
+        done.add(case.ob)
+        return ""
+
+
+def _index(a: Answer) -> int:
+    return -1 if a.index is None else a.index
 
 
 class _Refuted(Exception):
