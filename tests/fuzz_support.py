@@ -95,16 +95,17 @@ def assert_names(run: Run, *words: str) -> None:
 class Tally:
     """Counts the inputs a slow variant tried, for its summary line."""
 
-    def __init__(self, surface: str) -> None:
+    def __init__(self, surface: str, names: dict[int, str] | None = None) -> None:
         self.surface, self.n = surface, 0
         self.codes: dict[int, int] = {}
+        self.names = names or {}
 
     def add(self, code: int) -> None:
         self.n += 1
         self.codes[code] = self.codes.get(code, 0) + 1
 
     def report(self, capsys: pytest.CaptureFixture[str]) -> None:
-        codes = ", ".join(f"exit {c}: {n}" for c, n in sorted(self.codes.items()))
+        codes = ", ".join(f"{self.names.get(c, f'exit {c}')}: {n}" for c, n in sorted(self.codes.items()))
         with capsys.disabled():
             print(f"\n{self.surface}: {self.n} inputs tried, none gave a traceback, exit 4 or a hang ({codes})")
 
