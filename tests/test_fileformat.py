@@ -1333,3 +1333,29 @@ def test_many_ranks_and_syncs_are_linear() -> None:
     assert s.size == 2 * n
     with pytest.raises(ScheduleError, match="sync on event 'nope', which rank 0 never records"):
         loads(json.dumps({"syncproof": 2, "ranks": {"0": ops + [{"op": "sync", "event": "nope"}]}}), "f.json")
+
+
+def test_features_tracked_by_the_loader_are_the_schedules() -> None:
+    """The canonical layout's loader sets Schedule.features on the way; it
+    must be what the property computes from the ops."""
+    from syncproof.ir.schedule import Schedule as S
+
+    for path in EXAMPLES + sorted((ROOT / "examples" / "choices").glob("*.json")):
+        s = load(path)
+        assert s.features == S.features.func(s), path  # type: ignore[attr-defined]
+    text = dumps(schedule_of_size(300, host_sync=True))
+    s = loads(text, "g.json")
+    assert "features" in s.__dict__ and s.features == S.features.func(s)  # type: ignore[attr-defined]
+    rr = {"syncproof": 2, "ranks": {"0": [{"op": "record", "stream": "s", "event": "e"},
+                                          {"op": "record", "stream": "s", "event": "e"}],
+                                    "1": [{"op": "record", "stream": "s", "event": "e"},
+                                          {"op": "sync", "target": "s", "p2p": "eager"}]}}
+    for text in (_canonical(rr), json.dumps(rr)):
+        try:
+            s = loads(text, "r.json")
+        except ScheduleError:
+            continue
+        assert s.features == S.features.func(s)  # type: ignore[attr-defined]
+    s = loads(_canonical({"syncproof": 2, "ranks": {"0": [{"op": "record", "stream": "s", "event": "e"}] * 2,
+                                                    "1": [{"op": "record", "stream": "s", "event": "e"}]}}), "r.json")
+    assert "re-recorded" in s.features and s.features == S.features.func(s)  # type: ignore[attr-defined]

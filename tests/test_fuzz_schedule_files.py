@@ -327,9 +327,10 @@ def _outcome(text: bytes) -> object:
     from syncproof.ir import loads
 
     try:
-        return loads(text, "f.json")
+        s = loads(text, "f.json")
     except ScheduleError as exc:
         return str(exc)
+    return s, s.features  # the features too: the fast path tracks them on the way
 
 
 def _generated_seed() -> bytes:

@@ -22,7 +22,7 @@ from .expr import Expr, Lit, parse_expr
 from .jsonread import parse_schedule_json
 from .ops import ALLOCATOR_KINDS, HOST_ONLY, HOST_STREAM, P2P_MODES_OP, Access, Kind, Meta, Op
 from .region import FULL, FULL_HI, Interval, Region, RegionSyntaxError, parse_region_parts, shared_interval
-from .schedule import Buffer, InitValue, Schedule
+from .schedule import Buffer, InitValue, Schedule, op_features
 from .validate import PreChecked, accesses_are_fine, check_op, meta_is_fine, suggest, validate
 
 FORMAT_VERSION = 2
@@ -96,6 +96,8 @@ def _want(cond: bool, msg: str, where: str, hint: str = "") -> None:
 
 
 def _int(v: Any, what: str, where: str) -> int:
+    if type(v) is int and -INT_LIMIT < v < INT_LIMIT:  # the messages below only when something is wrong
+        return v
     _want(isinstance(v, int) and not isinstance(v, bool), f"{what} must be an integer, got {_short(v)}", where)
     _want(-INT_LIMIT < v < INT_LIMIT, f"{what} {_short(v)} is out of range (integers lie strictly between -2^62 and"
           " 2^62)", where)
@@ -498,8 +500,14 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
 
     # ops read from one shared document object (identical lines of a canonical
     # file, see _parse_canonical): built once, copied for the other ranks
-    templates: dict[int, tuple[dict[str, Any], bool, tuple[int, ...] | None, int | None, Kind]] = {}
+    templates: dict[int, tuple[dict[str, Any], bool, tuple[int, ...] | None, int | None, Kind,
+                               frozenset[str]]] = {}
     context: list[Schedule] = []
+    # Schedule.features, tracked on the way when every op list is shared (a
+    # few lookups per distinct op, instead of a pass over all ops later)
+    track = all(type(lst) is SharedOps for _, lst in ranked)
+    features: set[str] = set()
+    record_keys: set[tuple[int, str | None]] = set()
 
     def passes_check_op(op: Op) -> bool:
         """validate's per-op check of an op ``_op`` built (registering its record, as validate would)."""
@@ -520,7 +528,7 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
             if share:
                 t = templates.get(id(d))
                 if t is not None:  # the same document as an earlier op: its fields, checked already
-                    fields, t_fine, t_members, t_peer, t_kind = t
+                    fields, t_fine, t_members, t_peer, t_kind, t_features = t
                     op = op_new(Op)
                     f = op.__dict__
                     f["id"] = op_id
@@ -531,9 +539,15 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
                     if not t_fine or (t_members is not None and rank not in t_members) or t_peer == rank:
                         checked = False
                     if t_kind is record:
-                        recorded.setdefault((rank, f["event"]), op)
+                        key = (rank, f["event"])
+                        recorded.setdefault(key, op)
+                        if key in record_keys:
+                            features.add("re-recorded")
+                        record_keys.add(key)
                     elif t_kind is wait:
                         waits.append(op)
+                    if t_features:
+                        features.update(t_features)
                     append(op)
                     continue
             fine = False
@@ -669,15 +683,22 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
                 if op.kind is wait:
                     waits.append(op)
             checked = checked and fine
+            of = op_features(op) if track else frozenset()
+            if track:
+                features.update(of)
+                if op.kind is record:
+                    if (rank, op.event) in record_keys:
+                        features.add("re-recorded")
+                    record_keys.add((rank, op.event))
             if share:
                 fields = dict(op.__dict__)
                 del fields["id"], fields["rank"], fields["index"]
                 k = op.kind
                 members = group_map.get(op.group or "") if k in collectives else None
                 peer_of = op.peer if (k.is_p2p or k is Kind.PUT or k is Kind.WAIT_SIGNAL) else None
-                templates[id(d)] = (fields, fine, members, peer_of, k)
+                templates[id(d)] = (fields, fine, members, peer_of, k, of)
             append(op)
-    return ops, ((recorded, waits) if checked else None)
+    return ops, ((recorded, waits, frozenset(features) if track else None) if checked else None)
 
 
 class SharedOps(list[Any]):
@@ -803,6 +824,8 @@ def _schedule_from_dict(doc: Any, source: str) -> Schedule:
         p2p=p2p, description=description, source=source, progress=progress, choices=choices,
         selected=selected,
     )
+    if prechecked is not None and prechecked[2] is not None:
+        sched.__dict__["features"] = prechecked[2]  # the cached property, as tracked by _load_ops
     # a selection (a counterexample's schedule) may keep a wait whose record a guard dropped: a no-op
     validate(sched, prechecked, selected=bool(selected) and not choices)
     return sched

@@ -42,6 +42,27 @@ class InitValue:
         return self.ranks is None or rank in self.ranks
 
 
+def op_features(op: Op) -> frozenset[str]:
+    """The features of :attr:`Schedule.features` that one op shows by itself
+    (all but "re-recorded", which takes the ops before it)."""
+    out: set[str] = set()
+    if op.batch is not None:
+        out.add("batch")
+    if op.kind is Kind.PUT:
+        out.add("put")
+    if op.completion is not None:
+        out.add("weak")
+    if op.p2p is not None:
+        out.add("override")
+    if op.comm is not None:
+        out.add("comm")
+    if op.stream == HOST_STREAM:
+        out.add("host")
+    if op.kind in ALLOCATOR_KINDS:
+        out.add("alloc")
+    return frozenset(out)
+
+
 @dataclass(frozen=True)
 class Schedule:
     name: str

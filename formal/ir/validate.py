@@ -281,7 +281,9 @@ class _OpWhere:
 # What the loader hands over when it has already passed every op through the
 # per-op checks (as ``_check_op`` would): the events each rank records (the
 # record ops, in op order) and the wait ops, in op order.
-PreChecked = tuple[dict[tuple[int, str], Op], list[Op]]
+# The third item: the schedule's ``features``, when the loader tracked them
+# on the way (validate does not use it).
+PreChecked = tuple[dict[tuple[int, str], Op], list[Op], frozenset[str] | None]
 
 
 def validate(schedule: Schedule, _prechecked: PreChecked | None = None, *, selected: bool = False) -> None:
@@ -323,7 +325,7 @@ def validate(schedule: Schedule, _prechecked: PreChecked | None = None, *, selec
 
     waits: Iterable[Op]
     if _prechecked is not None:
-        recorded, waits = _prechecked
+        recorded, waits = _prechecked[0], _prechecked[1]
     else:
         recorded, waits = {}, schedule.ops
         # The common case, an op with nothing wrong, is decided by the predicate
