@@ -679,7 +679,7 @@ class _Analyser:
                         texts = []
                         what = "out of order"
                         for j, (nb, cnt_b) in enumerate(usual.most_common(2)):
-                            ex = self._example_key(nb)
+                            ex = self._example_key(nb, op_a.group if op_a is not None else op.group)
                             if j == 0 and ex is not None and ex.kind == op.kind and op.is_collective:
                                 differs = _what_differs(op, ex)
                                 if differs in ("wrong size", "wrong dtype"):
@@ -716,12 +716,17 @@ class _Analyser:
                     return op
         return None
 
-    def _example_key(self, key: object) -> CommOp | None:
+    def _example_key(self, key: object, group: str | None = None) -> CommOp | None:
+        """An op with this key: one on ``group`` when there is one (the key
+        leaves the group out, and the text should not name another group)."""
+        first = None
         for rt in self.job.ranks.values():
             for op in rt.ops:
                 if self._keys.get(id(op)) == key:
-                    return op
-        return None
+                    if group is None or op.group == group:
+                        return op
+                    first = first or op
+        return first
 
     # ---- helpers for text
     def _time(self, op: CommOp | None) -> float:

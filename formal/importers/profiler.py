@@ -357,12 +357,16 @@ def _param_comms_op(args: dict[str, Any], rank: int) -> CommOp | None:
 def group_table(traces: Sequence[ProfilerTrace]) -> dict[str, tuple[str, tuple[int, ...]]]:
     """pg name -> (description, members), merged over the ranks' trace headers."""
     table: dict[str, tuple[str, tuple[int, ...]]] = {}
+    said: dict[str, str] = {}  # pg name -> the trace that gave its members first
     for t in traces:
         for name, desc, ranks in t.groups:
             if name in table and set(table[name][1]) != set(ranks):
-                raise _fail(t.path, f"process group {name!r} has members {list(ranks)} here but"
-                            f" {list(table[name][1])} in another trace")
+                raise _fail(t.path, f"process group {brief(name)} has members {brief(list(ranks))} here but"
+                            f" {brief(list(table[name][1]))} in {said[name]}")
+            if len(set(ranks)) != len(ranks):
+                raise _fail(t.path, f"process group {brief(name)} lists a rank twice: {brief(list(ranks))}")
             table[name] = (desc, tuple(sorted(ranks)))
+            said.setdefault(name, t.path)
     return table
 
 
