@@ -699,3 +699,23 @@ def test_pair_skip_of_the_last_op_in_a_single_step() -> None:
                                      [FIXTURES / "tp2_first_skip" / "profiler"]))
     assert not t.decided and set(t.candidates) == {0, 1}
     assert any("no history" in r or "the same point" in r for r in t.reasoning), t.text()
+
+
+def test_gloo_dumps_alone_list_the_waiting_rank_too() -> None:
+    """With gloo dumps alone, rank 1 (not in a recorded op) may be waiting in
+    a recv for rank 0, which then skipped its send: both are candidates."""
+    a = analysis("tp2_skip_last_mlp_decode2", profiler=False)
+    assert not a.decided and a.candidates == [1, 0], a.text()
+    assert any("may have skipped a send that rank 1 waits for in turn" in r for r in a.reasoning), a.text()
+
+
+def test_profiler_group_conflict_names_both_traces(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = FIXTURES / "tp2_first_skip" / "profiler"
+    for f in src.iterdir():
+        doc = json.loads(f.read_text())
+        if doc["distributedInfo"]["rank"] == 1:
+            for g in doc["distributedInfo"]["pg_config"]:
+                g["ranks"] = [1]
+        (tmp_path / f.name).write_text(json.dumps(doc))
+    err = _cli_error(["import", "profiler", str(tmp_path)], capsys)
+    assert "rank_0.trace.json" in err and "rank_1.trace.json" in err and "has members" in err, err

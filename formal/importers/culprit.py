@@ -924,7 +924,15 @@ class _Analyser:
             cands += [r for r in unknown_state if r not in cands]
             have = set(cands)
             cands += [r for r in job.missing if r not in have]
-            cands = self._by_activity(cands)
+            # a hidden rank may wait in a recv for a rank that skipped its send and went on into the
+            # collective where it now waits: the ranks waiting for a hidden one are candidates too
+            late = [f.rank for f in self.front.values()
+                    if f.rank not in have and any(w in xs for w in f.waits)]
+            if late:
+                them = f"rank{'s' if len(xs) > 1 else ''} {rank_list(xs)}"
+                reasoning.append(f"rank{'s' if len(late) > 1 else ''} {rank_list(late)}, waiting for {them},"
+                                 f" may have skipped a send that {them} waits for in turn")
+            cands = self._by_activity(cands) + sorted(r for r in late if r not in cands)
             reasoning.append("candidates are listed by how recently each was active when the others got stuck"
                              " (a rank that kept going skipped something; one idle since long before was"
                              " probably waiting)")
