@@ -63,7 +63,11 @@ def read_bytes(path: str | Path, expected: str, max_bytes: int = MAX_INPUT_BYTES
             raise ScheduleError(f"the file is {st.st_size} bytes, over the limit of {max_bytes}", where)
         with os.fdopen(fd, "rb", closefd=True) as f:
             fd = -1
-            data = f.read(max_bytes + 1)
+            # read what the file holds (a read of the limit would reserve it all up front),
+            # then whatever it grew by, up to the limit
+            data = f.read(st.st_size + 1)
+            if len(data) > st.st_size:
+                data += f.read(max_bytes + 1 - len(data))
     except OSError as exc:
         raise ScheduleError(f"cannot read: {exc.strerror or exc}", where) from None
     finally:
