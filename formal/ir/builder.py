@@ -44,6 +44,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from .. import apiguard
 from .fileformat import FORMAT_VERSION, schedule_from_dict
 from .ops import HOST_STREAM
 from .schedule import Schedule
@@ -413,11 +414,14 @@ class ScheduleBuilder:
         self._rank_builders: dict[int, RankBuilder] = {}
 
     def group(self, name: str, members: list[int] | range) -> ScheduleBuilder:
+        apiguard.text(name, "group", "name", empty=False)
+        apiguard.instance(members, (list, tuple, range), "group", "members", "a list of ranks")
         self._doc["groups"][name] = list(members)
         return self
 
     def buffer(self, name: str, *axes: str, **extents: int | None) -> ScheduleBuilder:
         """``buffer("kv", "layer", "token")`` or ``buffer("kv", layer=4, token=1024)``."""
+        apiguard.text(name, "buffer", "name", empty=False)
         if axes and extents:
             self._doc["buffers"][name] = {**{a: None for a in axes}, **extents}
         elif extents:
@@ -461,6 +465,7 @@ class ScheduleBuilder:
 
     def rank(self, rank: int) -> RankBuilder:
         """The builder of ``rank``'s ops (the same one on every call)."""
+        apiguard.integer(rank, "rank", "rank", 0)
         rb = self._rank_builders.get(rank)
         if rb is None:
             rb = self._rank_builders[rank] = RankBuilder(rank, self._doc["ranks"].setdefault(str(rank), []))
@@ -474,4 +479,5 @@ class ScheduleBuilder:
 
     def build(self, source: str | None = None) -> Schedule:
         """Validate and return the schedule; raises ScheduleError naming the op."""
+        apiguard.optional_text(source, "build", "source")
         return schedule_from_dict(self._doc, source or f"<builder {self._doc['name']}>")

@@ -131,36 +131,41 @@ def parse_canonical(data: bytes, where: str) -> dict[str, Any] | None:
         return None if body else {**top, "ranks": {}}
     ranks: dict[str, list[Any]] = {}
     ends = starts[1:] + [len(body)]
-    raws: list[bytes] = []
-    spans: list[tuple[str, int, int]] = []
+    segs: list[tuple[str, list[bytes]]] = []
+    indent, next_op, comma_next_op = _OP_INDENT, b"\n" + _OP_INDENT, b",\n" + _OP_INDENT
     for s, e in zip(starts, ends, strict=True):
         m = _RANK_LINE.fullmatch(body[s])
         if m is None or e - s < 2 or body[e - 1] != (b"    ]," if e < len(body) else b"    ]"):
             return None
         seg = body[s + 1:e - 1]
-        # every op line is the indent, one JSON object and a comma, but the last has none
-        if seg and ({line[:7] for line in seg} != {_OP_INDENT} or seg[-1].endswith(b",")
-                    or (len(seg) > 1 and {line[-1:] for line in seg[:-1]} != {b","})):
-            return None
+        if seg:
+            # every op line is the indent, one JSON object and a comma, but the last has none: lines hold
+            # no newline, so counting what follows (and precedes) each newline of the joined lines says it
+            joined, n = b"\n".join(seg), len(seg) - 1
+            if (not joined.startswith(indent) or seg[-1].endswith(b",") or joined.count(next_op) != n
+                    or joined.count(comma_next_op) != n):
+                return None
+            del joined
         key = m.group(1).decode("ascii")
         if key in ranks:
             return None
         ranks[key] = []
-        spans.append((key, len(raws), len(raws) + len(seg)))
-        raws.extend([line[6:-1] for line in seg[:-1]])
-        if seg:
-            raws.append(seg[-1][6:])
-    parsed = dict.fromkeys(raws)
-    for raw in parsed:
+        segs.append((key, seg))
+    # each distinct line parsed once (a line and its twin without the comma: twice)
+    parsed: dict[bytes, Any] = {}
+    for _, seg in segs:
+        parsed.update(dict.fromkeys(seg))
+    for line in parsed:
+        raw = line[6:-1] if line.endswith(b",") else line[6:]
         if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH - 3:
             return None
         d = _line_object(raw)
         if d is None:
             return None
-        parsed[raw] = d
-    for key, a, b in spans:
+        parsed[line] = d
+    for key, seg in segs:
         ops = SharedOps()
-        ops.extend([parsed[r] for r in raws[a:b]])
+        ops.extend([parsed[line] for line in seg])
         ranks[key] = ops
     top["ranks"] = ranks
     return top  # type: ignore[no-any-return]
