@@ -19,10 +19,10 @@ light=True)`` to build the model once.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from bisect import bisect_left
 from heapq import heappop, heappush
 from itertools import compress, product
 from operator import is_not, lt
@@ -33,7 +33,7 @@ from ..ir import Interval, Kind, Region, Schedule
 from ..ir.fileformat import resolve_region
 from ..ir.region import FULL_LO
 from ..result import Counterexample, Run
-from .explicit import NOTHING, Model, build_model, effective_writes, sequence_keys
+from .explicit import NOTHING, Model, build_model, effective_writes, memory_blocks, sequence_keys
 from .matching import match, message_of
 from .mechanism import DATA, DEADLOCK, REASON_TEXT, STREAM, Enabling, Index, fire_all, setting_for
 
@@ -369,8 +369,22 @@ def replay_needs(schedule: Schedule, cex: Counterexample) -> set[int]:
             need.update(instance.get(o, ()))
     if obs.kind == "read" and obs.a is not None and 0 <= obs.a < n:
         rank = ops[obs.a].rank
-        need.update(w.id for w in schedule.by_rank[rank] if w.writes and w.kind is not _PUT)
-        need.update(w.id for w in ops if w.kind is _PUT and w.peer == rank and w.writes)
+        writers = [w for w in schedule.by_rank[rank] if w.writes and w.kind is not _PUT]
+        writers.extend(w for w in ops if w.kind is _PUT and w.peer == rank and w.writes)
+        try:
+            region: Region | None = resolve_region(obs.region, schedule.buffer_map, "replay")
+        except SyncproofError:
+            region = None  # replay will say the region does not parse; keep every writer
+        if region is not None:  # the writers _replay_read looks at: a write that overlaps the read's region
+            blocks = memory_blocks(schedule)
+
+            def in_block(r: Region) -> Region:
+                name = blocks.get((rank, r.buffer))
+                return r if name is None else replace(r, buffer=name)
+
+            target = in_block(region)
+            writers = [w for w in writers if any(in_block(acc.region).overlaps(target) for acc in w.writes)]
+        need.update(w.id for w in writers)
     return need
 
 
