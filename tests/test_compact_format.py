@@ -199,3 +199,29 @@ def test_loading_never_unpickles() -> None:
 
     assert "magic" in _bad(pickle.dumps({"a": 1}))
     assert "magic" in _bad(b"PK\x03\x04" + b"\0" * 40)  # an .npz (zip) is not the compact form
+
+
+# ------------------------------------------------------------------ syncproof bench --load
+def test_bench_load_prints_both_forms_side_by_side(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["bench", "--load", "--ops", "300", "--no-end-to-end", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (row,) = doc["runs"]
+    assert row["ops"] > 0 and row["compact_mb"] <= row["json_mb"]
+    for key in ("parse_stdlib_seconds", "parse_stdlib_hook_seconds", "load_json_seconds", "load_compact_seconds",
+                "check_seconds"):
+        assert row[key] >= 0, key
+    assert "end_to_end_json" not in row
+
+
+@pytest.mark.parametrize("argv", [["--ops", "0"], ["--ops", "-3"], ["--ops", "10000001"], ["--ops", "²"],
+                                  ["--ops", "1" * 60], ["--load", "--choices"], ["--no-end-to-end"],
+                                  ["--choices", "--ranks", "0"], ["--choices", "--ranks", "999999"]])
+def test_bench_refuses_bad_arguments(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = main(["bench", *argv])
+    except SystemExit as exc:  # argparse's own usage errors
+        code = int(exc.code or 0)
+    assert code == 2
+    assert "error" in capsys.readouterr().err
