@@ -85,6 +85,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("syncproof: interrupted", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        # the reader of our output went away (`syncproof ... | head`): nothing more to say to it.
+        # Python would complain again when it flushes stdout at exit, so point stdout at nothing
+        import os
+
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001  any other exception is a bug: exit 4, never 1 ("counterexample")
         import traceback
 

@@ -223,3 +223,20 @@ def test_solver_limits_give_unknown_or_a_usage_error(args: list[str], code: int,
         err = capsys.readouterr().err
     assert got == code, err
     assert "Traceback" not in err and "internal error" not in err
+
+
+def test_output_cut_short_by_its_reader_is_no_internal_error() -> None:
+    """``syncproof check ... | head -1``: the reader closes the pipe early; no
+    traceback, no "internal error", exit 2 (the output could not be written)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "syncproof", "check", *sorted(
+        str(p) for p in (root / "examples").glob("*.json"))], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the first line is written: every write fails (EPIPE)
+    err = proc.stderr.read().decode()
+    code = proc.wait(timeout=120)
+    assert "internal error" not in err and "Traceback" not in err, err
+    assert code == 2
