@@ -48,6 +48,9 @@ class Path:
     strict: bool = False  # some edge is strict: t(y) < t(x); else t(y) <= t(x)
 
 
+TREES = 512  # search trees kept for reuse (by their root)
+
+
 class _Tree:
     """Paths from ``root``: the edge into each point, its depth and whether
     some edge on its path is strict."""
@@ -66,6 +69,7 @@ class Cones:
     def __init__(self, prec: Precedence, guide: Callable[[int, int], bool] | None = None) -> None:
         self.prec = prec
         self.guide = guide
+        self._trees: dict[int, _Tree] = {}
         n = prec.n_points
         u, v, strict = prec.u, prec.v, prec.strict
         by_u = np.argsort(u, kind="stable")
@@ -152,35 +156,72 @@ class Cones:
         cycle of atoms and such paths: docs/semantics.md).  A path of at most
         ``short`` edges lists them; a longer one only says what it proves.
 
-        With a ``guide`` (a reachability oracle, the graph engine's), a path
-        is walked back from ``x2``, each step to a predecessor the guide says
-        ``y`` reaches; the guide is only a hint: the path is made of real
-        edges, and a walk that ends elsewhere than ``y`` falls back to the
-        unguided search.  So a wrong guide can cost time or lose a path
-        (then the model is checked and the complete region asked: see
-        ``z3backend.ConeBackend``), never give z3 an edge the schedule lacks."""
+        With a ``guide`` (a reachability oracle, the graph engine's), pairs it
+        says no path joins are left out, and a path is walked back from
+        ``x2``, each step to a predecessor the guide says ``y`` reaches.  The
+        guide is only a hint: the path is made of real edges, checked as the
+        tree grows, and a walk that breaks off falls back to the unguided
+        search.  So a wrong guide can cost time or lose a path (then the
+        model does not extend to a run and the complete region is asked: see
+        ``z3backend.ConeBackend``), never give z3 a fact the schedule lacks."""
         pairs = list(atoms)
         lefts = {x for x, _ in pairs}
+        wanted = {y: sorted(x for x in lefts if self.rank[x] > self.rank[y]) for y in {y for _, y in pairs}}
+        if self.guide is not None and len(wanted) > 2:
+            wanted = self._covers(pairs)
         out: list[Path] = []
-        for y in sorted({y for _, y in pairs}):
-            targets = sorted(x for x in lefts if self.rank[x] > self.rank[y])
+        for y in sorted(wanted):
+            targets = wanted[y]
             if not targets:
                 continue
-            tree = _Tree(y)
+            tree = self._tree(y)
             found: list[int] = []
             lost: set[int] = set()
             reach = self.guide
             for x in targets:
-                if reach is not None and reach(y, x) and self._walk(tree, x, reach):
+                if reach is None:
+                    lost.add(x)
+                elif not reach(y, x):
+                    continue  # no path, says the guide (if it is wrong, a model shows it: see above)
+                elif self._walk(tree, x, reach):
                     found.append(x)
                 else:
                     lost.add(x)
-            if lost:  # unguided, or the guide says no path, or its path broke off: search for one
+            if lost:  # unguided, or the guide's path broke off: search for one
                 found += self._search(tree, lost)
             for x in found:
                 n = tree.depth[x]
                 edges = self._tree_path(tree, x) if n <= short else ()
                 out.append(Path(y, x, edges, n, tree.strict[x]))
+        return out
+
+    def _tree(self, root: int) -> _Tree:
+        """The tree of paths from ``root`` grown so far (obligations in a row
+        share roots), the most recent :data:`TREES` kept."""
+        tree = self._trees.pop(root, None)
+        if tree is None:
+            tree = _Tree(root)
+            if len(self._trees) >= TREES:
+                del self._trees[next(iter(self._trees))]
+        self._trees[root] = tree  # now the most recent
+        return tree
+
+    def _covers(self, pairs: list[tuple[int, int]]) -> dict[int, list[int]]:
+        """The pairs of points of ``pairs`` to join by a path: those the guide
+        says are joined with no point of ``pairs`` between them.  Every
+        joined pair (a right side before a left side) is then joined by a
+        chain of them (the transitive reduction).  The guide is only a hint
+        here too: a pair it wrongly leaves out only loses a path."""
+        reach, rank = self.guide, self.rank
+        assert reach is not None
+        pts = sorted({p for a in pairs for p in a}, key=rank.__getitem__)
+        out: dict[int, list[int]] = {p: [] for p in pts}
+        for k, q in enumerate(pts):
+            chosen: list[int] = []
+            for p in reversed(pts[:k]):  # latest first: a later cover hides the earlier points it reaches
+                if rank[p] < rank[q] and reach(p, q) and not any(reach(p, c) for c in chosen):
+                    chosen.append(p)
+                    out[p].append(q)
         return out
 
     def _tree_path(self, tree: _Tree, x: int) -> tuple[int, ...]:
@@ -215,8 +256,16 @@ class Cones:
         steps: list[tuple[int, int]] = []  # (point, edge into it)
         w = x
         while w not in via:
+            lo_j, hi_j = ptr[w], ptr[w + 1]
+            if hi_j - lo_j == 1:  # one predecessor: every path into w comes through it
+                p = src[lo_j]
+                if p != y and rank[p] <= lo:
+                    return False
+                steps.append((w, pedge[lo_j]))
+                w = p
+                continue
             best, best_j = -1, -1
-            for j in range(ptr[w], ptr[w + 1]):
+            for j in range(lo_j, hi_j):
                 p = src[j]
                 if p in via:
                     best, best_j = p, j
@@ -238,7 +287,7 @@ class Cones:
         via = tree.via
         bound = max(rank[x] for x in targets)
         seen = set(via)
-        stack = list(via)  # every point of the tree has a path from the root
+        stack = [p for p in via if rank[p] <= bound]  # every point of the tree has a path from the root
         found: dict[int, int] = {}
         reached: list[int] = [x for x in targets if x in via]
         left = len(targets) - len(reached)
