@@ -12,6 +12,8 @@ from .ops import ALLOCATOR_KINDS, HOST_STREAM, Kind, Op
 from .region import Region
 
 P2P_MODES = ("any", "rendezvous", "eager")
+# The kinds seq_numbers numbers: collectives, sends, recvs, puts and signal waits.
+_NUMBERED = frozenset(k for k in Kind if k.is_collective or k in (Kind.SEND, Kind.RECV, Kind.PUT, Kind.WAIT_SIGNAL))
 PROGRESS_MODES = ("any", "concurrent")
 
 
@@ -157,7 +159,11 @@ class Schedule:
         its (src, dst, signal).  ``None`` for other ops."""
         counters: dict[tuple[object, ...], int] = defaultdict(int)
         out: list[int | None] = []
+        numbered = _NUMBERED
         for op in self.ops:
+            if op.kind not in numbered:  # most ops: compute, record, wait, host and allocator calls
+                out.append(None)
+                continue
             key: tuple[object, ...] | None = None
             if op.kind.is_collective:
                 key = ("coll", op.rank, op.group)
