@@ -368,3 +368,18 @@ def test_a_canonical_file_and_its_reformatted_twin_load_alike(tmp_path: Path) ->
         twin = tmp_path / p.name
         twin.write_text(json.dumps(json.loads(dumps(s)), indent=3), encoding="utf-8")
         assert load(twin) == s
+
+
+@pytest.mark.parametrize("depth", [150, 250, 990, 100_000])
+def test_deep_nesting_in_a_big_file(depth: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Over 4 MiB the depth pre-scan is skipped (too slow); the parser's lowered recursion limit refuses
+    what nests more than about 200 deep, with a message, never a RecursionError elsewhere."""
+    path = tmp_path / "deep.json"
+    path.write_bytes(b'{"syncproof": 2, "description": "' + b"d" * (5 * 1024**2) + b'", "name": '
+                     + b"[" * depth + b"]" * depth + b', "ranks": {}}')
+    capsys.readouterr()
+    with time_bound(SECONDS):
+        code = main(["check", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and str(path) in err, err
+    assert ("nested too deeply" in err) == (depth > 200), err  # else: name must be a string

@@ -13,8 +13,8 @@ would, or hands over to the next:
    the layout anywhere is read by (2).
 2. **Any other layout**: the standard library's parser with a hook
    refusing duplicate keys, through :func:`syncproof.inputs.parse_json`
-   (large files skip its depth pre-scan: the parser's own recursion guard
-   stands in).  The reference, and the one whose error messages are
+   (large files skip its character-by-character depth pre-scan: the
+   parser's own recursion guard, lowered for the parse, stands in).  The reference, and the one whose error messages are
    reported.
 
 orjson was measured as the parser of (2) (issue 16): about 1.9x the
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any
 
 from ..errors import ScheduleError
@@ -177,10 +178,21 @@ def parse_canonical(data: bytes, where: str) -> dict[str, Any] | None:
 _SCAN_DEPTH_BELOW = 4 * 1024**2
 
 
+def _stack_depth() -> int:
+    f, n = sys._getframe(), 0
+    while f is not None:
+        f, n = f.f_back, n + 1  # type: ignore[assignment]
+    return n
+
+
 def _parse_big(data: bytes, where: str) -> Any:
-    """The strict parse of a large file, without the depth pre-scan (the
-    standard library raises RecursionError on too deep a nesting, caught)."""
+    """The strict parse of a large file, without the depth pre-scan: the
+    parser counts its nesting against the recursion limit, which is lowered
+    for the parse to about :data:`MAX_JSON_DEPTH` levels above the caller
+    (a RecursionError, caught, then says the input nests too deeply)."""
+    old = sys.getrecursionlimit()
     try:
+        sys.setrecursionlimit(_stack_depth() + MAX_JSON_DEPTH + 8)
         return json.loads(data, object_pairs_hook=no_duplicate_keys, parse_constant=_bad_constant)
     except RecursionError:
         raise ScheduleError("not valid input: nested too deeply", where) from None
@@ -193,6 +205,8 @@ def _parse_big(data: bytes, where: str) -> Any:
         raise ScheduleError(f"not UTF-8 text (byte {exc.start}: {exc.reason})", where) from None
     except ValueError as exc:
         raise ScheduleError(f"not valid JSON: {exc}", where) from None
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def parse_schedule_json(data: bytes | str, where: str) -> Any:
