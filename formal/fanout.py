@@ -13,7 +13,8 @@ Ray cluster, and get the results back in item order (``syncproof sweep`` and
   chunks (``Executor.map`` with ``chunksize``), results yielded in order;
 * :class:`RayCluster` (``--ray ADDRESS``): ``ray.init(address=ADDRESS)``, one
   remote task per chunk of items, gathered in order with ``ray.get``; ray is
-  imported only then.
+  imported only then, and a ``HOST:PORT`` where nothing accepts a connection
+  is refused before ``ray.init`` (which would retry for minutes).
 
 The function must be a module-level function (it is pickled) whose items
 and results are plain data.  Whatever one item raises becomes that item's
@@ -29,6 +30,7 @@ import argparse
 import importlib
 import os
 import re
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -43,8 +45,11 @@ R = TypeVar("R")
 
 # What a Ray address may look like: auto, local, HOST:PORT or ray://HOST:PORT (HOST a name, IPv4 or [IPv6]).
 _HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])"
-_RAY_ADDRESS = re.compile(rf"(?:ray://)?{_HOST}:(?P<port>[0-9]{{1,5}})")
+_RAY_ADDRESS = re.compile(rf"(?:ray://)?(?P<host>{_HOST}):(?P<port>[0-9]{{1,5}})")
 MAX_JOBS = 1024
+# How long to wait for the head node's port to accept a connection before ray.init (which, for a GCS
+# address where nothing listens, retries for minutes).
+CONNECT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,7 @@ class RayCluster(Fanout):
         except ImportError:
             raise UsageError(f"--ray {address}: the ray package is not installed (pip install 'ray[default]');"
                              " without --ray, --jobs N runs local processes") from None
+        _probe(address)
         try:
             self.ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
         except Exception as exc:  # noqa: BLE001  whatever ray raises for an unreachable or refused cluster
@@ -184,6 +190,22 @@ class RayCluster(Fanout):
         shutdown = getattr(self.ray, "shutdown", None)
         if shutdown is not None:
             shutdown()
+
+
+def _probe(address: str) -> None:
+    """For HOST:PORT and ray://HOST:PORT: a UsageError unless something
+    accepts a TCP connection there within :data:`CONNECT_TIMEOUT_S`."""
+    m = _RAY_ADDRESS.fullmatch(address)
+    if m is None:  # auto, local: ray finds (or starts) the cluster itself, and says so quickly when it cannot
+        return
+    host, port = m["host"].strip("[]"), int(m["port"])
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise UsageError(f"--ray {address}: cannot reach the Ray cluster: nothing answers at {host}:{port} ({why});"
+                         " is its head node up (ray start --head)?") from None
 
 
 def check_ray_address(address: str) -> str:

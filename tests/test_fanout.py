@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import sys
 import types
 from collections.abc import Callable
@@ -190,10 +191,19 @@ def test_ray_missing_or_unreachable_is_exit_2(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     assert main(["sweep", "--model", "tp", "--set", "tp=1", "--ray", "auto"]) == 2
     assert "ray package is not installed" in capsys.readouterr().err
-    monkeypatch.setitem(sys.modules, "ray", FakeRay(fail=ConnectionError("no GCS at 10.9.9.9:6379")))
-    assert main(["prove", "proofs/tp.toml", "--ray", "10.9.9.9:6379"]) == 2
+    fake = FakeRay(fail=ConnectionError("Could not find any running Ray instance"))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    assert main(["prove", "proofs/tp.toml", "--ray", "auto"]) == 2
     err = capsys.readouterr().err
-    assert "cannot connect to the Ray cluster" in err and "no GCS" in err and "Traceback" not in err
+    assert "cannot connect to the Ray cluster" in err and "running Ray instance" in err and "Traceback" not in err
+    with socket.socket() as s:  # a port on this machine where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for address in (f"127.0.0.1:{port}", f"ray://localhost:{port}"):
+        assert main(["sweep", "--model", "tp", "--set", "tp=1", "--ray", address]) == 2
+        err = capsys.readouterr().err
+        assert "cannot reach the Ray cluster: nothing answers at" in err and f":{port}" in err, err
+    assert fake.inits == []  # refused before ray.init, which would retry for minutes
 
 
 # ------------------------------------------------------------------ through the commands
