@@ -157,7 +157,7 @@ class RayCluster(Fanout):
         try:
             self.ray: Any = importlib.import_module("ray")
         except ImportError:
-            raise UsageError(f"--ray {address}: the ray package is not installed (pip install 'ray[default]');"
+            raise UsageError(f"--ray {address}: the ray package is not installed (pip install ray);"
                              " without --ray, --jobs N runs local processes") from None
         _probe(address)
         try:
