@@ -26,13 +26,15 @@ def _rss_mb() -> float:
 
 
 def run_one(n_ops: int, mix: str = "decode", fault: bool = False, engine: str = "hybrid",
-            reference: bool = True, host_sync: bool = False) -> dict[str, Any]:
+            reference: bool = True, host_sync: bool = False, z3_encoding: str = "cone") -> dict[str, Any]:
+    """``z3_encoding``: how ``engine="z3"`` encodes (``"cone"``, or ``"full"``,
+    the whole-formula encoding of 0.2-0.4, to compare the two in one run)."""
     phases: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     s = schedule_of_size(n_ops, mix, fault, host_sync)
     phases.append({"phase": "load", "seconds": time.perf_counter() - t0, "peak_mb": _rss_mb()})
     t1 = time.perf_counter()
-    rep = check_schedule(s, engine=engine)
+    rep = check_schedule(s, engine=engine, z3_encoding=z3_encoding)
     check_s = time.perf_counter() - t1
     for name, secs in rep.timings:
         phases.append({"phase": name, "seconds": secs, "peak_mb": None})
@@ -54,6 +56,7 @@ def run_one(n_ops: int, mix: str = "decode", fault: bool = False, engine: str = 
     decision = sum(secs for name, secs in rep.timings if name == "graph" or name.startswith("decide:"))
     out: dict[str, Any] = {
         "ops": len(s.ops), "mix": mix, "fault": fault, "host_sync": host_sync, "engine": engine, "schedule": s.name,
+        **({"z3_encoding": z3_encoding} if engine == "z3" else {}),
         "seconds": round(check_s, 3), "load_seconds": round(phases[0]["seconds"], 3),
         "decision_seconds": round(decision, 3), "peak_mb": round(_rss_mb(), 1), "verdict": verdict,
         "phases": [{**p, "seconds": round(p["seconds"], 4)} for p in phases],

@@ -304,13 +304,14 @@ class ConeBackend:
 
         self.prec = prec
         self._guide_of = guide
-        self.ctx = z3.Context()
+        self.ctx = _shared_context()
         if memory_mb is not None:
             z3.set_param("memory_max_size", int(memory_mb))
         self.timeout_s, self.rlimit, self.memory_mb = timeout_s, rlimit, memory_mb
         self.cones = Cones(prec)
         self._whole: Z3Backend | None = None
-        self._n = 0  # solver-local names made so far
+        # Names are local to a solver (one batch): the same name in two solvers of the
+        # shared context is the same constant, which is harmless, as no solver sees both.
         self.refuted: set[str] = set()  # keys of the shapes z3 refuted
         self.stats = {"cases": 0, "asked": 0, "batches": 0, "facts": 0}
 
@@ -347,9 +348,8 @@ class ConeBackend:
         per shape, the literal's name and the prefix of its variables."""
         parts: list[str] = []
         out = []
-        for sh in shapes:
-            self._n += 1
-            pre, lit = f"c{self._n}x", f"q{self._n}"
+        for k, sh in enumerate(shapes):
+            pre, lit = f"c{k}x", f"q{k}"
             out.append((lit, pre))
             parts += [f"(declare-fun {pre}{j} () Int)" for j in range(len(sh.points))]
             parts += [f"(assert {c.replace('x!', pre)})" for c in sh.constraints]
@@ -464,10 +464,8 @@ class ConeBackend:
         self.stats["batches"] += 1
         self.stats["asked"] += len(shapes)
         lit_of = {sh.key: name for sh, name in zip(shapes, names, strict=True)}
-        self._n += 1
-        some = z3.Bool(f"q{self._n}", self.ctx)
-        solver.from_string(f"(declare-fun q{self._n} () Bool)\n"
-                           f"(assert (=> q{self._n} (or {' '.join(lit for lit, _ in names)})))")
+        some = z3.Bool("some", self.ctx)
+        solver.from_string(f"(declare-fun some () Bool)\n(assert (=> some (or {' '.join(lit for lit, _ in names)})))")
         violated: set[str] = set()  # shapes with a model: each case of them is asked on its own
         gave_up = ""
         while True:
@@ -521,6 +519,17 @@ class ConeBackend:
         found.append(Answer("sat", index=case.ob, times=run))
         done.add(case.ob)
         return ""
+
+
+_CONTEXT: list[z3.Context] = []
+
+
+def _shared_context() -> z3.Context:
+    """One z3 context for every cone backend of the process: making one costs
+    milliseconds, and the choice engine checks a schedule per assignment."""
+    if not _CONTEXT:
+        _CONTEXT.append(z3.Context())
+    return _CONTEXT[0]
 
 
 def _index(a: Answer) -> int:
