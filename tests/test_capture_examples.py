@@ -182,6 +182,7 @@ def test_example_report_is_the_check_report(name: str, tmp_path: Path, capsys: p
         return [ln for ln in text.splitlines()[1:] if ln.strip()]
 
     assert body(checked) == body(captured_out)
+    assert any(ln.strip().startswith("repair") for ln in body(captured_out))  # the hints, computed once by capture
 
 
 @needs_capture

@@ -635,6 +635,7 @@ def test_cli_check_violation_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "1RECV_F" in res["dataflow"]["counterexample"]["sentence"]
     assert doc["importer"]["placement"] == "loop"
     assert doc["importer"]["notes"] == []
+    assert res["dataflow"].get("repair"), res["dataflow"].keys()  # the hint, computed once by the command
 
 
 def test_cli_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

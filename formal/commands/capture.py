@@ -194,20 +194,22 @@ def run(args: argparse.Namespace) -> int:
 
     # the report, exactly as `syncproof check` prints it
     from ..engine import check_schedule
+    from ..engine.repair import report_hints
     from ..render.jsonout import report_json
     from ..render.outputs import write_outputs
     from ..render.text import report_text
 
     rep = check_schedule(sched, **kw)  # type: ignore[arg-type]
+    hints = report_hints(sched, rep)  # once, for every renderer
     code: int = rep.exit_code
     if args.format == "json":
-        print(json.dumps(report_json(sched, rep), indent=2))
+        print(json.dumps(report_json(sched, rep, hints=hints), indent=2))
     else:
-        print(report_text(sched, rep, show_grid=not args.no_grid))
+        print(report_text(sched, rep, show_grid=not args.no_grid, hints=hints))
         print()
     if args.out:
         try:
-            write_outputs(sched, rep, Path(args.out))
+            write_outputs(sched, rep, Path(args.out), hints)
         except OSError as exc:
             error(f"cannot write to --out directory {args.out}: {exc}")
             code = EXIT_ERROR

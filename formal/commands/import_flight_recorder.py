@@ -138,9 +138,10 @@ def report(job: Any, args: argparse.Namespace, kind: str, list_ops: bool) -> int
         if list_ops:
             doc["ranks"] = {str(r): [_op_json(job, op) for op in rt.ops] for r, rt in sorted(job.ranks.items())}
         if rep is not None and sched is not None:
+            from ..engine.repair import report_hints
             from ..render.jsonout import report_json
 
-            doc["check"] = report_json(sched, rep)
+            doc["check"] = report_json(sched, rep, hints=report_hints(sched, rep))
         if args.output:
             doc["schedule"] = str(args.output)
         print(json.dumps(doc, indent=2))
@@ -153,10 +154,11 @@ def report(job: Any, args: argparse.Namespace, kind: str, list_ops: bool) -> int
                     print(_op_line(job, i, op))
         print(analysis.text())
         if rep is not None and sched is not None:
+            from ..engine.repair import report_hints
             from ..render.text import report_text
 
             print()
-            print(report_text(sched, rep))
+            print(report_text(sched, rep, hints=report_hints(sched, rep)))
         if args.output:
             print(f"schedule written to {args.output}")
     return most_severe(codes)

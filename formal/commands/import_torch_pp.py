@@ -129,12 +129,14 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     from ..engine import check_schedule
+    from ..engine.repair import report_hints
     from ..render.jsonout import report_json
     from ..render.text import report_text
 
     rep = check_schedule(sched, **kw)  # type: ignore[arg-type]
+    hints = report_hints(sched, rep)  # once, for every renderer
     if args.format == "json":
-        doc = report_json(sched, rep)
+        doc = report_json(sched, rep, hints=hints)
         doc["importer"] = importer_json(imp)
         if args.output:
             doc["importer"]["schedule_file"] = str(Path(args.output))
@@ -143,5 +145,5 @@ def run(args: argparse.Namespace) -> int:
         print(_summary(imp))
         for line in _notes_text(imp.notes):
             print(line)
-        print(report_text(sched, rep, show_grid=not args.no_grid))
+        print(report_text(sched, rep, show_grid=not args.no_grid, hints=hints))
     return rep.exit_code
