@@ -246,3 +246,12 @@ def test_a_cycle_goes_to_z3_on_the_whole_formula() -> None:
     assert rep.result("deadlock").verdict is Verdict.VIOLATED
     cex = rep.result("deadlock").counterexample
     assert cex is not None and cex.replayed and cex.cycle
+
+
+def test_only_positive_formulas_of_strict_comparisons_are_taken() -> None:
+    from syncproof.engine.z3backend import atoms
+
+    assert atoms("(or (and (< t1 t2) (> t3 t4)) true)") == ((1, 2), (4, 3))
+    for text in ("(not (< t1 t2))", "(<= t1 t2)", "(=> (< t1 t2) (< t2 t3))"):
+        with pytest.raises(InternalError, match="positive formula"):
+            atoms(text)

@@ -230,8 +230,15 @@ _ATOM = re.compile(r"\((<|>) t(\d+) t(\d+)\)")
 _POINT = re.compile(r"t(\d+)")
 
 
+_POSITIVE = re.compile(r"(?:[()\s]|and|or|true|false)*")
+
+
 def atoms(text: str) -> tuple[tuple[int, int], ...]:
-    """The strict comparisons of a violation's text, each as ``(x, y)``: ``t(x) < t(y)``."""
+    """The strict comparisons of a violation's text, each as ``(x, y)``:
+    ``t(x) < t(y)``.  The encoding needs the text to be built from them with
+    ``and`` and ``or`` alone (docs/semantics.md): anything else is a bug."""
+    if not _POSITIVE.fullmatch(_ATOM.sub("", text)):
+        raise InternalError(f"a violation is not a positive formula of strict comparisons: {text[:200]}")
     out = []
     for op, a, b in _ATOM.findall(text):
         out.append((int(a), int(b)) if op == "<" else (int(b), int(a)))
