@@ -225,3 +225,12 @@ def test_bench_refuses_bad_arguments(argv: list[str], capsys: pytest.CaptureFixt
         code = int(exc.code or 0)
     assert code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_a_lone_surrogate_in_a_compact_file() -> None:
+    data = _good()
+    _, _, blob, *_ = _parts(data)
+    i = data.index(b'"stream": "', blob) + len(b'"stream": "')
+    bad = data[:i] + b"\\udc00" + data[i + 6:]
+    assert len(bad) == len(data)
+    assert "lone UTF-16 surrogate" in _bad(bad)

@@ -280,6 +280,8 @@ def test_mutated_schedule_files_many(capsys: pytest.CaptureFixture[str]) -> None
     b"[" * 100000 + b"]" * 100000,
     b'{"syncproof": 2, "ranks": {"0": ' + b"[" * 5000 + b"]" * 5000 + b"}}",
     b'{"syncproof": 2, "ranks": {"99999999999999999999": []}}',
+    b'{"syncproof": 2, "name": "a\\ud800", "ranks": {"0": []}}',  # half a UTF-16 pair: found by the slow fuzz
+    b'{"syncproof": 2, "ranks": {"0": [{"op": "compute", "stream": "s", "name": "\\udfff"}]}}',
 ])
 def test_inputs_the_issue_names(text: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_check(text, tmp_path, "bad.json", capsys) == 2

@@ -146,7 +146,7 @@ def compact_document(data: bytes, where: str) -> dict[str, Any]:
     import numpy as np
 
     from .fileformat import SharedOps
-    from .jsonread import _line_object
+    from .jsonread import _line_object, refuse_lone_surrogates
 
     header, at = _header(data, where)
     n = len(data)
@@ -202,7 +202,9 @@ def compact_document(data: bytes, where: str) -> dict[str, Any]:
         ops.extend([docs[j] for j in idx[pos:pos + count]])
         ranks[key] = ops
         pos += count
-    return {**top, "ranks": ranks}
+    doc = {**top, "ranks": ranks}
+    refuse_lone_surrogates(data, {**top, "docs": docs}, where)
+    return doc
 
 
 def schedule_from_compact(data: bytes, source: str = "<compact>") -> Schedule:

@@ -209,13 +209,30 @@ def _parse_big(data: bytes, where: str) -> Any:
         sys.setrecursionlimit(old)
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def refuse_lone_surrogates(raw: bytes, doc: Any, where: str) -> None:
+    """JSON may escape half of a UTF-16 pair (``"\\ud800"``); Python reads
+    it into a string that cannot be written out as UTF-8 (every message and
+    report would fail).  Such a string is an error here.  Cheap: only a text
+    with such an escape is looked at further."""
+    if _SURROGATE_ESCAPE.search(raw) is None:
+        return
+    try:
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        half = exc.object[exc.start:exc.end]
+        raise ScheduleError(f"not valid input: a string holds a lone UTF-16 surrogate ({half!a}), which is no"
+                            " character", where) from None
+
+
 def parse_schedule_json(data: bytes | str, where: str) -> Any:
     """The JSON document of a schedule file, as the strict parser reads it."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     with gc_paused():  # millions of acyclic objects: the collector would walk them again and again
         doc = parse_canonical(raw, where)
-        if doc is not None:
-            return doc
-        if len(raw) > _SCAN_DEPTH_BELOW:
-            return _parse_big(raw, where)
-        return strict_parse(data, where)
+        if doc is None:
+            doc = _parse_big(raw, where) if len(raw) > _SCAN_DEPTH_BELOW else strict_parse(data, where)
+        refuse_lone_surrogates(raw, doc, where)
+        return doc
