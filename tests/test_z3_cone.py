@@ -222,6 +222,9 @@ def test_a_forged_path_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Cones, "support", forged)
     with pytest.raises(InternalError, match="do not make"):
         check_schedule(s, ["dataflow"], engine="z3")
+    # the check has teeth: a mutant that takes the forged path's word proves the violated read
+    monkeypatch.setattr(Cones, "fact", lambda self, path: True)
+    assert check_schedule(s, ["dataflow"], engine="z3").result("dataflow").verdict is Verdict.PROVED
 
 
 @pytest.mark.parametrize(("model", "fault"), [("tp", "no-wait-allreduce"), ("paged-kv", "early-reuse"),
