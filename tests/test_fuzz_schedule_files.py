@@ -251,7 +251,7 @@ def test_mutated_schedule_files(capsys: pytest.CaptureFixture[str]) -> None:
 def test_mutated_schedule_files_many(capsys: pytest.CaptureFixture[str]) -> None:
     tally = Tally()
     with tempfile.TemporaryDirectory() as d:
-        @settings(max_examples=3000, deadline=None, database=None, suppress_health_check=QUIET)
+        @settings(max_examples=10000, deadline=None, database=None, suppress_health_check=QUIET)
         @given(INPUTS)
         def inner(case: tuple[str, int, int]) -> None:
             tally.add(_one(case, Path(d), capsys))
