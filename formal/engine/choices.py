@@ -56,6 +56,7 @@ from ..result import PROPERTIES, PropertyResult, Report, Verdict
 from ..semantics.matching import match
 from ..semantics.precedence import DATA, build_precedence
 from .divergence import Divergence, Encoder, find_divergence, new_solver
+from .z3backend import new_context
 
 ENUM_LIMIT = 256  # auto: enumerate spaces up to this many assignments
 FALLBACK_ENUM_LIMIT = 4096  # when the reduction does not apply
@@ -327,7 +328,7 @@ class _Symbolic:
         if fn == "count":
             return list(range(n + 1))
         # sum/max/min: the values z3 says are reachable (at most 64)
-        ctx = z3.Context()
+        ctx = new_context()
         enc = Encoder(self.s, ctx)
         t = enc.term(_var_of(c), self.gm[c.groups[0]][0])
         sol = new_solver(ctx)
@@ -633,7 +634,7 @@ class _Rows:
         greedy covering-array candidates, each repaired to the nearest model
         (most ranks keep the candidate's variant); a pair no repaired row
         covers is asked of z3 directly, and dropped when impossible."""
-        ctx = z3.Context()
+        ctx = new_context()
         enc = Encoder(self.s, ctx)
         base = list(enc.domain)
         by_name = {c.name: c for c in self.s.choices}

@@ -27,6 +27,7 @@ from ..errors import InternalError
 from ..ir import Kind, Op, Schedule
 from ..ir.choices import Assignment, Choice, Key, free_keys, owner_of
 from ..ir.expr import Arith, BoolOp, Call, Cmp, Expr, In, Lit, Not, Value, Var
+from .z3backend import new_context
 
 _COLL = frozenset(k for k in Kind if k.is_collective)
 
@@ -306,7 +307,7 @@ def _choice_free(ops: Sequence[Op]) -> bool:
 class DivergenceChecker:
     def __init__(self, s: Schedule, *, timeout_s: float | None = None, rlimit: int | None = None) -> None:
         self.s = s
-        self.ctx = z3.Context()
+        self.ctx = new_context()
         self.enc = Encoder(s, self.ctx)
         self.timeout_s, self.rlimit = timeout_s, rlimit
         self.queries = 0

@@ -43,6 +43,7 @@ from ..result import PROPERTIES, Report, Verdict
 from ..semantics.matching import match
 from ..semantics.precedence import WHY, build_precedence, end, start
 from .graph import PrecedenceGraph
+from .z3backend import new_context
 
 _EVENT, _SYNC = WHY.index("event"), WHY.index("sync")
 
@@ -846,7 +847,7 @@ def minimize(s: Schedule, properties: Iterable[str] = PROPERTIES, *, weights: Ma
     base = _check(s, props, kw)
     proved = tuple(r.property for r in base.results if r.verdict is Verdict.PROVED)
     cands = syncs_of(s)
-    ctx = z3.Context()
+    ctx = new_context()
     keep = [z3.Bool(f"keep{i}", ctx) for i in range(len(cands))]
     clauses: list[z3.BoolRef] = []
     # a sync whose removal alone breaks a proof is in every good set (they are closed upwards)

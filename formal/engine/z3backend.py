@@ -26,6 +26,19 @@ AnyOb = ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb
 
 z3.set_param("smt.arith.solver", 1)
 
+
+def new_context() -> z3.Context:
+    """A new z3 context.  Made with z3's memory limit lifted and then set
+    back: the limit is global, and under a limit smaller than a context
+    ``Z3_mk_context`` fails and z3's Python layer crashes the process
+    (``--memory 1`` was a segfault)."""
+    was = z3.get_param("memory_max_size")
+    z3.set_param("memory_max_size", 0)
+    try:
+        return z3.Context()
+    finally:
+        z3.set_param("memory_max_size", was)
+
 _DEFINE = re.compile(r"\(define-fun t(\d+) \(\) Int\s+(\(- \d+\)|\d+)\)")
 
 
@@ -41,7 +54,7 @@ class Z3Backend:
     def __init__(self, prec: Precedence, *, timeout_s: float | None = None,
                  rlimit: int | None = None, memory_mb: int | None = None) -> None:
         self.prec = prec
-        self.ctx = z3.Context()
+        self.ctx = new_context()
         if memory_mb is not None:
             z3.set_param("memory_max_size", int(memory_mb))
         self.solver = z3.SimpleSolver(ctx=self.ctx)
@@ -535,7 +548,7 @@ def _shared_context() -> z3.Context:
     """One z3 context for every cone backend of the process: making one costs
     milliseconds, and the choice engine checks a schedule per assignment."""
     if not _CONTEXT:
-        _CONTEXT.append(z3.Context())
+        _CONTEXT.append(new_context())
     return _CONTEXT[0]
 
 
