@@ -39,7 +39,7 @@ from ..semantics.obligations import (
 )
 from ..semantics.precedence import Edge, Precedence, build_precedence, end
 from . import explain
-from .graph import PrecedenceGraph, cyclic_edges, shortest_strict_cycle, times_from_order
+from .graph import PrecedenceGraph, cyclic_edges, graph_of, shortest_strict_cycle, times_from_order
 from .z3backend import Answer, ConeBackend, Z3Backend
 
 ENGINES = ("hybrid", "z3")
@@ -271,6 +271,15 @@ def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engin
     ``z3_encoding`` (internal, for benchmarks): how ``engine="z3"`` encodes
     an obligation, one of :data:`Z3_ENCODINGS`.
     """
+    from .. import apiguard
+
+    apiguard.instance(s, Schedule, "check_schedule", "s", "a Schedule (syncproof.load reads one)")
+    apiguard.choice(choices, ("auto", "enumerate", "symbolic"), "check_schedule", "choices")
+    timeout = apiguard.optional_number(timeout, "check_schedule", "timeout", hi=1_000_000)
+    apiguard.optional_integer(rlimit, "check_schedule", "rlimit", 1, 2**32 - 1)
+    apiguard.optional_integer(memory_mb, "check_schedule", "memory_mb", 1, 2**32 - 1)
+    apiguard.integer(max_cex, "check_schedule", "max_cex", 1, 100_000)
+    apiguard.flag(replay, "check_schedule", "replay")
     if s.choices or any(op.choice is not None for op in s.ops):
         from .choices import check_choices
         return check_choices(s, properties, method=choices, engine=engine, timeout=timeout, rlimit=rlimit,
@@ -363,7 +372,7 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
                 deadlock_unknown = f"solver gave up on the schedule with blocking edges ({fbase.reason})"
             t = lap("base:blocking", t)
     else:
-        graph = PrecedenceGraph(s, prec)
+        graph = graph_of(s, prec)
         backend = Hybrid(s, prec, graph, **limits)
         t = lap("graph", t)
         if not graph.acyclic:

@@ -26,6 +26,7 @@ from itertools import product
 import numpy as np
 
 from ..ir import Schedule
+from ..semantics.memo import shared
 from ..semantics.obligations import MetaOb, OrderOb, OverlapOb, PerRank, ReadOb, SampleOb
 from ..semantics.precedence import Edge, Precedence, end, start
 
@@ -334,6 +335,13 @@ class PrecedenceGraph:
 
 
 MAX_CHOICES = 512
+
+
+@shared
+def graph_of(s: Schedule, prec: Precedence) -> PrecedenceGraph:
+    """``PrecedenceGraph(s, prec)``; inside ``semantics.memo.sharing()``,
+    made once for the check and the redundancy pass that reads it."""
+    return PrecedenceGraph(s, prec)
 
 
 def _has_cycle(nodes: Sequence[int], edges: Sequence[tuple[int, int]]) -> bool:

@@ -673,9 +673,11 @@ def _find_redundant(s: Schedule, properties: Iterable[str], durations: Mapping[i
 
 def _graph_of(s: Schedule) -> tuple[Any, Any, PrecedenceGraph]:
     """The matching, the data precedence and its graph, made once for the pass."""
+    from .graph import graph_of
+
     m = match(s)
     prec = build_precedence(s, m).data
-    return m, prec, PrecedenceGraph(s, prec)
+    return m, prec, graph_of(s, prec)
 
 
 def _implied(s: Schedule, cands: list[Sync], graphs: tuple[Any, Any, PrecedenceGraph] | None = None
