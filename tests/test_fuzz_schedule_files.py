@@ -306,22 +306,15 @@ def test_special_files_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture
             assert main(["convert", path, str(tmp_path / "out.spz")]) == 2
 
 
-def test_many_ranks_load_in_linear_time(tmp_path: Path) -> None:
-    """100k ranks, each with one op: the loader is linear in them (it used to
-    look each rank up in a list of the ranks so far)."""
-    import time
-
-    def doc(n: int) -> str:
-        return json.dumps({"syncproof": 2, "ranks": {str(r): [{"op": "compute", "stream": "s"}] for r in range(n)}})
-
-    times = []
-    for n in (10_000, 100_000):
-        p = tmp_path / f"r{n}.json"
-        p.write_text(doc(n), encoding="utf-8")
-        t = time.perf_counter()
-        assert load(p).size == n
-        times.append(time.perf_counter() - t)
-    assert times[1] < 40 * times[0] + 1.0, times  # 10x the ranks: about 10x the time, not 100x
+def test_many_ranks_load(tmp_path: Path) -> None:
+    """100k ranks, each with one op, load in about a second: the loader used to look each rank up in a
+    list of the ranks so far (5 * 10^9 comparisons here; the test would not finish)."""
+    n = 100_000
+    p = tmp_path / "ranks.json"
+    p.write_text(json.dumps({"syncproof": 2, "ranks": {str(r): [{"op": "compute", "stream": "s"}]
+                                                       for r in range(n)}}), encoding="utf-8")
+    s = load(p)
+    assert s.size == n and s.ranks == tuple(range(n))
 
 
 def _outcome(text: bytes) -> object:
