@@ -561,13 +561,20 @@ F_ROOT = Fault("root-skips-bcast-wait", "rank 0 already holds the token it sampl
 F_STEP = Fault("step-early", "a stage-0 rank starts the next decode step before the sampled token has reached it",
                "phase", (TP_OR_PP, PP_OR_MB1, ITERS2))
 MB1: Requirement = ("mb=1", lambda p: int(p.get("mb", 1)) == 1)
+# With one rank per stage and DP replicas, the host waits for each microbatch's token gather before it
+# issues the next recv, which orders that recv after the last read of the shared buffer: in a single
+# iteration nothing is left for the fault to break (a second iteration reuses the buffer unguarded).
+SHARED_RECV_VISIBLE: Requirement = (
+    "tp>=2, dp=1 or at least two iterations (with tp=1 the host's wait for each DP token gather orders the"
+    " next recv)",
+    lambda p: int(p.get("tp", 1)) >= 2 or int(p.get("dp", 1)) == 1 or n_iterations(p) >= 2)
 PP2: Requirement = ("pp=2", lambda p: int(p.get("pp", 1)) == 2)
 DECODE_ONLY: Requirement = ("phase=decode", lambda p: p.get("phase", "both") == "decode")
 F_PP = (
     Fault("no-recv-wait", "stage 1 computes on its received activations without waiting for the recv",
           "dataflow", (at_least("pp", 2),)),
     Fault("shared-recv-buffer", "every microbatch receives into one buffer: a recv overwrites activations still"
-          " in use", "dataflow", (at_least("pp", 2), at_least("mb", 2))),
+          " in use", "dataflow", (at_least("pp", 2), at_least("mb", 2), SHARED_RECV_VISIBLE)),
     Fault("no-send-wait", "stage 0 overwrites its send buffer in the next step before the previous send has"
           " finished (with mb>=2 the next microbatch's send on the same communicator already waits for it)",
           "dataflow", (at_least("pp", 2), MB1, ITERS2)),

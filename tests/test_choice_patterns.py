@@ -97,3 +97,20 @@ def test_a_128_rank_dp_ep_schedule_is_proved_for_every_state_of_every_rank() -> 
     assert m.verdict is Verdict.VIOLATED
     # one rank stands out: the others wait for it
     assert "wait for rank" in m.counterexample.sentence or "waits for rank" in m.counterexample.sentence  # type: ignore[union-attr]
+
+
+def test_a_huge_range_is_never_listed_unknown_not_a_crash() -> None:
+    """A job-wide choice over 10^11 values read by a guard: its values are not
+    listed (a MemoryError before), so what cannot be decided is unknown."""
+    from syncproof.engine import check_schedule
+    from syncproof.ir import loads
+    from syncproof.result import Verdict
+
+    s = loads('{"syncproof": 2, "name": "bigrange", "groups": {"g": [0, 1]}, "buffers": {"x": []},'
+              ' "choices": {"n": {"scope": "job", "range": [0, 100000000000]}},'
+              ' "ranks": {"0": [{"op": "compute", "stream": "c", "name": "a", "writes": {"x": "A"},'
+              ' "when": "n > 5"}], "1": [{"op": "compute", "stream": "c", "name": "b", "writes": {"x": "B"}}]}}')
+    rep = check_schedule(s)
+    got = {r.property: r for r in rep.results}
+    assert got["matching"].verdict is Verdict.PROVED
+    assert got["dataflow"].verdict is Verdict.UNKNOWN and "more than 4096" in got["dataflow"].reason

@@ -5,9 +5,8 @@ and the argument, never an ``AttributeError`` or ``TypeError`` from deep
 inside.  The decision and the guards are in ``syncproof.apiguard``.
 
 The entry points of ``syncproof.ir`` (``load``/``loads``/``save``/``dumps``,
-``ScheduleBuilder``) and ``check_schedule`` are not guarded yet: their tests
-are marked ``xfail(strict=True)`` and flip to passing once the guards are
-wired in (each case fails today; a strict xfail that passes is an error)."""
+``ScheduleBuilder``) and ``check_schedule`` are checked one by one
+(``ENTRY_POINTS``)."""
 
 from __future__ import annotations
 
@@ -144,8 +143,7 @@ def test_apiguard_messages() -> None:
     assert len(apiguard.short_repr("x" * 10_000)) == apiguard.REPR_LIMIT
 
 
-# ------------------------------------------------- not wired in yet (xfail)
-NOT_WIRED = pytest.mark.xfail(strict=True, reason="guard not wired yet")
+# ------------------------------------------------- the public entry points
 
 
 def _expect_usage_error(call: Callable[[], object], words: str) -> None:
@@ -157,7 +155,7 @@ def _expect_usage_error(call: Callable[[], object], words: str) -> None:
     raise AssertionError("no UsageError")
 
 
-UNWIRED: list[tuple[str, Callable[[], object], str]] = [
+ENTRY_POINTS: list[tuple[str, Callable[[], object], str]] = [
     ("load(3)", lambda: syncproof.load(3), "load(): path must be a file path"),  # type: ignore[arg-type]
     ("load(None)", lambda: syncproof.load(None), "load(): path must be a file path"),  # type: ignore[arg-type]
     ("loads(3)", lambda: syncproof.loads(3), "loads(): text must be"),  # type: ignore[arg-type]
@@ -194,8 +192,7 @@ UNWIRED: list[tuple[str, Callable[[], object], str]] = [
 ]
 
 
-@NOT_WIRED
-@pytest.mark.parametrize(("call", "words"), [(c, w) for _, c, w in UNWIRED], ids=[n for n, _, _ in UNWIRED])
-def test_unwired_entry_points_refuse_wrong_types(call: Callable[[], object], words: str) -> None:
+@pytest.mark.parametrize(("call", "words"), [(c, w) for _, c, w in ENTRY_POINTS], ids=[n for n, _, _ in ENTRY_POINTS])
+def test_entry_points_refuse_wrong_types(call: Callable[[], object], words: str) -> None:
     with time_limit():
         _expect_usage_error(call, words)

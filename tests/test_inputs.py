@@ -67,3 +67,15 @@ def test_ascii_int_refuses(text: str) -> None:
 
 def test_ascii_int_reads() -> None:
     assert ascii_int("12", "w") == 12 and ascii_int("-3", "w") == -3
+
+
+def test_big_inputs_are_guarded_by_the_parser_not_the_scan() -> None:
+    """Above SCAN_DEPTH_BELOW the nesting is bounded by the parser's own
+    guard: still an error, never a RecursionError."""
+    from syncproof.inputs import SCAN_DEPTH_BELOW
+
+    pad = " " * SCAN_DEPTH_BELOW
+    with pytest.raises(ScheduleError) as exc:
+        parse_json(pad + "[" * 10_000 + "]" * 10_000, "big.json")
+    assert "nested too deeply" in str(exc.value)
+    assert parse_json(pad + '{"a": [[1]]}', "big.json") == {"a": [[1]]}

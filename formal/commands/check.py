@@ -23,11 +23,11 @@ from .common import (
 def register(sub: Any) -> None:
     c = sub.add_parser(
         "check", help="check schedule files (or a model)",
-        description="Check every property of one or more schedule files (JSON, format v1), or of the"
+        description="Check every property of one or more schedule files (JSON or compact; format v2, v1 still loads), or of the"
         " schedule a model builds (--model).",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    c.add_argument("schedules", nargs="*", metavar="SCHEDULE.json")
+    c.add_argument("schedules", nargs="*", metavar="SCHEDULE")
     c.add_argument("--model", metavar="NAME", help="check the schedule this model builds (see `syncproof models`)")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="params",
                    help="a model parameter (repeatable), e.g. --set tp=4")

@@ -553,7 +553,13 @@ def _var_of(c: Choice) -> Any:
     return Var(c.name)
 
 
+MAX_VALUES = 4096  # the most values of one choice listed one by one (a range may be astronomically large)
+
+
 def _values(c: Choice) -> list[Any]:
+    n = c.domain_size ** (c.length or 1)
+    if n > MAX_VALUES:
+        raise _TooMany(f"{c.name} takes {n} values (more than {MAX_VALUES} to list one by one)")
     dom = list(c.domain)
     if c.length is not None:
         return [tuple(x) for x in itertools.product(dom, repeat=c.length)]

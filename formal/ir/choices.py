@@ -24,7 +24,7 @@ Plain data, no solver.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -62,9 +62,10 @@ class Choice:
         return self.lo is not None
 
     @property
-    def domain(self) -> tuple[Value, ...]:
+    def domain(self) -> Sequence[Value]:
+        """The values, in order; a range stays a ``range`` (never built: it may be huge)."""
         if self.lo is not None and self.hi is not None:
-            return tuple(range(self.lo, self.hi + 1))
+            return range(self.lo, self.hi + 1)
         return self.values
 
     @property

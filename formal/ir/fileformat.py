@@ -834,7 +834,11 @@ def _schedule_from_dict(doc: Any, source: str) -> Schedule:
 def loads(text: str | bytes, source: str = "<string>") -> Schedule:
     """A schedule from the text of a file: JSON, or the compact form (told
     apart by its first bytes, see :mod:`syncproof.ir.compact`)."""
+    from .. import apiguard
     from .compact import MAGIC, schedule_from_compact
+
+    apiguard.instance(text, (str, bytes), "loads", "text", "schedule text (str)")
+    apiguard.text(source, "loads", "source")
 
     if isinstance(text, bytes) and text.startswith(MAGIC):
         return schedule_from_compact(text, source)
@@ -844,6 +848,9 @@ def loads(text: str | bytes, source: str = "<string>") -> Schedule:
 def load(path: str | Path) -> Schedule:
     """A schedule file, JSON or compact, read through :func:`syncproof.inputs.read_bytes`
     (regular files only, of bounded size)."""
+    from .. import apiguard
+
+    path = apiguard.path(path, "load")
     data = read_bytes(path, "a syncproof schedule (JSON or compact)")
     return loads(data, str(path))
 
@@ -978,6 +985,10 @@ def dumps(s: Schedule) -> str:
     files diff well and stay readable."""
     import dataclasses
 
+    from .. import apiguard
+
+    apiguard.instance(s, Schedule, "dumps", "s", "a Schedule")
+
     doc = schedule_to_dict(dataclasses.replace(s, ops=()))
     doc.pop("ranks")
     lines = ["{"]
@@ -997,4 +1008,8 @@ def dumps(s: Schedule) -> str:
 
 
 def save(s: Schedule, path: str | Path) -> None:
+    from .. import apiguard
+
+    apiguard.instance(s, Schedule, "save", "s", "a Schedule")
+    path = apiguard.path(path, "save")
     Path(path).write_text(dumps(s), encoding="utf-8")

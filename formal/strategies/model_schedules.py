@@ -32,8 +32,6 @@ OVERSYNC_PARAMS = ("oversync",)
 # (model, fault) -> the parameters under which that fault, though its needs are met, does not break its
 # property (found by tests/test_strategies_public.py; the fault's needs should say so): not drawn.
 MASKED: dict[tuple[str, str], Callable[[dict[str, Value]], bool]] = {
-    # with two replicas the shared receive buffer is never overwritten while in use (dataflow proved)
-    ("tp-pp-dp", "shared-recv-buffer"): lambda v: int(v["dp"]) >= 2,
 }
 
 
