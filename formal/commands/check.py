@@ -23,8 +23,8 @@ from .common import (
 def register(sub: Any) -> None:
     c = sub.add_parser(
         "check", help="check schedule files (or a model)",
-        description="Check every property of one or more schedule files (JSON or compact; format v2, v1 still loads), or of the"
-        " schedule a model builds (--model).",
+        description="Check every property of one or more schedule files (JSON or compact; format v2, v1 still"
+        " loads), or of the schedule a model builds (--model).",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     c.add_argument("schedules", nargs="*", metavar="SCHEDULE")
