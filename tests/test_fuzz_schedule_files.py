@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,22 +35,9 @@ QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_
          HealthCheck.large_base_example, HealthCheck.filter_too_much]
 
 
-class Hang(BaseException):
-    """Raised by the alarm; not an Exception, so that no handler in syncproof can swallow it."""
+from fuzz_support import Hang, time_limit  # noqa: E402  (one alarm for every fuzz test)
 
-
-@contextmanager
-def time_bound(seconds: float) -> Iterator[None]:
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise Hang(f"over {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+time_bound = time_limit
 
 
 # ------------------------------------------------------------------ values and mutations

@@ -22,12 +22,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pytest
@@ -67,23 +65,7 @@ BAD_PROOFS = (
 )
 
 
-class Hang(BaseException):
-    """Raised by the alarm: a BaseException, so that nothing under main
-    (which turns every Exception into exit 4) can swallow it."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    def fire(signum: int, frame: FrameType | None) -> None:
-        raise Hang(f"no answer within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+from fuzz_support import Hang, time_limit  # noqa: E402  (one alarm for every fuzz test)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,6 @@ import json
 import pickle
 import pickletools
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -45,22 +44,7 @@ FAST = settings(max_examples=50, deadline=None, database=None, derandomize=True,
 SLOW = settings(max_examples=3000, deadline=None, database=None, suppress_health_check=_QUIET)
 
 
-class Hang(BaseException):
-    """Raised by the alarm; not an Exception, so no ``except Exception`` can swallow it."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise Hang(f"over {seconds:.0f} s: a hang")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+from fuzz_support import Hang, time_limit  # noqa: E402  (one alarm for every fuzz test)
 
 
 @dataclass
