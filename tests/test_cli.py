@@ -240,3 +240,14 @@ def test_output_cut_short_by_its_reader_is_no_internal_error() -> None:
     code = proc.wait(timeout=120)
     assert "internal error" not in err and "Traceback" not in err, err
     assert code == 2
+
+
+def test_a_limit_hit_while_finding_a_deadlock_cycle_is_unknown(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 16: ``--rlimit 20000`` on a deadlocking model stopped z3 while it
+    looked for the cycle of waits; that was exit 4, it is unknown (exit 3)."""
+    code = main(["check", "--model", "pp", "--set", "mb=2", "--fault", "single-stream-p2p", "--engine", "z3",
+                 "--rlimit", "20000", "--no-grid"])
+    out, err = capsys.readouterr()
+    assert code == 3, err
+    assert re.search(r"^  deadlock +unknown .*solver gave up", out, re.M), out
+    assert "internal error" not in err

@@ -256,6 +256,11 @@ def _property(s: Schedule, prop: str, obs: Sequence[AnyOb],
     return _verdict_from_replay(prop, cex, len(obs), tuple(more), secs)
 
 
+def _gave_up(note: str) -> bool:
+    """Did a cycle search stop at a solver limit (z3 said unknown)?"""
+    return note.startswith("core extraction gave unknown")
+
+
 def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engine: str = "hybrid",
                    timeout: float | None = None, rlimit: int | None = None,
                    memory_mb: int | None = None, max_cex: int = 3, replay: bool = True,
@@ -359,6 +364,11 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
             return _report(s, props, results, t_all, warnings, timings, engine)
         if base.status == "unsat":
             data_cycle, note = backend.deadlock_cycle()
+            if not data_cycle and _gave_up(note):  # no run exists, but a limit stopped the search for its cycle
+                for p in rest:
+                    results[p] = _unknown(p, "solver gave up: no execution exists, but the search for the cycle of"
+                                             f" waits hit the solver limit ({note})")
+                return _report(s, props, results, t_all, warnings, timings, engine)
             if not data_cycle:
                 raise InternalError(f"no execution exists but no cycle was found ({note})")
         elif full.has_blocking and "deadlock" in rest:
@@ -366,7 +376,10 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
             fbase = fb.check_base()
             if fbase.status == "unsat":
                 cycle, note = fb.deadlock_cycle()
-                if not cycle:
+                if not cycle and _gave_up(note):
+                    deadlock_unknown = ("solver gave up: no run with blocking edges exists, but the search for the"
+                                        f" cycle of waits hit the solver limit ({note})")
+                elif not cycle:
                     raise InternalError(f"no blocking execution exists but no cycle was found ({note})")
             elif fbase.status == "unknown":
                 deadlock_unknown = f"solver gave up on the schedule with blocking edges ({fbase.reason})"
