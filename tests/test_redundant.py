@@ -290,3 +290,21 @@ def test_phase_steps_without_a_sync_equal_recomputing_them() -> None:
             tried += 1
             assert set(phase_obligations(s, got)) == set(phase_obligations(without(s, [sy]))), sy.label
     assert tried > 200
+
+
+def test_the_redundancy_benchmark_rows_and_its_target_line() -> None:
+    """bench --redundant: both shapes at a small size (the host syncs all
+    redundant, each confirmed by a re-check); the target is judged on the
+    as-generated schedule at 10^5 ops only."""
+    from syncproof.bench.oversync import run_redundancy
+    from syncproof.commands.bench import redundancy_target
+
+    rows = run_redundancy([800], repeats=1)
+    gen, host = rows
+    assert gen["shape"] == "as generated" and gen["redundant"] == 0 and gen["checks"] == 1
+    assert host["shape"] == "host syncs" and host["redundant"] > 0 and host["checks"] == host["redundant"] + 1
+    assert host["recheck_seconds"] > 0 and gen["ratio"] > 0
+    assert "not measured" in redundancy_target(rows)
+    big = {**gen, "ops": 109_824}
+    assert ": met (1.5x" in redundancy_target([{**big, "ratio": 1.5}, {**host, "ratio": 90.0}])
+    assert "NOT met (2.5x" in redundancy_target([{**big, "ratio": 2.5}])
