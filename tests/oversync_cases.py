@@ -344,3 +344,19 @@ EITHER = Case(
 
 
 CASES: tuple[Case, ...] = (SGLANG, KV_APPEND, TP_HOST_SYNC, TP_HOST_SYNC_EITHER, BARRIER, TRANSITIVE, EITHER)
+
+
+def early_wait() -> Schedule:
+    """Stream 'c' waits for 'a''s result before an independent compute 'k'
+    that does not need it; only 'r' reads it.  The wait is needed, but it
+    belongs just before 'r' (then 'k' runs beside 'a'): the case of
+    ``minimize``'s suggestions, not of a removal."""
+    b = ScheduleBuilder("early-wait")
+    b.buffer("x").buffer("y").buffer("z")
+    r = b.rank(0)
+    r.compute("a", stream="a", writes={"x": "A"})
+    r.record("ea", stream="a")
+    r.wait("ea", stream="c")
+    r.compute("k", stream="c", reads={"y": None}, writes={"z": "K"})
+    r.compute("r", stream="c", reads={"x": "A"})
+    return b.build()

@@ -288,18 +288,12 @@ def test_minimize_suggests_a_wait_later_as_a_suggestion(tmp_path: Path, capsys: 
     """A wait placed before an independent compute: nothing can be removed,
     and minimize suggests moving the wait after it (a change, re-checked),
     in text and JSON; --suggest 0 turns it off; a bad count exits 2."""
+    from oversync_cases import early_wait
+
     from syncproof.ir import save
 
-    b = ScheduleBuilder("early-wait")
-    b.buffer("x").buffer("y").buffer("z")
-    r = b.rank(0)
-    r.compute("a", stream="a", writes={"x": "A"})
-    r.record("ea", stream="a")
-    r.wait("ea", stream="c")
-    r.compute("k", stream="c", reads={"y": None}, writes={"z": "K"})
-    r.compute("r", stream="c", reads={"x": "A"})
     f = tmp_path / "early.json"
-    save(b.build(), f)
+    save(early_wait(), f)
     assert main(["minimize", str(f)]) == 0
     out = capsys.readouterr().out
     assert "already minimal" in out

@@ -237,25 +237,12 @@ def test_the_bulk_first_try_names_real_witnesses() -> None:
     assert len(needed) == len(waits) and all(v.how == "graph" and v.why.startswith("without it:") for v in needed)
 
 
-def _early_wait() -> Schedule:
-    """Stream 'c' waits for 'a''s result before an independent compute 'k'
-    that does not need it; only 'r' reads it.  The wait belongs just before
-    'r': then 'k' runs beside 'a'."""
-    b = ScheduleBuilder("early-wait")
-    b.buffer("x").buffer("y").buffer("z")
-    r = b.rank(0)
-    r.compute("a", stream="a", writes={"x": "A"})
-    r.record("ea", stream="a")
-    r.wait("ea", stream="c")
-    r.compute("k", stream="c", reads={"y": None}, writes={"z": "K"})
-    r.compute("r", stream="c", reads={"x": "A"})
-    return b.build()
-
-
 def test_a_wait_placed_too_early_is_suggested_later_not_proved() -> None:
+    from oversync_cases import early_wait
+
     from syncproof.engine.redundant import moved, suggest_moves
 
-    s = _early_wait()
+    s = early_wait()
     assert not find_redundant(s).redundant  # the wait is needed: nothing to remove
     (sg,) = suggest_moves(s)
     assert "wait(ea)" in sg.sync.label and sg.passed == (sg.after_label,), sg

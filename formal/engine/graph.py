@@ -198,21 +198,7 @@ class PrecedenceGraph:
         means "ask ``decide``" (which also builds the witness).  Obligations
         kept per class of identical ranks are decided from the class
         representative's queries, shifted, without making them."""
-        if isinstance(obs, PerRank):
-            known: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-            idx_l, xs_l, ys_l = [], [], []
-            for (items, d), start in zip(obs.parts, obs.starts, strict=True):
-                q = known.get(id(items))
-                if q is None:
-                    q = known[id(items)] = _queries(items)
-                idx_l.append(q[0] + start)
-                xs_l.append(q[1] + 2 * d)
-                ys_l.append(q[2] + 2 * d)
-            idx = np.concatenate(idx_l) if idx_l else np.zeros(0, dtype=np.int64)
-            xs = np.concatenate(xs_l) if xs_l else idx
-            ys = np.concatenate(ys_l) if ys_l else idx
-        else:
-            idx, xs, ys = _queries(obs)
+        idx, xs, ys = one_query_obligations(obs)
         out = np.zeros(len(obs), dtype=bool)
         if len(idx):
             np.logical_or.at(out, idx, self.reach_many(xs, ys))
@@ -360,6 +346,27 @@ def _has_cycle(nodes: Sequence[int], edges: Sequence[tuple[int, int]]) -> bool:
         return False
 
     return any(state.get(x, 0) == 0 and visit(x) for x in nodes)
+
+
+def one_query_obligations(obs: Sequence[AnyOb]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_queries` of ``obs``; a list kept per class of identical ranks
+    (``PerRank``) is read from each class representative's queries, shifted
+    to the other ranks, without making their obligations."""
+    if not isinstance(obs, PerRank):
+        return _queries(obs)
+    known: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    idx_l, xs_l, ys_l = [], [], []
+    for (items, d), first in zip(obs.parts, obs.starts, strict=True):
+        q = known.get(id(items))
+        if q is None:
+            q = known[id(items)] = _queries(items)
+        idx_l.append(q[0] + first)
+        xs_l.append(q[1] + 2 * d)
+        ys_l.append(q[2] + 2 * d)
+    idx = np.concatenate(idx_l) if idx_l else np.zeros(0, dtype=np.int64)
+    xs = np.concatenate(xs_l) if xs_l else idx
+    ys = np.concatenate(ys_l) if ys_l else idx
+    return idx, xs, ys
 
 
 def _queries(obs: Sequence[AnyOb]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -211,7 +211,7 @@ class _GraphDecider:
             rank_classes,
             read_obligations,
         )
-        from .graph import _queries
+        from .graph import one_query_obligations
 
         self.s = s
         if g is None or prec is None:
@@ -246,7 +246,7 @@ class _GraphDecider:
             self.offsets.append(base)
             # the obligations one query proves, in bulk (as the graph engine's settled()):
             # their proving queries are the ones that hold
-            idx, xs, ys = _bulk_queries(obs, _queries)
+            idx, xs, ys = one_query_obligations(obs)
             settled = np.zeros(len(obs), dtype=bool)
             if len(idx):
                 hold = g.reach_many(xs, ys)
@@ -526,30 +526,6 @@ class _GraphDecider:
 
 def _cat(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-
-def _bulk_queries(obs: Sequence[Any], queries: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The one-query obligations of ``obs`` (as the graph engine's
-    ``settled``): obligation index and the two op events of each query;
-    a class-compressed list is read from its representatives, shifted."""
-    from ..semantics.obligations import PerRank
-
-    if not isinstance(obs, PerRank):
-        got: tuple[np.ndarray, np.ndarray, np.ndarray] = queries(obs)
-        return got
-    known: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    idx_l, xs_l, ys_l = [], [], []
-    for (items, d), st in zip(obs.parts, obs.starts, strict=True):
-        q = known.get(id(items))
-        if q is None:
-            q = known[id(items)] = queries(items)
-        idx_l.append(q[0] + st)
-        xs_l.append(q[1] + 2 * d)
-        ys_l.append(q[2] + 2 * d)
-    if not idx_l:
-        z = np.zeros(0, dtype=np.int64)
-        return z, z, z
-    return np.concatenate(idx_l), np.concatenate(xs_l), np.concatenate(ys_l)
 
 
 def _corridor(x: int, y: int, succ: list[list[int]], removed: set[tuple[int, int]], reach: Any,
