@@ -48,6 +48,11 @@ def op_features(op: Op) -> frozenset[str]:
     """The features of :attr:`Schedule.features` that one op shows by itself
     (all but "re-recorded", which takes the ops before it)."""
     out: set[str] = set()
+    _add_op_features(op, out)
+    return frozenset(out)
+
+
+def _add_op_features(op: Op, out: set[str]) -> None:
     if op.batch is not None:
         out.add("batch")
     if op.kind is Kind.PUT:
@@ -62,7 +67,6 @@ def op_features(op: Op) -> frozenset[str]:
         out.add("host")
     if op.kind in ALLOCATOR_KINDS:
         out.add("alloc")
-    return frozenset(out)
 
 
 @dataclass(frozen=True)
@@ -105,21 +109,9 @@ class Schedule:
         and the semantics skip passes a schedule does not need."""
         out: set[str] = set()
         recorded: set[tuple[int, str | None]] = set()
+        add = _add_op_features
         for op in self.ops:
-            if op.batch is not None:
-                out.add("batch")
-            if op.kind is Kind.PUT:
-                out.add("put")
-            if op.completion is not None:
-                out.add("weak")
-            if op.p2p is not None:
-                out.add("override")
-            if op.comm is not None:
-                out.add("comm")
-            if op.stream == HOST_STREAM:
-                out.add("host")
-            if op.kind in ALLOCATOR_KINDS:
-                out.add("alloc")
+            add(op, out)
             if op.kind is Kind.RECORD:
                 if (op.rank, op.event) in recorded:
                     out.add("re-recorded")
