@@ -558,8 +558,12 @@ F_SWAP = Fault("swapped-collectives", "the last TP rank issues the token broadca
 F_ROOT = Fault("root-skips-bcast-wait", "rank 0 already holds the token it sampled, so it starts the next step"
                " without waiting for its in-place broadcast, which is still writing that buffer", "race",
                (at_least("tp", 2), PP1, ITERS2))
+# oversync=step-sync adds a host sync after every step: the next step's ops are issued after it, so the
+# early start the fault makes cannot happen (the variant's extra sync is exactly what the fault removes)
+NOT_STEP_SYNC: Requirement = ("oversync other than step-sync (its host sync after every step orders the next step)",
+                              lambda p: p.get("oversync", "none") != "step-sync")
 F_STEP = Fault("step-early", "a stage-0 rank starts the next decode step before the sampled token has reached it",
-               "phase", (TP_OR_PP, PP_OR_MB1, ITERS2))
+               "phase", (TP_OR_PP, PP_OR_MB1, ITERS2, NOT_STEP_SYNC))
 MB1: Requirement = ("mb=1", lambda p: int(p.get("mb", 1)) == 1)
 # With one rank per stage and DP replicas, the host waits for each microbatch's token gather before it
 # issues the next recv, which orders that recv after the last read of the shared buffer: in a single
