@@ -97,21 +97,9 @@ class Cones:
         for vs in more.values():
             for q in vs:
                 indeg[q] += 1
-        ptr, dst = self._s_ptr, self._s_dst
-        queue = [p for p in range(n) if indeg[p] == 0]
-        i = 0
-        while i < len(queue):
-            p = queue[i]
-            i += 1
-            for q in dst[ptr[p]:ptr[p + 1]]:
-                indeg[q] -= 1
-                if indeg[q] == 0:
-                    queue.append(q)
-            for q in more.get(p, ()):
-                indeg[q] -= 1
-                if indeg[q] == 0:
-                    queue.append(q)
-        return queue
+        from .graph import _kahn
+
+        return _kahn(n, self._s_ptr, self._s_dst, indeg, more)
 
     def certificate(self) -> tuple[int, ...] | None:
         """An execution of the whole schedule, checked against every edge: one
