@@ -166,6 +166,10 @@ def read_observation(s: Schedule, ob: ReadOb, run: Run) -> tuple[Observation, st
             sentence = (f"{s.label(at_start_writer)} overwrote {region} with {at_start!r} after "
                         f"{s.label(good_before[-1])} wrote {ob.expected!r} and before {reader} read it")
             return obs, sentence, (ob.read, at_start_writer), (ob.read, at_start_writer)
+        if at_start_writer is not None and not ob.good and ob.init_good:
+            sentence = (f"{s.label(at_start_writer)} overwrote {region} with {at_start!r} before {reader} read it"
+                        f" (it expects {ob.expected!r}, the value {region} held at the start)")
+            return obs, sentence, (ob.read, at_start_writer), (ob.read, at_start_writer)
         if late:
             w = late[0]
             sentence = (f"{reader} read {region} before {s.label(w)} wrote {ob.expected!r} there "
