@@ -10,13 +10,14 @@ solver call per property answers for all of its obligations at once.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import z3  # type: ignore[import-untyped]
 
-from ..errors import InternalError
+from ..errors import InternalError, UsageError
 from ..ir import Schedule
 from ..semantics.obligations import MetaOb, OrderOb, OverlapOb, ReadOb, SampleOb
 from ..semantics.precedence import Edge, Precedence, end, start
@@ -27,11 +28,31 @@ AnyOb = ReadOb | OverlapOb | OrderOb | SampleOb | MetaOb
 z3.set_param("smt.arith.solver", 1)
 
 
+#: A developer's knob, for tests: ``SYNCPROOF_Z3_SEED=N`` gives z3's SMT and SAT
+#: cores another random seed, so the solver returns other models (other
+#: witness runs); it is read whenever a context is made or the shared one is
+#: handed out.  Every verdict must stay the same and every sentence must
+#: still name its culprits; the slow suite runs the sentence-pinning tests so.
+SEED_VARIABLE = "SYNCPROOF_Z3_SEED"
+
+
+def _apply_seed() -> None:
+    text = os.environ.get(SEED_VARIABLE, "")
+    if not text:
+        return
+    if not (text.isascii() and text.isdigit() and len(text) <= 10 and int(text) < 2**32):
+        raise UsageError(f"environment variable {SEED_VARIABLE} must be an integer from 0 to 4294967295,"
+                         f" got {text[:40]!r}")
+    z3.set_param("smt.random_seed", int(text))
+    z3.set_param("sat.random_seed", int(text))
+
+
 def new_context() -> z3.Context:
     """A new z3 context.  Made with z3's memory limit lifted and then set
     back: the limit is global, and under a limit smaller than a context
     ``Z3_mk_context`` fails and z3's Python layer crashes the process
-    (``--memory 1`` was a segfault)."""
+    (``--memory 1`` was a segfault).  :data:`SEED_VARIABLE` applies here."""
+    _apply_seed()
     was = z3.get_param("memory_max_size")
     z3.set_param("memory_max_size", 0)
     try:
@@ -549,6 +570,8 @@ def _shared_context() -> z3.Context:
     milliseconds, and the choice engine checks a schedule per assignment."""
     if not _CONTEXT:
         _CONTEXT.append(new_context())
+    else:
+        _apply_seed()  # its solvers are made later: they read z3's global seed then
     return _CONTEXT[0]
 
 
