@@ -23,9 +23,11 @@ from syncproof.engine.z3backend import SEED_VARIABLE
 from syncproof.models.registry import build
 
 ROOT = Path(__file__).resolve().parents[1]
-# the tests that pin counterexample sentences, culprits, repair hints and replays under the z3 engine
+# the tests that pin counterexample sentences, culprits, repair hints and replays under the z3 engine,
+# and those that compare the engines or build on z3's answers (choices, minimize)
 PINNING = ("tests/test_host_models.py", "tests/test_host_patterns.py", "tests/test_models.py", "tests/test_repair.py",
-           "tests/test_regressions.py", "tests/test_litmus.py")
+           "tests/test_regressions.py", "tests/test_litmus.py", "tests/test_engine_agreement.py",
+           "tests/test_choice_models.py", "tests/test_oversync_cases.py", "tests/test_redundant.py")
 
 
 def _sentences(seed: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
