@@ -26,6 +26,7 @@ No solver import here; nothing here executes code from the input.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import stat
@@ -44,6 +45,14 @@ MAX_JSON_DEPTH = 200
 SCAN_DEPTH_BELOW = 4 * 1024**2
 #: The most digits of an integer in an input (far above any real size or time).
 MAX_INT_DIGITS = 40
+
+
+def finite_number(v: Any) -> bool:
+    """An ``int`` or ``float`` (not a bool) that is finite.  Any int is: asking
+    ``math.isfinite`` about one above 2^1024 raises OverflowError instead."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    return isinstance(v, int) or math.isfinite(v)
 
 
 def read_bytes(path: str | Path, expected: str, max_bytes: int = MAX_INPUT_BYTES) -> bytes:

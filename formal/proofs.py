@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import math
 import time
 import tomllib
 from collections.abc import Iterable
@@ -54,7 +53,7 @@ from .apiguard import path as path_arg
 from .apiguard import short_repr
 from .apiguard import text as text_arg
 from .errors import UsageError, UserError
-from .inputs import read_text
+from .inputs import finite_number, read_text
 from .result import PROPERTIES, Verdict
 
 PROOF_KEYS = ("name", "model", "parametric", "params", "fault", "properties", "expect", "description", "slow",
@@ -239,8 +238,7 @@ def _obligation(path: Path, name: str, raw: dict[str, Any], where: str) -> Oblig
     if not isinstance(engine, str) or engine not in ("hybrid", "z3"):
         raise ObligationError(f"{where}: engine must be \"hybrid\" or \"z3\", got {short_repr(engine)}")
     timeout, rlimit = raw.get("timeout"), raw.get("rlimit")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or not math.isfinite(timeout) or not 0 < timeout <= MAX_TIMEOUT_S):
+    if timeout is not None and (not finite_number(timeout) or not 0 < timeout <= MAX_TIMEOUT_S):
         raise ObligationError(f"{where}: timeout must be a positive number of seconds, at most"
                               f" {MAX_TIMEOUT_S:.0f}, got {short_repr(timeout)}")
     if rlimit is not None and (isinstance(rlimit, bool) or not isinstance(rlimit, int)

@@ -104,10 +104,17 @@ class Tally:
         self.n += 1
         self.codes[code] = self.codes.get(code, 0) + 1
 
+    def outcome(self) -> str:
+        """What the line may claim: "none gave ..." only when no input was tallied with exit 4."""
+        bad = self.codes.get(4, 0)
+        return "none gave a traceback, exit 4 or a hang" if not bad else \
+            f"{bad} gave exit 4 (an internal error: see the failure above)"
+
     def report(self, capsys: pytest.CaptureFixture[str]) -> None:
         codes = ", ".join(f"{self.names.get(c, f'exit {c}')}: {n}" for c, n in sorted(self.codes.items()))
         with capsys.disabled():
-            print(f"\n{self.surface}: {self.n} inputs tried, none gave a traceback, exit 4 or a hang ({codes})")
+            print(f"\n{self.surface}: {self.n} inputs tried, {self.outcome()} ({codes})")
+        assert 4 not in self.codes, f"{self.surface}: {self.codes[4]} inputs gave exit 4"
 
 
 def repeat(test: Callable[[], None]) -> None:

@@ -176,6 +176,7 @@ HEAD = '[[proof]]\nname = "p1"\n'
     ('model = "tp"\nexpct = "proved"\n', ["p1", "unknown key 'expct'"]),
     ('model = "tp"\nexpect = "proved"\ntimeout = nan\n', ["p1", "timeout must be", "nan"]),
     ('model = "tp"\nexpect = "proved"\ntimeout = 1e300\n', ["p1", "timeout must be"]),
+    ('model = "tp"\nexpect = "proved"\ntimeout = 1' + "0" * 400 + '\n', ["p1", "timeout must be"]),
     ('model = "tp"\nexpect = "proved"\nrlimit = 9223372036854775807\n', ["p1", "rlimit must be"]),
     ('model = "tp"\nexpect = "proved"\nrlimit = true\n', ["p1", "rlimit must be"]),
     ('model = "tp"\nexpect = "proved"\nslow = "yes"\n', ["p1", "slow must be"]),

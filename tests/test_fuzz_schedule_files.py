@@ -180,7 +180,10 @@ class Tally:
 
     def line(self) -> str:
         codes = ", ".join(f"exit {c}: {n}" for c, n in sorted(self.codes.items()))
-        return f"schedule files: {self.n} inputs tried, none gave a traceback, exit 4 or a hang ({codes})"
+        bad = self.codes.get(4, 0)
+        outcome = "none gave a traceback, exit 4 or a hang" if not bad else \
+            f"{bad} gave exit 4 (an internal error: see the failure above)"
+        return f"schedule files: {self.n} inputs tried, {outcome} ({codes})"
 
 
 def run_check(data: bytes, directory: Path, name: str, capsys: pytest.CaptureFixture[str]) -> int:

@@ -151,6 +151,8 @@ def test_minimize_by_cost_and_on_a_schedule_file(tmp_path: Path, capsys: pytest.
     ('{"r0#0": -1}', "non-negative number"),
     ('{"r0#0": "ten"}', "non-negative number"),
     ('{"r0#0": true}', "non-negative number"),
+    ('{"r0#0": 1' + "0" * 400 + '}', "at most 1e+15"),  # beyond any float: math.isfinite overflowed on it
+    ('{"r0#0": 1e400}', "at most 1e+15"),
     ('{"no such op": 3}', "no op is labelled"),
     ('{"r9#0": 3}', "no op"),
     ('{"r0#0": 3, "r0/host: schedule_batch": 4}', None),  # a shared label: every op with it; r0#0 wins

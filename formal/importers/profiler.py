@@ -21,7 +21,6 @@ This module does not import torch.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ScheduleError, UsageError
-from ..inputs import parse_json
+from ..inputs import finite_number, parse_json
 from .culprit import CommOp, Group, Job, RankTrace, dtype_name, kind_of
 from .documents import FR, MAX_COUNT, MAX_RANK, Document, brief, fail, load_document
 from .paths import files_under
@@ -88,7 +87,7 @@ def _num(v: Any) -> bool:
 
 def _time_us(v: Any) -> bool:
     """A time stamp or duration in a trace: a finite number within range."""
-    return _num(v) and math.isfinite(v) and abs(v) <= MAX_TRACE_US
+    return finite_number(v) and abs(v) <= MAX_TRACE_US
 
 
 def _rank_from_name(path: Path) -> int | None:
@@ -208,7 +207,7 @@ def trace_from_document(d: Document) -> ProfilerTrace:
             raise _fail(p, "cannot tell the rank: the trace has no distributedInfo.rank and the file name"
                         " does not end in a number", "name the files like rank_0.json")
     base = header.get("baseTimeNanoseconds")
-    if base is not None and not (_num(base) and math.isfinite(base) and 0 <= base <= MAX_COUNT // 2):
+    if base is not None and not (finite_number(base) and 0 <= base <= MAX_COUNT // 2):
         raise _fail(p, f"\"baseTimeNanoseconds\" must be a time in nanoseconds, got {brief(base)}")
     absolute = base is not None
     base_ns = int(base) if base is not None else 0

@@ -21,7 +21,6 @@ engine (costs) import it when called.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError, UserError
+from ..inputs import finite_number
 from ..ir import Kind, Schedule
 from ..ir.ops import HOST_STREAM
 from .dot import RED, _html, _q, _wrap, find_syncs, short_label
@@ -40,6 +40,9 @@ COST_MODEL = ("compute 10 us, host work 1 us, communication 5 us + 1 us per 1000
               " waits, records, host syncs and allocator calls 0 us")
 TOP = 5  # syncs listed under "top syncs by cost"
 ROW = 6  # ops per row of the critical path picture
+
+#: The longest op duration a durations file may give: 10^15 us, about 32 years.
+MAX_DURATION_US = 1e15
 
 
 # ---------------------------------------------------------------- durations
@@ -66,9 +69,9 @@ def load_durations(path: str | Path, s: Schedule) -> dict[int, float]:
     for op in s.ops:
         by_label.setdefault(s.label(op), []).append(op.id)
     for key, value in doc.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        if not finite_number(value) or value < 0 or value > MAX_DURATION_US:
             raise UsageError(f"durations file {p}: {key!r}: a duration is a non-negative number of microseconds,"
-                             f" got {value!r}")
+                             f" at most {MAX_DURATION_US:.0e}, got {str(value)[:40]}")
         same = by_label.get(key.strip(), [])
         if len(same) > 1:  # every op with this label (one kernel, issued several times)
             for o in same:
