@@ -40,7 +40,7 @@ from ..semantics.obligations import (
 from ..semantics.precedence import Edge, Precedence, build_precedence, end
 from . import explain
 from .graph import PrecedenceGraph, cyclic_edges, graph_of, shortest_strict_cycle, times_from_order
-from .z3backend import Answer, ConeBackend, Z3Backend
+from .z3backend import Answer, ConeBackend, Z3Backend, apply_seed
 
 ENGINES = ("hybrid", "z3")
 # How the z3 engine encodes an obligation (docs/semantics.md, "The z3 engine's encoding"): "cone" (each
@@ -285,6 +285,7 @@ def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engin
     apiguard.optional_integer(memory_mb, "check_schedule", "memory_mb", 1, 2**32 - 1)
     apiguard.integer(max_cex, "check_schedule", "max_cex", 1, 100_000)
     apiguard.flag(replay, "check_schedule", "replay")
+    apply_seed()  # SYNCPROOF_Z3_SEED, checked on every check (a bad one is a usage error whatever gets solved)
     if s.choices or any(op.choice is not None for op in s.ops):
         from .choices import check_choices
         return check_choices(s, properties, method=choices, engine=engine, timeout=timeout, rlimit=rlimit,

@@ -30,13 +30,13 @@ z3.set_param("smt.arith.solver", 1)
 
 #: A developer's knob, for tests: ``SYNCPROOF_Z3_SEED=N`` gives z3's SMT and SAT
 #: cores another random seed, so the solver returns other models (other
-#: witness runs); it is read whenever a context is made or the shared one is
-#: handed out.  Every verdict must stay the same and every sentence must
+#: witness runs); it is read by every check and whenever a context is made or
+#: the shared one is handed out.  Every verdict must stay the same and every sentence must
 #: still name its culprits; the slow suite runs the sentence-pinning tests so.
 SEED_VARIABLE = "SYNCPROOF_Z3_SEED"
 
 
-def _apply_seed() -> None:
+def apply_seed() -> None:
     text = os.environ.get(SEED_VARIABLE, "")
     if not text:
         return
@@ -52,7 +52,7 @@ def new_context() -> z3.Context:
     back: the limit is global, and under a limit smaller than a context
     ``Z3_mk_context`` fails and z3's Python layer crashes the process
     (``--memory 1`` was a segfault).  :data:`SEED_VARIABLE` applies here."""
-    _apply_seed()
+    apply_seed()
     was = z3.get_param("memory_max_size")
     z3.set_param("memory_max_size", 0)
     try:
@@ -571,7 +571,7 @@ def _shared_context() -> z3.Context:
     if not _CONTEXT:
         _CONTEXT.append(new_context())
     else:
-        _apply_seed()  # its solvers are made later: they read z3's global seed then
+        apply_seed()  # its solvers are made later: they read z3's global seed then
     return _CONTEXT[0]
 
 
