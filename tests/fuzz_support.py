@@ -92,6 +92,13 @@ def assert_names(run: Run, *words: str) -> None:
         assert w in run.err, f"{w!r} not named in: {run.err[-2000:]}"
 
 
+def outcome(codes: dict[int, int]) -> str:
+    """What a summary line may claim: "none gave ..." only when no input was tallied with exit 4."""
+    bad = codes.get(4, 0)
+    return "none gave a traceback, exit 4 or a hang" if not bad else \
+        f"{bad} gave exit 4 (an internal error: see the failure above)"
+
+
 class Tally:
     """Counts the inputs a slow variant tried, for its summary line."""
 
@@ -105,10 +112,7 @@ class Tally:
         self.codes[code] = self.codes.get(code, 0) + 1
 
     def outcome(self) -> str:
-        """What the line may claim: "none gave ..." only when no input was tallied with exit 4."""
-        bad = self.codes.get(4, 0)
-        return "none gave a traceback, exit 4 or a hang" if not bad else \
-            f"{bad} gave exit 4 (an internal error: see the failure above)"
+        return outcome(self.codes)
 
     def report(self, capsys: pytest.CaptureFixture[str]) -> None:
         codes = ", ".join(f"{self.names.get(c, f'exit {c}')}: {n}" for c, n in sorted(self.codes.items()))

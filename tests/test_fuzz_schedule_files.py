@@ -35,7 +35,7 @@ QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_
          HealthCheck.large_base_example, HealthCheck.filter_too_much]
 
 
-from fuzz_support import Hang, time_limit  # noqa: E402  (one alarm for every fuzz test)
+from fuzz_support import Hang, outcome, time_limit  # noqa: E402  (one alarm for every fuzz test)
 
 time_bound = time_limit
 
@@ -180,10 +180,7 @@ class Tally:
 
     def line(self) -> str:
         codes = ", ".join(f"exit {c}: {n}" for c, n in sorted(self.codes.items()))
-        bad = self.codes.get(4, 0)
-        outcome = "none gave a traceback, exit 4 or a hang" if not bad else \
-            f"{bad} gave exit 4 (an internal error: see the failure above)"
-        return f"schedule files: {self.n} inputs tried, {outcome} ({codes})"
+        return f"schedule files: {self.n} inputs tried, {outcome(self.codes)} ({codes})"
 
 
 def run_check(data: bytes, directory: Path, name: str, capsys: pytest.CaptureFixture[str]) -> int:

@@ -30,8 +30,7 @@ z3.set_param("smt.arith.solver", 1)
 
 #: A developer's knob, for tests: ``SYNCPROOF_Z3_SEED=N`` gives z3's SMT and SAT
 #: cores another random seed, so the solver returns other models (other
-#: witness runs); it is read by every check and whenever a context is made or
-#: the shared one is handed out.  Every verdict must stay the same and every sentence must
+#: witness runs); every check and every new context read it.  Every verdict must stay the same and every sentence must
 #: still name its culprits; the slow suite runs the sentence-pinning tests so.
 SEED_VARIABLE = "SYNCPROOF_Z3_SEED"
 
@@ -570,8 +569,6 @@ def _shared_context() -> z3.Context:
     milliseconds, and the choice engine checks a schedule per assignment."""
     if not _CONTEXT:
         _CONTEXT.append(new_context())
-    else:
-        apply_seed()  # its solvers are made later: they read z3's global seed then
     return _CONTEXT[0]
 
 
