@@ -16,7 +16,7 @@ from strategies import schedules
 from syncproof.cli import main
 from syncproof.errors import ScheduleError
 from syncproof.ir import dumps, load, loads, save
-from syncproof.ir.compact import COMPACT_VERSION, MAGIC, compact_bytes, schedule_from_compact
+from syncproof.ir.compact import COMPACT_VERSION, MAGIC, compact_bytes, compact_bytes_v1, schedule_from_compact
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
@@ -28,6 +28,8 @@ def test_examples_round_trip_through_the_compact_form(path: Path) -> None:
     back = schedule_from_compact(compact_bytes(s), "x.spz")
     assert back == s
     assert dumps(back) == dumps(s)  # JSON -> compact -> JSON: the very same text
+    assert back.features == s.features
+    assert schedule_from_compact(compact_bytes_v1(s), "x.spz") == s  # version 1 is still read
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -39,7 +41,8 @@ def test_random_schedules_round_trip_losslessly(s: object) -> None:
     data = compact_bytes(s)
     assert data.startswith(MAGIC)
     back = loads(data, "x.spz")  # told apart by its first bytes
-    assert back == s and dumps(back) == dumps(s)
+    assert back == s and dumps(back) == dumps(s) and back.features == s.features
+    assert loads(compact_bytes_v1(s), "x.spz") == s
     assert loads(dumps(back), "x.json") == s
 
 
@@ -79,9 +82,9 @@ def test_big_schedules_shrink_and_share_documents() -> None:
     assert schedule_from_compact(data, "big.spz") == s
 
 
-# ------------------------------------------------------------------ malformed compact files
+# ------------------------------------------------------------------ malformed compact files (version 1)
 def _good() -> bytes:
-    return compact_bytes(load(ROOT / "examples" / "tp-allreduce-wait.json"))
+    return compact_bytes_v1(load(ROOT / "examples" / "tp-allreduce-wait.json"))
 
 
 def _parts(data: bytes) -> tuple[int, int, int, int, int]:
@@ -134,7 +137,8 @@ def test_wrong_magic_and_version() -> None:
     data = _good()
     assert "magic" in _bad(b"\x89SPY" + data[4:])
     assert "version 7 is not supported" in _bad(data[:8] + struct.pack("<I", 7) + data[12:])
-    assert COMPACT_VERSION == 1
+    assert COMPACT_VERSION == 2 and struct.unpack_from("<I", compact_bytes(load(ROOT / "examples" /
+                                                                           "tp-allreduce-wait.json")), 8)[0] == 2
 
 
 def test_header_sizes_are_checked_against_the_file_before_anything_is_allocated() -> None:
@@ -234,3 +238,210 @@ def test_a_lone_surrogate_in_a_compact_file() -> None:
     bad = data[:i] + b"\\udc00" + data[i + 6:]
     assert len(bad) == len(data)
     assert "lone UTF-16 surrogate" in _bad(bad)
+
+
+# ------------------------------------------------------------------ malformed compact files (version 2)
+# A version-2 file is taken apart into its header and typed sections, one
+# section is changed, and the file is put together again with consistent
+# sizes: the fault is then in the content, where only the row checks can find it.
+def _v2_split(data: bytes) -> tuple[dict[str, object], dict[str, np.ndarray]]:
+    import json
+
+    from syncproof.ir.columnar import SECTIONS
+
+    hlen = struct.unpack_from("<I", data, 12)[0]
+    header = json.loads(data[16:16 + hlen])
+    at = 16 + hlen
+    sec: dict[str, np.ndarray] = {}
+    for name, dtype in SECTIONS:
+        at += (-at) % 8
+        n = header["sizes"][name]
+        sec[name] = np.frombuffer(data, dtype=dtype, count=n, offset=at).copy()
+        at += n * np.dtype(dtype).itemsize
+    return header, sec
+
+
+def _v2_join(header: dict[str, object], sec: dict[str, np.ndarray]) -> bytes:
+    import json
+
+    from syncproof.ir.columnar import SECTIONS
+
+    header = {**header, "sizes": {name: int(sec[name].size) for name, _ in SECTIONS}}
+    head = json.dumps(header).encode()
+    parts = [MAGIC, struct.pack("<II", 2, len(head)), head]
+    at = 16 + len(head)
+    for name, dtype in SECTIONS:
+        parts.append(b"\0" * ((-at) % 8))
+        at += (-at) % 8
+        raw = np.asarray(sec[name], dtype=dtype).tobytes()
+        parts.append(raw)
+        at += len(raw)
+    return b"".join(parts)
+
+
+def _v2(example: str = "tp-allreduce-wait.json") -> tuple[dict[str, object], dict[str, np.ndarray]]:
+    return _v2_split(compact_bytes(load(ROOT / "examples" / example)))
+
+
+def _shape_col(name: str) -> int:
+    from syncproof.ir.columnar import SHAPE_COLUMNS
+
+    return SHAPE_COLUMNS.index(name)
+
+
+def _shapes(sec: dict[str, np.ndarray]) -> np.ndarray:
+    from syncproof.ir.columnar import SHAPE_COLUMNS
+
+    return sec["shape"].reshape(-1, len(SHAPE_COLUMNS))
+
+
+def test_v2_split_and_join_give_the_schedule_back() -> None:
+    s = load(ROOT / "examples" / "tp-allreduce-wait.json")
+    header, sec = _v2_split(compact_bytes(s))
+    assert schedule_from_compact(_v2_join(header, sec), "x.spz") == s
+
+
+def test_v2_a_shape_of_unknown_kind_is_reported_at_its_first_op() -> None:
+    header, sec = _v2()
+    rows = _shapes(sec)
+    first = int(sec["column"][0])
+    rows[first, 0] = 99
+    msg = _bad(_v2_join(header, sec))
+    assert "kind code 99 is unknown" in msg and "rank 0, op 0" in msg
+
+
+def test_v2_numbers_pointing_outside_their_tables() -> None:
+    header, sec = _v2()
+    rows = _shapes(sec)
+    first = int(sec["column"][0])
+    rows[first, _shape_col("stream")] = 10**6
+    assert "stream names string 1000000, outside the table" in _bad(_v2_join(header, sec))
+    header, sec = _v2()
+    _shapes(sec)[int(sec["column"][0]), _shape_col("meta")] = 10**6
+    assert "name a row that does not exist" in _bad(_v2_join(header, sec))
+    header, sec = _v2()
+    sec["column"][3] = 10**6
+    assert "names shape 1000000" in _bad(_v2_join(header, sec))
+    header, sec = _v2()
+    sec["acc_reg"][0] = 10**6
+    assert "names region 1000000" in _bad(_v2_join(header, sec))
+    header, sec = _v2()
+    sec["reg_buf"][0] = 77
+    assert "region 0 names buffer 77" in _bad(_v2_join(header, sec))
+    header, sec = _v2()
+    sec["acc_off"][1] = 10**6
+    assert "access list offsets" in _bad(_v2_join(header, sec))
+
+
+def test_v2_an_empty_interval_and_an_interval_out_of_range() -> None:
+    header, sec = _v2()
+    sec["reg_bounds"][1] = sec["reg_bounds"][0]
+    assert re.search(r"region [0-9]+: the interval 0:0 is empty", _bad(_v2_join(header, sec)))
+    header, sec = _v2()
+    sec["reg_bounds"][1] = 2**62 + 5
+    assert "is empty or out of range" in _bad(_v2_join(header, sec))
+
+
+def test_v2_fields_a_kind_does_not_have() -> None:
+    from syncproof.ir.columnar import NONE, ROW_KINDS
+    from syncproof.ir.ops import Kind
+
+    header, sec = _v2()
+    rows = _shapes(sec)
+    compute = next(i for i in range(len(rows)) if rows[i, 0] == ROW_KINDS.index(Kind.COMPUTE))
+    rows[compute, _shape_col("peer")] = 1
+    op = int(np.flatnonzero(sec["column"] == compute)[0])
+    msg = _bad(_v2_join(header, sec))
+    assert "a compute op has no peer" in msg and f"op {op}" in msg
+    header, sec = _v2()
+    rows = _shapes(sec)
+    coll = next(i for i in range(len(rows)) if ROW_KINDS[rows[i, 0]].is_collective)
+    rows[coll, _shape_col("group")] = -1
+    assert "a all_reduce op needs group" in _bad(_v2_join(header, sec))
+    header, sec = _v2()
+    rows = _shapes(sec)
+    rows[compute, _shape_col("size")] = -5
+    assert "has no size or dtype" in _bad(_v2_join(header, sec))
+    assert NONE == -(2**63)
+
+
+def test_v2_metadata_is_checked_as_in_the_json_form() -> None:
+    from syncproof.ir.columnar import META_COLUMNS
+
+    for column, value, expect in [("layer", -1, "layer -1 is negative"), ("mb", -3, "mb -3 is negative"),
+                                  ("sample", 7, "sample must be 0 or 1"), ("seqs_hi", 10**6, "seqs"),
+                                  ("tokens_lo", 5, "tokens interval"), ("phase", 10**6, "phase must be")]:
+        header, sec = _v2()
+        sec["meta"].reshape(-1, len(META_COLUMNS))[:, META_COLUMNS.index(column)] = value
+        msg = _bad(_v2_join(header, sec))
+        assert expect in msg and "rank 0, op" in msg, (column, msg)
+
+
+def test_v2_a_p2p_mode_needs_format_version_2_and_a_known_mode() -> None:
+    import json
+
+    s = load(ROOT / "examples" / "tp-allreduce-wait.json")
+    text = dumps(s)
+    doc = json.loads(text)
+    doc["ranks"]["0"].insert(0, {"op": "send", "stream": "s", "to": 1, "p2p": "eager"})
+    doc["ranks"]["1"].insert(0, {"op": "recv", "stream": "s", "from": 0, "p2p": "eager"})
+    good = loads(json.dumps(doc), "p.json")
+    header, sec = _v2_split(compact_bytes(good))
+    assert schedule_from_compact(_v2_join(header, sec), "p.spz") == good
+    header["strings"] = ["bogus" if x == "eager" else x for x in header["strings"]]  # type: ignore[union-attr]
+    assert "p2p on an op must be" in _bad(_v2_join(header, sec))
+    header, sec = _v2_split(compact_bytes(good))
+    header["schedule"]["syncproof"] = 1  # type: ignore[index]
+    assert "needs format version 2" in _bad(_v2_join(header, sec))
+
+
+def test_v2_sizes_and_header_are_checked_against_the_file() -> None:
+    data = compact_bytes(load(ROOT / "examples" / "tp-allreduce-wait.json"))
+    header, sec = _v2_split(data)
+    assert "unknown header field 'strin9s'" in _bad(_header_swap(data, b'"strings":', b'"strin9s":'))
+    assert "'sizes'" in _bad(_header_swap(data, b'"sizes":{"reg_buf"', b'"sizes":{"x":1,"reg_buf"'))
+    assert "'column'" in _bad(_header_swap(data, f'"column":{sec["column"].size}'.encode(),
+                                           b'"column":99999999999'))
+    assert "sections end at byte" in _bad(data + b"\0" * 8)
+    assert "'strings' is not a list of strings" in _bad(_header_swap(data, b'"strings":[', b'"strings":[1,'))
+    assert "lone UTF-16 surrogate" in _bad(_header_swap(data, b'"strings":["', b'"strings":["\\udc00'))
+
+
+@pytest.mark.parametrize("mutation", ["group-without-rank", "peer-is-itself", "region-outside-extent",
+                                      "negative-size", "unknown-group"])
+def test_v2_an_op_validate_refuses_is_refused_with_the_json_forms_message(mutation: str) -> None:
+    """Ops the row checks pass but validate refuses (they depend on the rank,
+    or on the schedule): the compact form gives the JSON form's very error."""
+    import dataclasses
+    import json
+
+    doc = json.loads(dumps(load(ROOT / "examples" / "tp-allreduce-wait.json")))
+    doc["buffers"] = {k: {a: 64 for a in v} if isinstance(v, list) else v for k, v in doc["buffers"].items()}
+    s = loads(json.dumps(doc), "m.json")
+    ops = list(s.ops)
+    i = next(k for k, op in enumerate(ops) if op.kind.is_collective)
+    op = ops[i]
+    if mutation == "group-without-rank":
+        s = dataclasses.replace(s, groups=s.groups + (("solo", (1 - op.rank,)),))
+        ops[i] = dataclasses.replace(op, group="solo")
+    elif mutation == "peer-is-itself":
+        j = next(k for k, o in enumerate(ops) if o.kind.name == "COMPUTE")
+        from syncproof.ir.ops import Kind
+
+        ops[j] = dataclasses.replace(ops[j], kind=Kind.SEND, peer=ops[j].rank, writes=())
+    elif mutation == "region-outside-extent":
+        from syncproof.ir.region import Interval, Region
+
+        acc = op.reads[0]
+        box = tuple((a, Interval(60, 70)) for a, _ in acc.region.box)
+        ops[i] = dataclasses.replace(op, reads=(dataclasses.replace(acc, region=Region(acc.region.buffer, box)),))
+    elif mutation == "negative-size":
+        ops[i] = dataclasses.replace(op, size=-4)
+    else:
+        ops[i] = dataclasses.replace(op, group="nope")
+    bad = dataclasses.replace(s, ops=tuple(ops))
+    with pytest.raises(ScheduleError) as from_json:
+        loads(dumps(bad), "m.json")
+    with pytest.raises(ScheduleError) as from_compact:
+        loads(compact_bytes(bad), "m.json")
+    assert str(from_compact.value) == str(from_json.value)

@@ -911,15 +911,16 @@ def _nothing_is_fine(*args: Any) -> Callable[[int, Op], bool]:
 
 
 def _shape(x: Any) -> Any:
-    """``x`` down to its leaves, with exact types and field order."""
+    """``x`` down to its leaves, with exact types (fields read as attributes: the
+    loaders leave None fields of format v2 to the class's defaults)."""
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return (type(x), [(k, _shape(v)) for k, v in vars(x).items() if k in _FIELDS[type(x)]])
+        return (type(x), [(k, _shape(getattr(x, k))) for k in _FIELDS[type(x)]])
     if isinstance(x, tuple):
         return (tuple, [_shape(v) for v in x])
     return (type(x), x)
 
 
-_FIELDS = {c: {f.name for f in dataclasses.fields(c)} for c in (Op, Access, Meta, Region, Interval, Buffer,
+_FIELDS = {c: [f.name for f in dataclasses.fields(c)] for c in (Op, Access, Meta, Region, Interval, Buffer,
                                                                    InitValue, Schedule)}
 
 

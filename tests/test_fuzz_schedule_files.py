@@ -24,12 +24,12 @@ from hypothesis import strategies as st
 
 from syncproof.cli import main
 from syncproof.ir import dumps, load
-from syncproof.ir.compact import compact_bytes
+from syncproof.ir.compact import compact_bytes, compact_bytes_v1
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
 SEEDS_JSON = [p.read_bytes() for p in EXAMPLES]
-SEEDS_COMPACT = [compact_bytes(load(p)) for p in EXAMPLES]
+SEEDS_COMPACT = [compact_bytes(load(p)) for p in EXAMPLES] + [compact_bytes_v1(load(p)) for p in EXAMPLES[::3]]
 SECONDS = 20  # per input, on a loaded shared machine; a hang is far longer
 QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture,
          HealthCheck.large_base_example, HealthCheck.filter_too_much]
@@ -159,7 +159,7 @@ def compact_input(seed: int, rnd: random.Random) -> bytes:
         i = rnd.randrange(16, len(data))
         data[i:i + rnd.randrange(1, 9)] = b""
     else:  # the version
-        data[8:12] = rnd.choice([0, 2, 2**32 - 1]).to_bytes(4, "little")
+        data[8:12] = rnd.choice([0, 1, 2, 3, 2**32 - 1]).to_bytes(4, "little")
     return bytes(data)
 
 

@@ -47,11 +47,11 @@ from ..gcpause import gc_paused
 from .schedule import Schedule
 
 MAGIC = b"\x89SPZ\r\n\x1a\n"
-COMPACT_VERSION = 1
-READS_COMPACT_VERSIONS = (1,)
+COMPACT_VERSION = 2
+READS_COMPACT_VERSIONS = (1, 2)
 #: The largest header accepted, in bytes (its choices and groups; the ops are not in it).
 MAX_HEADER_BYTES = 64 * 1024**2
-_HEADER_KEYS = ("schedule", "ranks", "docs", "ops")
+_HEADER_KEYS = {1: ("schedule", "ranks", "docs", "ops"), 2: ("schedule", "ranks", "strings", "sizes", "ops")}
 
 
 def _pad(n: int, to: int) -> int:
@@ -59,7 +59,37 @@ def _pad(n: int, to: int) -> int:
 
 
 def compact_bytes(s: Schedule) -> bytes:
-    """The compact form of a schedule."""
+    """The compact form of a schedule (version 2: typed columns, see :mod:`syncproof.ir.columnar`)."""
+    from .columnar import SECTIONS, Encoder
+    from .fileformat import schedule_to_dict
+
+    with gc_paused():
+        top = schedule_to_dict(dataclasses.replace(s, ops=()))
+        top.pop("ranks", None)
+        enc = Encoder(s)
+        ranks: list[list[Any]] = []
+        for r in s.ranks:
+            mine = s.by_rank[r]
+            ranks.append([str(r), len(mine)])
+            for op in mine:
+                enc.op(op)
+        sections = enc.sections()
+    header = json.dumps({"schedule": top, "ranks": ranks, "strings": enc.strings,
+                         "sizes": {name: int(sections[name].size) for name, _ in SECTIONS}, "ops": len(enc.column)},
+                        separators=(",", ":")).encode("utf-8")
+    parts = [MAGIC, struct.pack("<II", 2, len(header)), header]
+    at = 16 + len(header)
+    for name, _ in SECTIONS:
+        parts.append(b"\0" * _pad(at, 8))
+        at += _pad(at, 8)
+        raw = sections[name].tobytes()
+        parts.append(raw)
+        at += len(raw)
+    return b"".join(parts)
+
+
+def compact_bytes_v1(s: Schedule) -> bytes:
+    """The compact form of version 1 (the distinct op documents as JSON text), still read."""
     import numpy as np
 
     from .fileformat import op_texts, schedule_to_dict
@@ -85,7 +115,7 @@ def compact_bytes(s: Schedule) -> bytes:
     if blobs:
         np.cumsum([len(b) for b in blobs], out=offsets[1:])
     blob = b"".join(blobs)
-    parts = [MAGIC, struct.pack("<II", COMPACT_VERSION, len(header)), header,
+    parts = [MAGIC, struct.pack("<II", 1, len(header)), header,
              b"\0" * _pad(16 + len(header), 8), offsets.tobytes(), blob]
     at = sum(map(len, parts))
     parts.append(b"\0" * _pad(at, 4))
@@ -101,7 +131,7 @@ def _bad(where: str, what: str) -> ScheduleError:
     return ScheduleError(f"not a valid compact schedule file: {what}", where)
 
 
-def _header(data: bytes, where: str) -> tuple[dict[str, Any], int]:
+def _header(data: bytes, where: str) -> tuple[dict[str, Any], int, int]:
     """The parsed header and the offset just after it."""
     from .jsonread import strict_parse
 
@@ -124,12 +154,12 @@ def _header(data: bytes, where: str) -> tuple[dict[str, Any], int]:
     if type(header) is not dict:
         raise _bad(where, "the header is not a JSON object")
     for key in header:
-        if key not in _HEADER_KEYS:
+        if key not in _HEADER_KEYS[version]:
             raise _bad(where, f"unknown header field {key!r}")
-    for key in _HEADER_KEYS:
+    for key in _HEADER_KEYS[version]:
         if key not in header:
             raise _bad(where, f"the header has no {key!r}")
-    return header, 16 + hlen
+    return header, 16 + hlen, version
 
 
 def _size(header: dict[str, Any], key: str, most: int, where: str) -> int:
@@ -148,7 +178,9 @@ def compact_document(data: bytes, where: str) -> dict[str, Any]:
     from .fileformat import SharedOps
     from .jsonread import _line_object, refuse_lone_surrogates
 
-    header, at = _header(data, where)
+    header, at, version = _header(data, where)
+    if version == 2:
+        return _document_v2(data, header, at, where)
     n = len(data)
     at += _pad(at, 8)
     # sizes: checked against what the file holds before anything is made from them
@@ -173,17 +205,7 @@ def compact_document(data: bytes, where: str) -> dict[str, Any]:
     if n_ops and int(column.max()) >= n_docs:
         bad = int(np.flatnonzero(column >= n_docs)[0])
         raise _bad(where, f"op {bad} names document {int(column[bad])}, but there are {n_docs}")
-    ranks_raw = header["ranks"]
-    if type(ranks_raw) is not list or not all(type(x) is list and len(x) == 2 and type(x[0]) is str
-                                              and type(x[1]) is int and x[1] >= 0 for x in ranks_raw):
-        raise _bad(where, "header field 'ranks' is not a list of [rank key, number of ops]")
-    if sum(x[1] for x in ranks_raw) != n_ops:
-        raise _bad(where, f"the ranks' numbers of ops sum to {sum(x[1] for x in ranks_raw)}, not {n_ops}")
-    top = header["schedule"]
-    if type(top) is not dict:
-        raise _bad(where, "header field 'schedule' is not an object")
-    if "ranks" in top:
-        raise _bad(where, "header field 'schedule' holds 'ranks'; the ops are in the column")
+    ranks_raw, top = _ranks_and_top(header, n_ops, where)
     off = offsets.tolist()
     base = end_offsets
     docs: list[Any] = []
@@ -205,6 +227,66 @@ def compact_document(data: bytes, where: str) -> dict[str, Any]:
     doc = {**top, "ranks": ranks}
     refuse_lone_surrogates(data, {**top, "docs": docs}, where)
     return doc
+
+
+def _ranks_and_top(header: dict[str, Any], n_ops: int, where: str) -> tuple[list[list[Any]], dict[str, Any]]:
+    ranks_raw = header["ranks"]
+    if type(ranks_raw) is not list or not all(type(x) is list and len(x) == 2 and type(x[0]) is str
+                                              and type(x[1]) is int and x[1] >= 0 for x in ranks_raw):
+        raise _bad(where, "header field 'ranks' is not a list of [rank key, number of ops]")
+    if sum(x[1] for x in ranks_raw) != n_ops:
+        raise _bad(where, f"the ranks' numbers of ops sum to {sum(x[1] for x in ranks_raw)}, not {n_ops}")
+    top = header["schedule"]
+    if type(top) is not dict:
+        raise _bad(where, "header field 'schedule' is not an object")
+    if "ranks" in top:
+        raise _bad(where, "header field 'schedule' holds 'ranks'; the ops are in the column")
+    return ranks_raw, top
+
+
+def _document_v2(data: bytes, header: dict[str, Any], at: int, where: str) -> dict[str, Any]:
+    """The JSON form's document of a version-2 file: its ops lists hold shape
+    numbers (:class:`~syncproof.ir.columnar.ColumnOps`) that the loader builds
+    from the shared tables."""
+    import numpy as np
+
+    from .columnar import SECTIONS, ColumnOps, Tables
+    from .jsonread import refuse_lone_surrogates
+
+    strings = header["strings"]
+    if type(strings) is not list or not all(type(x) is str for x in strings):
+        raise _bad(where, "header field 'strings' is not a list of strings")
+    sizes = header["sizes"]
+    names = [name for name, _ in SECTIONS]
+    if type(sizes) is not dict or list(sizes) != names:
+        raise _bad(where, f"header field 'sizes' must give, in order, the sizes of {', '.join(names)}")
+    n = len(data)
+    sec: dict[str, Any] = {}
+    for name, dtype in SECTIONS:
+        at += _pad(at, 8)
+        width = np.dtype(dtype).itemsize
+        count = _size(sizes, name, max(0, (n - at) // width), where)
+        sec[name] = np.frombuffer(data, dtype=dtype, count=count, offset=at)
+        at += count * width
+    if at != n:
+        raise _bad(where, f"the sections end at byte {at}, but the file has {n} bytes (the sizes disagree)")
+    n_ops = _size(header, "ops", len(sec["column"]), where)
+    if n_ops != len(sec["column"]):
+        raise _bad(where, f"the header says {n_ops} ops, but the column holds {len(sec['column'])}")
+    ranks_raw, top = _ranks_and_top(header, n_ops, where)
+    refuse_lone_surrogates(data, {**top, "strings": strings}, where)
+    tables = Tables(where, strings, sec)
+    column = sec["column"].tolist()
+    ranks: dict[str, list[Any]] = {}
+    pos = 0
+    for key, count in ranks_raw:
+        if key in ranks:
+            raise ScheduleError(f"rank {key} is listed twice", where)
+        ops = ColumnOps(column[pos:pos + count])
+        ops.tables = tables
+        ranks[key] = ops
+        pos += count
+    return {**top, "ranks": ranks}
 
 
 def schedule_from_compact(data: bytes, source: str = "<compact>") -> Schedule:

@@ -433,6 +433,11 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
               version: int = FORMAT_VERSION) -> tuple[list[Op], PreChecked | None]:
     """The ops of every rank, in order; and, when every op passed validate's
     per-op checks on the way, what validate needs to skip them."""
+    from .columnar import ColumnOps, Tables
+
+    if ranked and all(type(lst) is ColumnOps for _, lst in ranked):  # a compact file of version 2
+        tables: Tables = ranked[0][1].tables
+        return tables.build(ranked, buffers, src, groups, ranks, version)
     ops: list[Op] = []
     append = ops.append
     recorded: dict[tuple[int, str], Op] = {}
@@ -668,9 +673,7 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
                 f["reads"] = reads
                 f["writes"] = writes
                 f["meta"] = meta
-                f["comm"] = f["p2p"] = f["batch"] = f["signal"] = None
-                f["counts"] = f["recv_counts"] = f["completion"] = None
-                f["target"] = f["of"] = f["buffer"] = f["reuses"] = f["choice"] = None
+                # the fields of format v2 are None: the class's defaults stand for them (see Op)
                 if rkey is not None:  # a record (an event may be recorded again: a wait binds to the latest)
                     recorded.setdefault(rkey, op)
                 elif kind is wait:
@@ -972,7 +975,7 @@ def op_texts(s: Schedule) -> Iterator[tuple[int, tuple[str, ...]]]:
                 key = (op.peer, op.stream, op.kind, op.name, op.channel, op.group, op.event, op.root, op.size,
                        op.dtype, id(f["reads"]), id(f["writes"]), id(f["meta"]), op.comm, op.p2p, op.batch,
                        op.signal, op.counts, op.recv_counts, op.completion, op.target, op.of, op.buffer, op.reuses,
-                       id(f["choice"]))
+                       id(op.choice))
                 text = cache.get(key)
                 if text is None:
                     text = cache[key] = dump(op_to_dict(op))

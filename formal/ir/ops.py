@@ -143,6 +143,11 @@ class Op:
     ``id`` is the op's position in ``Schedule.ops``; ``index`` its position in
     its rank's issue order (the order the host enqueues the rank's ops across
     all of its streams).
+    The loaders build ops without ``__init__`` and leave out of the instance
+    dict the fields of format v2 that are None: a field with a default is
+    also a class attribute, which stands for it (a million ops, a dozen
+    fewer dict entries each).  Read fields as attributes, never from
+    ``__dict__``.
     """
 
     id: int
