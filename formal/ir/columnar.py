@@ -160,10 +160,9 @@ class Encoder:
         return got
 
     def op(self, op: Op) -> None:
-        f = op.__dict__
-        key = (op.peer, op.stream, op.kind, op.name, op.channel, op.group, op.event, op.root, op.size, op.dtype,
-               id(f["reads"]), id(f["writes"]), id(f["meta"]), op.comm, op.p2p, op.batch, op.signal, op.counts,
-               op.recv_counts, op.completion, op.target, op.of, op.buffer, op.reuses, id(op.choice))
+        from .fileformat import op_shape_key
+
+        key = op_shape_key(op)
         got = self._shape.get(key)
         if got is None:
             got = self._shape[key] = self.n_shapes
@@ -321,7 +320,7 @@ class Tables:
               groups: tuple[tuple[str, tuple[int, ...]], ...], ranks: list[int],
               version: int) -> tuple[list[Op], PreChecked | None]:
         """The ops of every rank, in order, as ``_load_ops`` gives them."""
-        from .fileformat import _op
+        from .fileformat import _op, op_checker, op_template
         from .jsonread import _line_object, refuse_lone_surrogates
         from .schedule import op_features
 
@@ -343,8 +342,8 @@ class Tables:
         n_str = len(self.strings)
         new = object.__new__
         # per shape: the fields of its ops, or a fault, or its JSON document
-        Shape = tuple[dict[str, Any] | None, str | None, Any, bool, frozenset[int] | None, int | None, Kind | None,
-                      frozenset[str]]
+        Shape = tuple[dict[str, Any] | None, str | None, Any, bool, tuple[int, ...] | None, int | None,
+                      Kind | None, frozenset[str]]
         shapes: list[Shape] = []
         for i in range(0, len(rows), width):
             row = rows[i:i + width]
@@ -375,21 +374,7 @@ class Tables:
         record_keys: set[tuple[int, str]] = set()
         record, wait = Kind.RECORD, Kind.WAIT
         checked = True
-        context: list[Schedule] = []
-
-        def passes_check_op(op: Op) -> bool:
-            """validate's per-op check of an op ``_op`` built (registering its record, as validate would)."""
-            from .schedule import Schedule
-            from .validate import check_op
-
-            if not context:
-                context.append(Schedule(name="-", ranks=tuple(ranks), groups=groups,
-                                        buffers=tuple(buffers.values()), ops=(), source=src))
-            try:
-                check_op(context[0], op.id, op, rank_set, recorded)
-            except ScheduleError:
-                return False
-            return True
+        passes_check_op = op_checker(ranks, groups, buffers, src, recorded)
 
         # per shape, in parallel lists: the fields of its ops, and what the op loop must do beyond copying them
         check_rank, is_record, is_wait, slow = 1, 2, 4, 8
@@ -434,10 +419,7 @@ class Tables:
                             record_keys.add(rkey)
                         elif k is wait:
                             waits.append(op)
-                        tfields = dict(op.__dict__)
-                        del tfields["id"], tfields["rank"], tfields["index"]
-                        members = (frozenset(group_map.get(op.group or "") or ()) if k.is_collective else None)
-                        peer = op.peer if (k.is_p2p or k is Kind.PUT or k is Kind.WAIT_SIGNAL) else None
+                        tfields, members, peer = op_template(op, group_map)
                         shapes[j] = (tfields, None, None, fine, members, peer, k, feats)
                         fields_of[j] = tfields
                         flags[j] = (check_rank if members is not None or peer is not None else 0) \
@@ -533,7 +515,7 @@ def _shape_fields(row: list[int], strings: list[str], n_str: int,
                   accs: list[tuple[tuple[Access, ...], str | None, str | None, bool, bool]],
                   metas: list[tuple[Meta, str | None, bool]], group_map: dict[str, tuple[int, ...]],
                   rank_set: set[int], version: int
-                  ) -> tuple[dict[str, Any], bool, frozenset[int] | None, int | None] | str:
+                  ) -> tuple[dict[str, Any], bool, tuple[int, ...] | None, int | None] | str:
     """The fields of a shape's ops; whether validate passes them on any rank
     (but for group membership and the peer, which depend on the rank: the
     members and the peer come back); or what is wrong, as the JSON form says."""
@@ -595,13 +577,13 @@ def _shape_fields(row: list[int], strings: list[str], n_str: int,
     meta, m_fault, m_fine = metas[meta_i]
     if m_fault is not None:
         return m_fault
-    members: frozenset[int] | None = None
+    members: tuple[int, ...] | None = None
     fine = r_fine and w_fine and m_fine and (size == NONE or size >= 0)
     if is_coll:
         assert group is not None
         got = group_map.get(group)
         fine = fine and got is not None and (kind is not Kind.BROADCAST or root in got)
-        members = frozenset(got or ())
+        members = got or ()
     if is_p2p:
         fine = fine and peer in rank_set
     fields = {

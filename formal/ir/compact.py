@@ -77,7 +77,7 @@ def compact_bytes(s: Schedule) -> bytes:
     header = json.dumps({"schedule": top, "ranks": ranks, "strings": enc.strings,
                          "sizes": {name: int(sections[name].size) for name, _ in SECTIONS}, "ops": len(enc.column)},
                         separators=(",", ":")).encode("utf-8")
-    parts = [MAGIC, struct.pack("<II", 2, len(header)), header]
+    parts = [MAGIC, struct.pack("<II", COMPACT_VERSION, len(header)), header]
     at = 16 + len(header)
     for name, _ in SECTIONS:
         parts.append(b"\0" * _pad(at, 8))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -428,6 +428,50 @@ _COLL_KINDS = frozenset(k for k in Kind if k.is_collective)
 _AccessCache = dict[tuple[tuple[Any, Any], ...], tuple[tuple[Access, ...], bool]]
 
 
+def op_checker(ranks: list[int], groups: tuple[tuple[str, tuple[int, ...]], ...], buffers: dict[str, Buffer],
+               src: str, recorded: dict[tuple[int, str], Op]) -> Callable[[Op], bool]:
+    """A predicate: does validate's per-op check pass an op ``_op`` built?  It
+    registers the op's record in ``recorded``, as validate would."""
+    rank_set = set(ranks)
+    context: list[Schedule] = []
+
+    def passes(op: Op) -> bool:
+        if not context:
+            context.append(Schedule(name="-", ranks=tuple(ranks), groups=groups, buffers=tuple(buffers.values()),
+                                    ops=(), source=src))
+        try:
+            check_op(context[0], op.id, op, rank_set, recorded)
+        except ScheduleError:
+            return False
+        return True
+
+    return passes
+
+
+def op_template(op: Op, group_map: dict[str, tuple[int, ...]]
+                ) -> tuple[dict[str, Any], tuple[int, ...] | None, int | None]:
+    """What the loaders copy an op's alike ops from: its fields but id, rank
+    and index; and what its checks depend on the rank by: the group's members
+    (a collective) and the peer (point to point, put, wait_signal)."""
+    fields = dict(op.__dict__)
+    del fields["id"], fields["rank"], fields["index"]
+    k = op.kind
+    members = group_map.get(op.group or "") if k.is_collective else None
+    peer_of = op.peer if (k.is_p2p or k is Kind.PUT or k is Kind.WAIT_SIGNAL) else None
+    return fields, members, peer_of
+
+
+def op_shape_key(op: Op) -> tuple[Any, ...]:
+    """Ops alike but for their id, rank and index have equal keys: told alike
+    by their fields, the access lists, metadata and choice by identity (the
+    loaders share those objects between alike ops; objects not shared only
+    miss a cache)."""
+    f = op.__dict__
+    return (op.peer, op.stream, op.kind, op.name, op.channel, op.group, op.event, op.root, op.size, op.dtype,
+            id(f["reads"]), id(f["writes"]), id(f["meta"]), op.comm, op.p2p, op.batch, op.signal, op.counts,
+            op.recv_counts, op.completion, op.target, op.of, op.buffer, op.reuses, id(op.choice))
+
+
 def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: str,
               groups: tuple[tuple[str, tuple[int, ...]], ...], ranks: list[int],
               version: int = FORMAT_VERSION) -> tuple[list[Op], PreChecked | None]:
@@ -507,23 +551,13 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
     # file, see _parse_canonical): built once, copied for the other ranks
     templates: dict[int, tuple[dict[str, Any], bool, tuple[int, ...] | None, int | None, Kind,
                                frozenset[str]]] = {}
-    context: list[Schedule] = []
     # Schedule.features, tracked on the way when every op list is shared (a
     # few lookups per distinct op, instead of a pass over all ops later)
     track = all(type(lst) is SharedOps for _, lst in ranked)
     features: set[str] = set()
     record_keys: set[tuple[int, str | None]] = set()
 
-    def passes_check_op(op: Op) -> bool:
-        """validate's per-op check of an op ``_op`` built (registering its record, as validate would)."""
-        if not context:
-            context.append(Schedule(name="-", ranks=tuple(ranks), groups=groups, buffers=tuple(buffers.values()),
-                                    ops=(), source=src))
-        try:
-            check_op(context[0], op.id, op, rank_set, recorded)
-        except ScheduleError:
-            return False
-        return True
+    passes_check_op = op_checker(ranks, groups, buffers, src, recorded)
 
     for rank, lst in ranked:
         share = type(lst) is SharedOps
@@ -694,12 +728,8 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
                         features.add("re-recorded")
                     record_keys.add((rank, op.event))
             if share:
-                fields = dict(op.__dict__)
-                del fields["id"], fields["rank"], fields["index"]
-                k = op.kind
-                members = group_map.get(op.group or "") if k in collectives else None
-                peer_of = op.peer if (k.is_p2p or k is Kind.PUT or k is Kind.WAIT_SIGNAL) else None
-                templates[id(d)] = (fields, fine, members, peer_of, k, of)
+                fields, members, peer_of = op_template(op, group_map)
+                templates[id(d)] = (fields, fine, members, peer_of, op.kind, of)
             append(op)
     return ops, ((recorded, waits, frozenset(features) if track else None) if checked else None)
 
@@ -971,11 +1001,7 @@ def op_texts(s: Schedule) -> Iterator[tuple[int, tuple[str, ...]]]:
         for r in s.ranks:
             out: list[str] = []
             for op in s.by_rank[r]:
-                f = op.__dict__
-                key = (op.peer, op.stream, op.kind, op.name, op.channel, op.group, op.event, op.root, op.size,
-                       op.dtype, id(f["reads"]), id(f["writes"]), id(f["meta"]), op.comm, op.p2p, op.batch,
-                       op.signal, op.counts, op.recv_counts, op.completion, op.target, op.of, op.buffer, op.reuses,
-                       id(op.choice))
+                key = op_shape_key(op)
                 text = cache.get(key)
                 if text is None:
                     text = cache[key] = dump(op_to_dict(op))
