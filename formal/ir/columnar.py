@@ -29,7 +29,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ScheduleError
-from .ops import P2P_MODES_OP, Access, Kind, Meta, Op
+from .ops import HOST_STREAM, P2P_MODES_OP, Access, Kind, Meta, Op
 from .region import FULL_HI, FULL_LO, Interval, Region, shared_interval
 
 if TYPE_CHECKING:
@@ -261,11 +261,14 @@ class Tables:
             out.append(region)
         return out
 
-    def _access_lists(self, regions: list[Region], buffers: dict[str, Buffer]
+    def _access_lists(self, regions: list[Region], region_fits: np.ndarray
                       ) -> list[tuple[tuple[Access, ...], str | None, str | None, bool, bool]]:
         """Per access list: the accesses, the fault as reads and as writes
-        (None if none), and whether validate passes it as reads and as writes."""
-        from .validate import accesses_are_fine
+        (None if none), and whether validate passes it as reads and as writes
+        (``region_fits``: per region, whether it lies inside its buffer)."""
+        import numpy as np
+
+        from .shapescan import all_of_lists
 
         off_a, reg_a, val_a = self.sec["acc_off"], self.sec["acc_reg"], self.sec["acc_val"]
         n_acc = len(reg_a)
@@ -276,6 +279,9 @@ class Tables:
             raise self.bad(f"an access names region {int(reg_a.max())}, but there are {len(regions)}")
         if n_acc and (int(val_a.min()) < -1 or int(val_a.max()) >= len(self.strings)):
             raise self.bad(f"an access names a string outside the table of {len(self.strings)}")
+        # validate's region check, for every access at once (a region fits or not whatever list holds it)
+        fits = all_of_lists(off_a.astype(np.int64), region_fits[reg_a.astype(np.int64)]).tolist() \
+            if n_acc else [True] * (len(off_a) - 1)
         off, regs, vals, strings = off_a.tolist(), reg_a.tolist(), val_a.tolist(), self.strings
         one: dict[tuple[int, int], Access] = {}
         new = object.__new__
@@ -292,9 +298,11 @@ class Tables:
                     f["value"] = strings[key[1]] if key[1] >= 0 else None
                 accs.append(acc)
             t = tuple(accs)
-            as_reads, as_writes = _access_faults(t)
-            out.append((t, as_reads, as_writes, as_reads is None and accesses_are_fine(buffers, t, False),
-                        as_writes is None and accesses_are_fine(buffers, t, True)))
+            as_reads, as_writes = _access_faults(t) if len(t) > 1 or (t and not t[0].value) else (None, None)
+            # validate passes the list if its regions fit; as writes, also if none overlap, which
+            # _access_faults reports (as_writes); the test compares this with accesses_are_fine
+            fit = fits[j]
+            out.append((t, as_reads, as_writes, as_reads is None and fit, as_writes is None and fit))
         return out
 
     def _metas(self) -> list[tuple[Meta, str | None, bool]]:
@@ -323,15 +331,22 @@ class Tables:
         from .fileformat import _op, op_checker, op_template
         from .jsonread import _line_object, refuse_lone_surrogates
         from .schedule import op_features
+        from .shapescan import region_fit_mask, screen_shapes
 
-        regions = self._regions(list(buffers.values()))
-        accs = self._access_lists(regions, buffers)
+        buffer_list = list(buffers.values())
+        regions = self._regions(buffer_list)
+        accs = self._access_lists(regions, region_fit_mask(self.sec["reg_buf"], self.sec["reg_bounds"], buffer_list))
         metas = self._metas()
         shape_a = self.sec["shape"]
         width = len(SHAPE_COLUMNS)
         if len(shape_a) % width:
             raise self.bad(f"the shape section holds {len(shape_a)} numbers, not a multiple of {width}")
         rows = shape_a.tolist()
+        # the rows that surely pass _shape_fields, and validate's verdict on them, all at once
+        ok_rows, fine_rows = (a.tolist() for a in screen_shapes(
+            shape_a.reshape(-1, width), ROW_KINDS, self.strings, accs, metas, dict(groups), ranks))
+        host_only = frozenset({"host"})
+        no_features: frozenset[str] = frozenset()
         doc_off = self.sec["doc_off"].tolist()
         docs_blob = self.sec["docs"].tobytes()
         n_docs = len(doc_off) - 1
@@ -356,6 +371,11 @@ class Tables:
                                    " or not a JSON object (without duplicate keys)")
                 refuse_lone_surrogates(docs_blob[doc_off[k]:doc_off[k + 1]], d, self.where)
                 shapes.append((None, None, d, False, None, None, None, frozenset()))
+                continue
+            if ok_rows[j]:  # features: a row shape's ops show "host" or none (a p2p mode is never screened ok)
+                fields, members, peer = shape_of_row(row, self.strings, accs, metas, group_map)
+                shapes.append((fields, None, None, fine_rows[j], members, peer, fields["kind"],
+                               host_only if fields["stream"] == HOST_STREAM else no_features))
                 continue
             got = _shape_fields(row, self.strings, n_str, accs, metas, group_map, rank_set, version)
             if isinstance(got, str):
@@ -396,56 +416,87 @@ class Tables:
             if shapes[j][0] is not None:
                 checked = checked and shapes[j][3]
                 features |= shapes[j][7]
+        slow_used = {j for j in used if flags[j] & slow}
         for rank, lst in ranked:
             base = len(ops)
-            for index, j in enumerate(lst):
-                fl = flags[j]
-                if fl & slow:
-                    fields, fault, d, *_ = shapes[j]
-                    if fields is None:  # always, for a slow shape
-                        if fault is not None:
-                            raise ScheduleError(fault, f"{src}: rank {rank}, op {index}")
-                        # a JSON document: built once by the JSON form's code, then copied as the JSON form does
-                        op = _op(d, rank, index, base + index, buffers, src, version)
-                        fine = passes_check_op(op)
-                        checked = checked and fine
-                        k = op.kind
-                        feats = op_features(op)
-                        features |= feats
-                        if k is record:
-                            rkey = (rank, op.event or "")
-                            if rkey in record_keys:
+            if slow_used and not slow_used.isdisjoint(lst):
+                # a shape not yet built (a JSON document) or at fault: op by op, in issue order
+                for index, j in enumerate(lst):
+                    fl = flags[j]
+                    if fl & slow:
+                        fields, fault, d, *_ = shapes[j]
+                        if fields is None:  # always, for a slow shape
+                            if fault is not None:
+                                raise ScheduleError(fault, f"{src}: rank {rank}, op {index}")
+                            # a JSON document: built once by the JSON form's code, then copied as the JSON form does
+                            op = _op(d, rank, index, base + index, buffers, src, version)
+                            fine = passes_check_op(op)
+                            checked = checked and fine
+                            k = op.kind
+                            feats = op_features(op)
+                            features |= feats
+                            if k is record:
+                                rkey = (rank, op.event or "")
+                                if rkey in record_keys:
+                                    features.add("re-recorded")
+                                record_keys.add(rkey)
+                            elif k is wait:
+                                waits.append(op)
+                            tfields, members, peer = op_template(op, group_map)
+                            shapes[j] = (tfields, None, None, fine, members, peer, k, feats)
+                            fields_of[j] = tfields
+                            flags[j] = (check_rank if members is not None or peer is not None else 0) \
+                                | (is_record if k is record else is_wait if k is wait else 0)
+                            append(op)
+                            continue
+                    op = new(Op)
+                    f = op.__dict__
+                    f.update(fields_of[j])
+                    f["id"] = base + index
+                    f["rank"] = rank
+                    f["index"] = index
+                    if fl:
+                        if fl & check_rank:
+                            members, peer = shapes[j][4], shapes[j][5]
+                            if (members is not None and rank not in members) or peer == rank:
+                                checked = False
+                        if fl & is_record:
+                            key: tuple[int, str] = (rank, op.event or "")
+                            recorded.setdefault(key, op)
+                            if key in record_keys:
                                 features.add("re-recorded")
-                            record_keys.add(rkey)
-                        elif k is wait:
+                            record_keys.add(key)
+                        elif fl & is_wait:
                             waits.append(op)
-                        tfields, members, peer = op_template(op, group_map)
-                        shapes[j] = (tfields, None, None, fine, members, peer, k, feats)
-                        fields_of[j] = tfields
-                        flags[j] = (check_rank if members is not None or peer is not None else 0) \
-                            | (is_record if k is record else is_wait if k is wait else 0)
-                        append(op)
-                        continue
+                    append(op)
+                slow_used = {j for j in slow_used if flags[j] & slow}
+                continue
+            # every shape of the rank is built: copy each op's fields, ...
+            for index, fd in enumerate([fields_of[j] for j in lst]):
                 op = new(Op)
                 f = op.__dict__
+                f.update(fd)
                 f["id"] = base + index
                 f["rank"] = rank
                 f["index"] = index
-                f.update(fields_of[j])  # type: ignore[arg-type]
-                if fl:
-                    if fl & check_rank:
-                        members, peer = shapes[j][4], shapes[j][5]
-                        if (members is not None and rank not in members) or peer == rank:
-                            checked = False
-                    if fl & is_record:
-                        key: tuple[int, str] = (rank, f["event"])
-                        recorded.setdefault(key, op)
-                        if key in record_keys:
-                            features.add("re-recorded")
-                        record_keys.add(key)
-                    elif fl & is_wait:
-                        waits.append(op)
                 append(op)
+            # ... check what depends on the rank once per shape the rank uses, ...
+            for j in set(lst):
+                if flags[j] & check_rank:
+                    members, peer = shapes[j][4], shapes[j][5]
+                    if (members is not None and rank not in members) or peer == rank:
+                        checked = False
+            # ... and track events, record by record and wait by wait, in issue order
+            for index in [i for i, j in enumerate(lst) if flags[j] & (is_record | is_wait)]:
+                op = ops[base + index]
+                if op.kind is record:
+                    key = (rank, op.event or "")
+                    recorded.setdefault(key, op)
+                    if key in record_keys:
+                        features.add("re-recorded")
+                    record_keys.add(key)
+                else:
+                    waits.append(op)
         return ops, ((recorded, waits, frozenset(features)) if checked else None)
 
 
@@ -530,7 +581,7 @@ def _shape_fields(row: list[int], strings: list[str], n_str: int,
             return f"{what} names string {v}, outside the table of {n_str}"
     if not (0 <= reads_i < len(accs) and 0 <= writes_i < len(accs) and 0 <= meta_i < len(metas)):
         return "the op's reads, writes or metadata name a row that does not exist"
-    stream, name, channel = strings[stream_i], strings[name_i], strings[channel_i]
+    stream, channel = strings[stream_i], strings[channel_i]
     group = strings[group_i] if group_i >= 0 else None
     event = strings[event_i] if event_i >= 0 else None
     dtype = strings[dtype_i] if dtype_i >= 0 else None
@@ -574,23 +625,45 @@ def _shape_fields(row: list[int], strings: list[str], n_str: int,
         return r_fault
     if w_fault is not None and w_accs:
         return w_fault
-    meta, m_fault, m_fine = metas[meta_i]
+    _, m_fault, m_fine = metas[meta_i]
     if m_fault is not None:
         return m_fault
-    members: tuple[int, ...] | None = None
     fine = r_fine and w_fine and m_fine and (size == NONE or size >= 0)
     if is_coll:
         assert group is not None
         got = group_map.get(group)
         fine = fine and got is not None and (kind is not Kind.BROADCAST or root in got)
-        members = got or ()
     if is_p2p:
         fine = fine and peer in rank_set
-    fields = {
-        "stream": stream, "kind": kind, "name": name, "peer": None if peer == NONE else peer, "channel": channel,
-        "group": group, "event": event, "root": None if root == NONE else root, "size": None if size == NONE else size,
-        "dtype": dtype, "reads": r_accs, "writes": w_accs, "meta": meta,
-    }
-    if p2p is not None:
-        fields["p2p"] = p2p  # the fields of format v2 are None: the class's defaults stand for them (see Op)
-    return fields, fine, members, (None if peer == NONE else peer)
+    fields, members, peer_of = shape_of_row(row, strings, accs, metas, group_map)
+    return fields, fine, members, peer_of
+
+
+def shape_of_row(row: list[int], strings: list[str],
+                 accs: list[tuple[tuple[Access, ...], str | None, str | None, bool, bool]],
+                 metas: list[tuple[Meta, str | None, bool]], group_map: dict[str, tuple[int, ...]]
+                 ) -> tuple[dict[str, Any], tuple[int, ...] | None, int | None]:
+    """The fields of the ops of a checked row (one that passes ``_shape_fields``
+    or the screen of :mod:`syncproof.ir.shapescan`), the group's members (a
+    collective) and the peer (point to point)."""
+    code, stream_i, name_i, channel_i, group_i, event_i, dtype_i, p2p_i, peer, root, size, reads_i, writes_i, \
+        meta_i = row
+    # only what differs from the class defaults (None, channel "0", no accesses): see Op and lean_fields
+    fields: dict[str, Any] = {"id": 0, "rank": 0, "index": 0, "stream": strings[stream_i], "kind": ROW_KINDS[code],
+                              "name": strings[name_i], "meta": metas[meta_i][0]}
+    group = strings[group_i] if group_i >= 0 else None
+    for key, v in (("peer", peer), ("root", root), ("size", size)):
+        if v != NONE:
+            fields[key] = v
+    for key, i in (("group", group_i), ("event", event_i), ("dtype", dtype_i), ("p2p", p2p_i)):
+        if i >= 0:
+            fields[key] = strings[i]
+    channel = strings[channel_i]
+    if channel != "0":
+        fields["channel"] = channel
+    if accs[reads_i][0]:
+        fields["reads"] = accs[reads_i][0]
+    if accs[writes_i][0]:
+        fields["writes"] = accs[writes_i][0]
+    members = (group_map.get(group or "") or ()) if code in _COLLECTIVE_CODES else None
+    return fields, members, (None if peer == NONE else peer)

@@ -220,9 +220,7 @@ def compact_document(data: bytes, where: str) -> dict[str, Any]:
     for key, count in ranks_raw:
         if key in ranks:
             raise ScheduleError(f"rank {key} is listed twice", where)
-        ops = SharedOps()
-        ops.extend([docs[j] for j in idx[pos:pos + count]])
-        ranks[key] = ops
+        ranks[key] = SharedOps.numbered(docs, idx[pos:pos + count])
         pos += count
     doc = {**top, "ranks": ranks}
     refuse_lone_surrogates(data, {**top, "docs": docs}, where)

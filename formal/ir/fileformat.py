@@ -8,6 +8,7 @@ file, the rank and op index and the field, and is a :class:`ScheduleError`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -450,15 +451,31 @@ def op_checker(ranks: list[int], groups: tuple[tuple[str, tuple[int, ...]], ...]
 
 def op_template(op: Op, group_map: dict[str, tuple[int, ...]]
                 ) -> tuple[dict[str, Any], tuple[int, ...] | None, int | None]:
-    """What the loaders copy an op's alike ops from: its fields but id, rank
-    and index; and what its checks depend on the rank by: the group's members
-    (a collective) and the peer (point to point, put, wait_signal)."""
-    fields = dict(op.__dict__)
-    del fields["id"], fields["rank"], fields["index"]
+    """What the loaders copy an op's alike ops from: its fields, id, rank and
+    index among them (see Op: copied first, then overwritten); and what its checks depend on the
+    rank by: the group's members (a collective) and the peer (point to point,
+    put, wait_signal)."""
+    fields = lean_fields(op.__dict__)
     k = op.kind
     members = group_map.get(op.group or "") if k.is_collective else None
     peer_of = op.peer if (k.is_p2p or k is Kind.PUT or k is Kind.WAIT_SIGNAL) else None
     return fields, members, peer_of
+
+
+#: The fields of an op that have a default other than a factory: the class attribute stands for them.
+_CLASS_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Op) if f.default is not dataclasses.MISSING}
+
+
+def lean_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` without the entries that hold their class default itself
+    (None, the empty tuple of no reads): an op copied from the rest reads the
+    same attributes, with fewer entries to copy and keep (see Op).  Told by
+    identity, so a value merely equal to its default stays."""
+    get = _CLASS_DEFAULTS.get
+    return {k: v for k, v in fields.items() if v is not get(k, _NO_DEFAULT)}
+
+
+_NO_DEFAULT = object()
 
 
 def op_shape_key(op: Op) -> tuple[Any, ...]:
@@ -466,9 +483,8 @@ def op_shape_key(op: Op) -> tuple[Any, ...]:
     by their fields, the access lists, metadata and choice by identity (the
     loaders share those objects between alike ops; objects not shared only
     miss a cache)."""
-    f = op.__dict__
     return (op.peer, op.stream, op.kind, op.name, op.channel, op.group, op.event, op.root, op.size, op.dtype,
-            id(f["reads"]), id(f["writes"]), id(f["meta"]), op.comm, op.p2p, op.batch, op.signal, op.counts,
+            id(op.reads), id(op.writes), id(op.meta), op.comm, op.p2p, op.batch, op.signal, op.counts,
             op.recv_counts, op.completion, op.target, op.of, op.buffer, op.reuses, id(op.choice))
 
 
@@ -549,8 +565,9 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
 
     # ops read from one shared document object (identical lines of a canonical
     # file, see _parse_canonical): built once, copied for the other ranks
-    templates: dict[int, tuple[dict[str, Any], bool, tuple[int, ...] | None, int | None, Kind,
-                               frozenset[str]]] = {}
+    # (with what the copies need beyond the fields, or None: see the copy below)
+    templates: list[tuple[dict[str, Any], tuple[bool, tuple[int, ...] | None, int | None, Kind,
+                                                frozenset[str]] | None] | None] = []
     # Schedule.features, tracked on the way when every op list is shared (a
     # few lookups per distinct op, instead of a pass over all ops later)
     track = all(type(lst) is SharedOps for _, lst in ranked)
@@ -561,24 +578,31 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
 
     for rank, lst in ranked:
         share = type(lst) is SharedOps
+        if share and len(templates) < lst.n_docs:
+            templates += [None] * (lst.n_docs - len(templates))
+        numbers = lst.numbers if share else []
         for index, d in enumerate(lst):
             op_id = len(ops)
             op: Op | None = None
             if share:
-                t = templates.get(id(d))
+                t = templates[numbers[index]]
                 if t is not None:  # the same document as an earlier op: its fields, checked already
-                    fields, t_fine, t_members, t_peer, t_kind, t_features = t
+                    fields, extra = t
                     op = op_new(Op)
                     f = op.__dict__
+                    f.update(fields)
                     f["id"] = op_id
                     f["rank"] = rank
                     f["index"] = index
-                    f.update(fields)
+                    append(op)
+                    if extra is None:  # fine on every rank, no event, no features: nothing more to do
+                        continue
+                    t_fine, t_members, t_peer, t_kind, t_features = extra
                     # what depends on the rank: membership of the group, a peer other than itself
                     if not t_fine or (t_members is not None and rank not in t_members) or t_peer == rank:
                         checked = False
                     if t_kind is record:
-                        key = (rank, f["event"])
+                        key = (rank, op.event or "")
                         recorded.setdefault(key, op)
                         if key in record_keys:
                             features.add("re-recorded")
@@ -587,7 +611,6 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
                         waits.append(op)
                     if t_features:
                         features.update(t_features)
-                    append(op)
                     continue
             fine = False
             try:
@@ -729,14 +752,30 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
                     record_keys.add((rank, op.event))
             if share:
                 fields, members, peer_of = op_template(op, group_map)
-                templates[id(d)] = (fields, fine, members, peer_of, op.kind, of)
+                k = op.kind
+                templates[numbers[index]] = (fields, None if fine and members is None and peer_of is None and not of
+                                    and k is not record and k is not wait else (fine, members, peer_of, k, of))
             append(op)
     return ops, ((recorded, waits, frozenset(features) if track else None) if checked else None)
 
 
 class SharedOps(list[Any]):
     """A rank's op documents in which one object may stand for several ops
-    (identical lines of a file): the loader builds each object's op once."""
+    (identical lines of a file): the loader builds each object's op once.
+    ``numbers`` gives each op's document number: the ``n_docs`` documents of
+    one file are numbered once, for all of its ranks (the loader finds a
+    document's template by its number, not by a dict lookup per op)."""
+
+    numbers: list[int]
+    n_docs: int
+
+    @classmethod
+    def numbered(cls, docs: list[Any], numbers: list[int]) -> SharedOps:
+        """The ops whose documents are ``docs[j]`` for each ``j`` of ``numbers``."""
+        out = cls([docs[j] for j in numbers])
+        out.numbers = numbers
+        out.n_docs = len(docs)
+        return out
 
 
 def _buffers(v: Any, src: str) -> dict[str, Buffer]:

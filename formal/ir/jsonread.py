@@ -164,10 +164,10 @@ def parse_canonical(data: bytes, where: str) -> dict[str, Any] | None:
         if d is None:
             return None
         parsed[line] = d
+    number = {line: j for j, line in enumerate(parsed)}
+    docs = list(parsed.values())
     for key, seg in segs:
-        ops = SharedOps()
-        ops.extend([parsed[line] for line in seg])
-        ranks[key] = ops
+        ranks[key] = SharedOps.numbered(docs, [number[line] for line in seg])
     top["ranks"] = ranks
     return top  # type: ignore[no-any-return]
 

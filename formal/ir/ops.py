@@ -147,7 +147,10 @@ class Op:
     dict the fields of format v2 that are None: a field with a default is
     also a class attribute, which stands for it (a million ops, a dozen
     fewer dict entries each).  Read fields as attributes, never from
-    ``__dict__``.
+    ``__dict__``.  An op alike to an earlier one but for its id, rank and
+    index is copied from a template dict that holds them too: updating the
+    new op's empty instance dict from a whole dict is one copy in CPython,
+    and overwriting the three entries after it inserts nothing.
     """
 
     id: int
