@@ -914,7 +914,8 @@ def loads(text: str | bytes, source: str = "<string>") -> Schedule:
 
     if isinstance(text, bytes) and text.startswith(MAGIC):
         return schedule_from_compact(text, source)
-    return schedule_from_dict(parse_schedule_json(text, source), source)
+    with gc_paused():  # one pause for the parse and the build: no collection walks the parsed documents between
+        return schedule_from_dict(parse_schedule_json(text, source), source)
 
 
 def load(path: str | Path) -> Schedule:
