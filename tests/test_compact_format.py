@@ -408,7 +408,8 @@ def test_v2_sizes_and_header_are_checked_against_the_file() -> None:
 
 
 @pytest.mark.parametrize("mutation", ["group-without-rank", "peer-is-itself", "region-outside-extent",
-                                      "negative-size", "unknown-group"])
+                                      "negative-size", "unknown-group", "wait-never-recorded",
+                                      "wait-never-recorded-on-a-later-rank"])
 def test_v2_an_op_validate_refuses_is_refused_with_the_json_forms_message(mutation: str) -> None:
     """Ops the row checks pass but validate refuses (they depend on the rank,
     or on the schedule): the compact form gives the JSON form's very error."""
@@ -437,6 +438,12 @@ def test_v2_an_op_validate_refuses_is_refused_with_the_json_forms_message(mutati
         ops[i] = dataclasses.replace(op, reads=(dataclasses.replace(acc, region=Region(acc.region.buffer, box)),))
     elif mutation == "negative-size":
         ops[i] = dataclasses.replace(op, size=-4)
+    elif mutation.startswith("wait-never-recorded"):  # the last (or first) rank's first wait names an unknown event
+        waits = [k for k, o in enumerate(ops) if o.kind.name == "WAIT"]
+        last = mutation.endswith("later-rank")
+        j = next(k for k in (reversed(waits) if last else waits)
+                 if ops[k].rank == (max if last else min)(o.rank for o in ops))
+        ops[j] = dataclasses.replace(ops[j], event="never")
     else:
         ops[i] = dataclasses.replace(op, group="nope")
     bad = dataclasses.replace(s, ops=tuple(ops))
@@ -445,3 +452,27 @@ def test_v2_an_op_validate_refuses_is_refused_with_the_json_forms_message(mutati
     with pytest.raises(ScheduleError) as from_compact:
         loads(compact_bytes(bad), "m.json")
     assert str(from_compact.value) == str(from_json.value)
+
+
+@pytest.mark.parametrize("rerecord", [False, True])
+def test_v2_events_recorded_again_and_first_records_as_in_the_json_form(rerecord: bool) -> None:
+    """A rank that records one event twice shows "re-recorded"; a wait binds as the JSON form binds it."""
+    import json
+
+    def rank(r: int) -> list[dict[str, object]]:
+        ops: list[dict[str, object]] = [
+            {"op": "compute", "stream": "a", "name": "k0", "writes": {f"x[i={r}]": "v"}},
+            {"op": "record", "stream": "a", "event": "e"},
+            {"op": "wait", "stream": "b", "event": "e"},
+            {"op": "compute", "stream": "b", "name": "k1", "reads": {f"x[i={r}]": "v"}},
+        ]
+        if rerecord and r == 1:
+            ops += [{"op": "record", "stream": "a", "event": "e"}, {"op": "wait", "stream": "b", "event": "e"}]
+        return ops
+
+    doc = {"syncproof": 2, "name": "rerecord", "buffers": {"x": ["i"]}, "ranks": {str(r): rank(r) for r in range(3)}}
+    s = loads(json.dumps(doc), "r.json")
+    c = loads(compact_bytes(s), "r.spz")
+    assert ("re-recorded" in c.features) is rerecord
+    assert c.features == s.features
+    assert c.ops == s.ops

@@ -328,6 +328,8 @@ class Tables:
               groups: tuple[tuple[str, tuple[int, ...]], ...], ranks: list[int],
               version: int) -> tuple[list[Op], PreChecked | None]:
         """The ops of every rank, in order, as ``_load_ops`` gives them."""
+        import numpy as np
+
         from .fileformat import _op, op_checker, op_template
         from .jsonread import _line_object, refuse_lone_surrogates
         from .schedule import op_features
@@ -417,6 +419,7 @@ class Tables:
                 checked = checked and shapes[j][3]
                 features |= shapes[j][7]
         slow_used = {j for j in used if flags[j] & slow}
+        per_shape: tuple[np.ndarray, np.ndarray, np.ndarray, list[str]] | None = None
         for rank, lst in ranked:
             base = len(ops)
             if slow_used and not slow_used.isdisjoint(lst):
@@ -470,6 +473,7 @@ class Tables:
                             waits.append(op)
                     append(op)
                 slow_used = {j for j in slow_used if flags[j] & slow}
+                per_shape = None
                 continue
             # every shape of the rank is built: copy each op's fields, ...
             for index, fd in enumerate([fields_of[j] for j in lst]):
@@ -480,24 +484,53 @@ class Tables:
                 f["rank"] = rank
                 f["index"] = index
                 append(op)
-            # ... check what depends on the rank once per shape the rank uses, ...
-            for j in set(lst):
-                if flags[j] & check_rank:
-                    members, peer = shapes[j][4], shapes[j][5]
-                    if (members is not None and rank not in members) or peer == rank:
-                        checked = False
-            # ... and track events, record by record and wait by wait, in issue order
-            for index in [i for i, j in enumerate(lst) if flags[j] & (is_record | is_wait)]:
-                op = ops[base + index]
-                if op.kind is record:
-                    key = (rank, op.event or "")
-                    recorded.setdefault(key, op)
-                    if key in record_keys:
-                        features.add("re-recorded")
+            # ... then, with numpy over the rank's shape numbers: what depends on the rank, once per shape ...
+            if per_shape is None:  # (again after a slow rank: it may have built shapes)
+                per_shape = _event_columns(shapes, flags, check_rank, record, wait)
+            checks_rank, record_event, wait_event, event_names = per_shape
+            col = np.asarray(lst, dtype=np.int64)
+            for j in np.unique(col[checks_rank[col]]).tolist():
+                members, peer = shapes[j][4], shapes[j][5]
+                if (members is not None and rank not in members) or peer == rank:
+                    checked = False
+            # ... each event's first record (a wait binds to the latest, validate asks for any) ...
+            ev = record_event[col]
+            at = np.flatnonzero(ev >= 0)
+            if len(at):
+                names, first = np.unique(ev[at], return_index=True)
+                if len(names) < len(at):
+                    features.add("re-recorded")
+                for e, i in zip(names.tolist(), at[first].tolist(), strict=True):
+                    key = (rank, event_names[e])
+                    recorded.setdefault(key, ops[base + i])
                     record_keys.add(key)
-                else:
-                    waits.append(op)
+            # ... and the waits, which validate checks against the records: only a rank with a wait on an
+            # event it never records hands them on (validate then names the first such wait)
+            wv = wait_event[col]
+            at = np.flatnonzero(wv >= 0)
+            if len(at) and not all((rank, event_names[e]) in recorded for e in np.unique(wv[at]).tolist()):
+                waits.extend([ops[base + i] for i in at.tolist()])
         return ops, ((recorded, waits, frozenset(features)) if checked else None)
+
+
+def _event_columns(shapes: list[Any], flags: list[int], check_rank: int, record: Kind, wait: Kind
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Per shape: whether its checks depend on the rank; the number of its
+    event if it is a record, and if it is a wait (-1 otherwise); and the
+    event names those numbers stand for."""
+    import numpy as np
+
+    names: dict[str, int] = {}
+    rec: list[int] = []
+    wai: list[int] = []
+    for shape in shapes:
+        kind, fields = shape[6], shape[0]
+        e = names.setdefault(fields.get("event") or "", len(names)) \
+            if fields is not None and (kind is record or kind is wait) else -1
+        rec.append(e if kind is record else -1)
+        wai.append(e if kind is wait else -1)
+    return (np.asarray([bool(f & check_rank) for f in flags] or [False], dtype=bool),
+            np.asarray(rec or [-1], dtype=np.int64), np.asarray(wai or [-1], dtype=np.int64), list(names))
 
 
 def _access_faults(t: tuple[Access, ...]) -> tuple[str | None, str | None]:
