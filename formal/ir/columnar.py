@@ -496,6 +496,7 @@ class Tables:
             # ... each event's first record (a wait binds to the latest, validate asks for any) ...
             ev = record_event[col]
             at = np.flatnonzero(ev >= 0)
+            names = np.zeros(0, dtype=np.int64)  # the events the rank records (all of its records are here)
             if len(at):
                 names, first = np.unique(ev[at], return_index=True)
                 if len(names) < len(at):
@@ -508,7 +509,7 @@ class Tables:
             # event it never records hands them on (validate then names the first such wait)
             wv = wait_event[col]
             at = np.flatnonzero(wv >= 0)
-            if len(at) and not all((rank, event_names[e]) in recorded for e in np.unique(wv[at]).tolist()):
+            if len(at) and not bool(np.isin(wv[at], names).all()):
                 waits.extend([ops[base + i] for i in at.tolist()])
         return ops, ((recorded, waits, frozenset(features)) if checked else None)
 
@@ -684,19 +685,29 @@ def shape_of_row(row: list[int], strings: list[str],
     # only what differs from the class defaults (None, channel "0", no accesses): see Op and lean_fields
     fields: dict[str, Any] = {"id": 0, "rank": 0, "index": 0, "stream": strings[stream_i], "kind": ROW_KINDS[code],
                               "name": strings[name_i], "meta": metas[meta_i][0]}
-    group = strings[group_i] if group_i >= 0 else None
-    for key, v in (("peer", peer), ("root", root), ("size", size)):
-        if v != NONE:
-            fields[key] = v
-    for key, i in (("group", group_i), ("event", event_i), ("dtype", dtype_i), ("p2p", p2p_i)):
-        if i >= 0:
-            fields[key] = strings[i]
+    if peer != NONE:
+        fields["peer"] = peer
+    if root != NONE:
+        fields["root"] = root
+    if size != NONE:
+        fields["size"] = size
+    group = None
+    if group_i >= 0:
+        group = fields["group"] = strings[group_i]
+    if event_i >= 0:
+        fields["event"] = strings[event_i]
+    if dtype_i >= 0:
+        fields["dtype"] = strings[dtype_i]
+    if p2p_i >= 0:
+        fields["p2p"] = strings[p2p_i]
     channel = strings[channel_i]
     if channel != "0":
         fields["channel"] = channel
-    if accs[reads_i][0]:
-        fields["reads"] = accs[reads_i][0]
-    if accs[writes_i][0]:
-        fields["writes"] = accs[writes_i][0]
+    reads = accs[reads_i][0]
+    if reads:
+        fields["reads"] = reads
+    writes = accs[writes_i][0]
+    if writes:
+        fields["writes"] = writes
     members = (group_map.get(group or "") or ()) if code in _COLLECTIVE_CODES else None
     return fields, members, (None if peer == NONE else peer)

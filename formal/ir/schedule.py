@@ -67,6 +67,8 @@ def _add_op_features(op: Op, out: set[str]) -> None:
         out.add("host")
     if op.kind in ALLOCATOR_KINDS:
         out.add("alloc")
+    if op.choice is not None:
+        out.add("choice")
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,9 @@ class Schedule:
     def features(self) -> frozenset[str]:
         """Which v2 constructs the ops use: "batch", "put", "weak", "override"
         (a per-op p2p mode), "comm" (an explicit communicator), "host" (an op
-        on the host stream), "alloc" (an allocator call), "re-recorded" (an
-        event recorded more than once on a rank).  Lets validation
+        on the host stream), "alloc" (an allocator call), "choice" (an op
+        with a guard or size expression), "re-recorded" (an event recorded
+        more than once on a rank).  Lets validation
         and the semantics skip passes a schedule does not need."""
         out: set[str] = set()
         recorded: set[tuple[int, str | None]] = set()

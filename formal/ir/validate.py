@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from operator import attrgetter
 
 from ..errors import ScheduleError
 from .ops import COLLECTIVES, PHASES, Access, Kind, Meta, Op
@@ -30,7 +29,6 @@ def _has_v2(op: Op) -> bool:
 
 
 _SUGGEST_MAX = 2000
-_CHOICE_OF = attrgetter("choice")
 
 
 def suggest(name: object, choices: Iterable[object]) -> str:
@@ -338,7 +336,7 @@ def validate(schedule: Schedule, _prechecked: PreChecked | None = None, *, selec
         for pos, op in enumerate(schedule.ops):
             if not op_is_fine(pos, op):
                 _check_op(schedule, pos, op, ranks, recorded)
-    if schedule.choices or any(map(_CHOICE_OF, schedule.ops)):  # an OpChoice is always true
+    if schedule.choices or "choice" in schedule.features:  # an op with an OpChoice
         # a choice schedule superposes every branch: the checks across ops
         # (group calls, lifetimes, events) run on each selected schedule
         from .select import validate_choices
