@@ -128,7 +128,9 @@ def _one(args: argparse.Namespace, what: str, loader: Any, reference: Any, kw: d
         rep = check_schedule(sched, **kw)  # type: ignore[arg-type]
         # the one place hints are computed: every writer below gets them
         hints = report_hints(sched, rep)
-        ref = reference() if len(sched.ops) > jsonout.EMBED_MAX_OPS else None
+        # only a JSON report or --out refers to the schedule (a hash of its whole file: not for text alone)
+        ref = reference() if len(sched.ops) > jsonout.EMBED_MAX_OPS and (args.format == "json" or out_dir) \
+            else None
         if ref is not None and out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             ref = schedule_reference(sched, out_dir, safe_stem(sched.name), ref)
