@@ -577,7 +577,7 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
     passes_check_op = op_checker(ranks, groups, buffers, src, recorded)
 
     for rank, lst in ranked:
-        share = type(lst) is SharedOps
+        share = type(lst) is SharedOps and hasattr(lst, "numbers")  # (made by SharedOps.numbered)
         if share and len(templates) < lst.n_docs:
             templates += [None] * (lst.n_docs - len(templates))
         numbers = lst.numbers if share else []
