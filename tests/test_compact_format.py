@@ -409,7 +409,7 @@ def test_v2_sizes_and_header_are_checked_against_the_file() -> None:
 
 @pytest.mark.parametrize("mutation", ["group-without-rank", "peer-is-itself", "region-outside-extent",
                                       "negative-size", "unknown-group", "wait-never-recorded",
-                                      "wait-never-recorded-on-a-later-rank"])
+                                      "wait-never-recorded-on-a-later-rank", "wait-on-another-ranks-event"])
 def test_v2_an_op_validate_refuses_is_refused_with_the_json_forms_message(mutation: str) -> None:
     """Ops the row checks pass but validate refuses (they depend on the rank,
     or on the schedule): the compact form gives the JSON form's very error."""
@@ -438,6 +438,14 @@ def test_v2_an_op_validate_refuses_is_refused_with_the_json_forms_message(mutati
         ops[i] = dataclasses.replace(op, reads=(dataclasses.replace(acc, region=Region(acc.region.buffer, box)),))
     elif mutation == "negative-size":
         ops[i] = dataclasses.replace(op, size=-4)
+    elif mutation == "wait-on-another-ranks-event":  # the hint names the rank that records it
+        low = min(o.rank for o in ops)
+        e = next(o.event for o in ops if o.rank == low and o.kind.name == "RECORD")
+        for k, o in enumerate(ops):
+            if o.rank == low and o.event == e:
+                ops[k] = dataclasses.replace(o, event="solo")
+        j = next(k for k, o in enumerate(ops) if o.rank != low and o.kind.name == "WAIT")
+        ops[j] = dataclasses.replace(ops[j], event="solo")
     elif mutation.startswith("wait-never-recorded"):  # the last (or first) rank's first wait names an unknown event
         waits = [k for k, o in enumerate(ops) if o.kind.name == "WAIT"]
         last = mutation.endswith("later-rank")
@@ -452,6 +460,8 @@ def test_v2_an_op_validate_refuses_is_refused_with_the_json_forms_message(mutati
     with pytest.raises(ScheduleError) as from_compact:
         loads(compact_bytes(bad), "m.json")
     assert str(from_compact.value) == str(from_json.value)
+    if mutation == "wait-on-another-ranks-event":
+        assert "is recorded on rank" in str(from_compact.value)
 
 
 @pytest.mark.parametrize("rerecord", [False, True])

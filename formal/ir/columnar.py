@@ -420,6 +420,9 @@ class Tables:
                 features |= shapes[j][7]
         slow_used = {j for j in used if flags[j] & slow}
         per_shape: tuple[np.ndarray, np.ndarray, np.ndarray, list[str]] | None = None
+        # the first record of each event of a rank read the fast way: (rank, its first op id, event numbers,
+        # the records' indices, the event names)
+        later_records: list[tuple[int, int, list[int], list[int], list[str]]] = []
         for rank, lst in ranked:
             base = len(ops)
             if slow_used and not slow_used.isdisjoint(lst):
@@ -501,16 +504,18 @@ class Tables:
                 names, first = np.unique(ev[at], return_index=True)
                 if len(names) < len(at):
                     features.add("re-recorded")
-                for e, i in zip(names.tolist(), at[first].tolist(), strict=True):
-                    key = (rank, event_names[e])
-                    recorded.setdefault(key, ops[base + i])
-                    record_keys.add(key)
+                # validate reads the records only to check waits handed on: made below if any are
+                later_records.append((rank, base, names.tolist(), at[first].tolist(), event_names))
             # ... and the waits, which validate checks against the records: only a rank with a wait on an
             # event it never records hands them on (validate then names the first such wait)
             wv = wait_event[col]
             at = np.flatnonzero(wv >= 0)
             if len(at) and not bool(np.isin(wv[at], names).all()):
                 waits.extend([ops[base + i] for i in at.tolist()])
+        if waits:  # validate checks these against every rank's records (and names other ranks' in its hint)
+            for rank, base, numbers, first_at, event_names in later_records:
+                for e, i in zip(numbers, first_at, strict=True):
+                    recorded.setdefault((rank, event_names[e]), ops[base + i])
         return ops, ((recorded, waits, frozenset(features)) if checked else None)
 
 
