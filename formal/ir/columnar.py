@@ -344,9 +344,10 @@ class Tables:
         if len(shape_a) % width:
             raise self.bad(f"the shape section holds {len(shape_a)} numbers, not a multiple of {width}")
         rows = shape_a.tolist()
+        group_map, rank_set = dict(groups), set(ranks)
         # the rows that surely pass _shape_fields, and validate's verdict on them, all at once
         ok_rows, fine_rows = (a.tolist() for a in screen_shapes(
-            shape_a.reshape(-1, width), ROW_KINDS, self.strings, accs, metas, dict(groups), ranks))
+            shape_a.reshape(-1, width), ROW_KINDS, self.strings, accs, metas, group_map, ranks))
         host_only = frozenset({"host"})
         no_features: frozenset[str] = frozenset()
         doc_off = self.sec["doc_off"].tolist()
@@ -355,7 +356,6 @@ class Tables:
         if n_docs < 0 or doc_off[0] != 0 or doc_off[-1] != len(docs_blob) \
                 or any(doc_off[i] > doc_off[i + 1] for i in range(n_docs)):
             raise self.bad("the document offsets are not increasing from 0 to the blob's length")
-        group_map, rank_set = dict(groups), set(ranks)
         n_str = len(self.strings)
         new = object.__new__
         # per shape: the fields of its ops, or a fault, or its JSON document
