@@ -1285,6 +1285,50 @@ def test_identical_lines_are_checked_for_each_rank() -> None:
     assert s.ops[0].writes is s.ops[1].writes  # one document, one set of objects
 
 
+REC = {"op": "record", "stream": "s", "event": "e"}
+WAIT = {"op": "wait", "stream": "t", "event": "e"}
+WAIT_F = {"op": "wait", "stream": "t", "event": "f"}
+REC_F = {"op": "record", "stream": "s", "event": "f"}
+RED = {"op": "all_reduce", "stream": "s", "group": "g"}
+
+
+def _outcome_of(text: str) -> object:
+    try:
+        s = loads(text, "f.json")
+    except ScheduleError as exc:
+        return str(exc)
+    return s, s.features, [(op.id, op.rank, op.index) for op in s.ops]
+
+
+# Ranks after the first made only of lines seen before are copied in bulk (see rankcopy): the
+# events, the rank-dependent checks and the features must come out as op by op (the general layout)
+@pytest.mark.parametrize(("ranks", "expect"), [
+    # a later rank waits on an event it never records: the first such wait is named, with the hint
+    ([[REC, WAIT], [WAIT]], "rank 1, op 0 (wait on t): wait on event 'e', which rank 1 never records"),
+    ([[REC, WAIT], [REC, WAIT], [WAIT, REC]], "fine"),  # a wait before the record: a no-op, not an error
+    ([[REC, WAIT, REC_F], [REC, WAIT], [REC_F, WAIT]], "rank 2, op 1"),
+    ([[REC, WAIT_F, REC_F], [REC, WAIT_F], [REC_F, WAIT]], "rank 1, op 1 (wait on t): wait on event 'f'"),
+    # re-recorded on a copied rank only, or on the first rank only
+    ([[REC, WAIT], [REC, REC, WAIT]], "re-recorded"),
+    ([[REC, REC, WAIT], [REC, WAIT]], "re-recorded"),
+    ([[REC, WAIT], [REC, WAIT]], "fine"),
+    # a copied rank outside the group of its collective
+    ([[RED, REC], [REC, RED]], "rank 1, op 1 (all_reduce on s): rank 1 is not a member"),
+])
+def test_ranks_copied_in_bulk_load_as_op_by_op(ranks: list[list[dict[str, Any]]], expect: str) -> None:
+    doc = {"syncproof": 2, "groups": {"g": [0]}, "buffers": {"x": {"t": 8}},
+           "ranks": {str(r): ops for r, ops in enumerate(ranks)}}
+    got = _outcome_of(_canonical(doc))
+    assert got == _outcome_of(json.dumps(doc, indent=1))  # the general layout: op by op
+    assert isinstance(got, str) == (expect not in ("fine", "re-recorded")), got
+    if isinstance(got, str):
+        assert expect in got, got
+        if "never records" in expect and "'e'" in expect:
+            assert "is recorded on rank 0" in got
+    else:
+        assert ("re-recorded" in got[1]) == (expect == "re-recorded")  # type: ignore[index]
+
+
 def test_a_duplicate_key_in_a_canonical_line_is_found() -> None:
     text = _canonical(_two_rank_doc({"op": "compute", "stream": "s"})).replace(
         '"stream": "s"}', '"stream": "s", "stream": "t"}', 1)
@@ -1360,3 +1404,35 @@ def test_features_tracked_by_the_loader_are_the_schedules() -> None:
     s = loads(_canonical({"syncproof": 2, "ranks": {"0": [{"op": "record", "stream": "s", "event": "e"}] * 2,
                                                     "1": [{"op": "record", "stream": "s", "event": "e"}]}}), "r.json")
     assert "re-recorded" in s.features and s.features == S.features.func(s)  # type: ignore[attr-defined]
+
+
+def test_files_dumps_writes_take_the_canonical_path() -> None:
+    """The line-at-a-time reader (jsonread.parse_canonical) reads what dumps writes, shares identical
+    lines as one document (a rank's last op, without its comma, too) and finds every rank; anything
+    else falls back to the strict parse (tested alike above), so a broken reader would only be slow."""
+    from syncproof.ir.fileformat import SharedOps
+    from syncproof.ir.jsonread import _rank_lines, parse_canonical
+
+    s = schedule_of_size(600)
+    data = dumps(s).encode()
+    doc = parse_canonical(data, "f.json")
+    assert doc is not None and sorted(map(int, doc["ranks"])) == list(s.ranks)
+    lists = list(doc["ranks"].values())
+    assert all(type(lst) is SharedOps and len(lst.numbers) == len(lst) for lst in lists)
+    assert [len(lst) for lst in lists] == [len(s.by_rank[r]) for r in s.ranks]
+    # TP ranks run one program: alike lines are one document, the last lines among them
+    assert lists[0].n_docs < len(s.ops) * 0.6  # (TP2 here: about half the lines are new)
+    # a rank's last line, without the comma, is the same document as its twin with one
+    a, b = {"op": "compute", "stream": "s"}, {"op": "compute", "stream": "t"}
+    twin = parse_canonical(_canonical({"syncproof": 2, "ranks": {"0": [a, b], "1": [b, a]}}).encode(), "f.json")
+    assert twin is not None
+    assert twin["ranks"]["0"].numbers == [0, 1] and twin["ranks"]["1"].numbers == [1, 0]
+    assert twin["ranks"]["0"].n_docs == 2
+    assert loads(data, "f.json") == s
+    # the rank lines, found in the bytes: as a scan of the lines finds them
+    lines = data.split(b"\n")
+    k = lines.index(b'  "ranks": {')
+    body = lines[k + 1:-3]
+    at = sum(map(len, lines[:k + 1])) + k + 1
+    assert _rank_lines(data, at, len(body)) == [i for i, line in enumerate(body) if line.startswith(b'    "')]
+    assert _rank_lines(data, at, 0) == []

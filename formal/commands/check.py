@@ -115,6 +115,7 @@ def _one(args: argparse.Namespace, what: str, loader: Any, reference: Any, kw: d
          out_dir: Path | None, docs: list[Any], checked: list[tuple[str, Any, Any, Any]],
          tally: dict[str, int], codes: list[int]) -> None:
     """Check one schedule and write its outputs (appends to ``codes``, ``docs``, ``checked``)."""
+    from .. import quickexit
     from ..engine import check_schedule
     from ..engine.repair import report_hints
     from ..render import jsonout
@@ -125,7 +126,9 @@ def _one(args: argparse.Namespace, what: str, loader: Any, reference: Any, kw: d
 
     try:
         sched = loader()
+        quickexit.hold(sched, len(sched.ops))  # the console command ends without freeing it
         rep = check_schedule(sched, **kw)  # type: ignore[arg-type]
+        quickexit.hold(rep, len(sched.ops))
         # the one place hints are computed: every writer below gets them
         hints = report_hints(sched, rep)
         # only a JSON report or --out refers to the schedule (a hash of its whole file: not for text alone)

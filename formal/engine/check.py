@@ -37,7 +37,7 @@ from ..semantics.obligations import (
     read_obligations,
     unsampled_steps,
 )
-from ..semantics.precedence import Edge, Precedence, build_precedence, end
+from ..semantics.precedence import DATA, Edge, Precedence, build_precedence, end
 from . import explain
 from .graph import PrecedenceGraph, cyclic_edges, graph_of, shortest_strict_cycle, times_from_order
 from .z3backend import Answer, ConeBackend, Z3Backend, apply_seed
@@ -286,7 +286,7 @@ def check_schedule(s: Schedule, properties: Iterable[str] = PROPERTIES, *, engin
     apiguard.integer(max_cex, "check_schedule", "max_cex", 1, 100_000)
     apiguard.flag(replay, "check_schedule", "replay")
     apply_seed()  # SYNCPROOF_Z3_SEED, checked on every check (a bad one is a usage error whatever gets solved)
-    if s.choices or any(op.choice is not None for op in s.ops):
+    if s.choices or "choice" in s.features:  # (an op with an OpChoice)
         from .choices import check_choices
         return check_choices(s, properties, method=choices, engine=engine, timeout=timeout, rlimit=rlimit,
                              memory_mb=memory_mb, max_cex=max_cex, replay=replay)
@@ -394,7 +394,10 @@ def _check_schedule(s: Schedule, properties: Iterable[str], *, engine: str, time
             if not data_cycle:
                 raise InternalError("the precedence graph has a cycle but no strict cycle was found")
         elif full.has_blocking and "deadlock" in rest:
-            fg = PrecedenceGraph(s, full, clocks=False)
+            blocking = full.cls != DATA
+            # the blocking edges go forward in an order of the data graph: no cycle; else ask their graph
+            fg = graph if graph.orders_forward(full.u[blocking], full.v[blocking]) \
+                else PrecedenceGraph(s, full, clocks=False)
             if not fg.acyclic:
                 cycle = shortest_strict_cycle(cyclic_edges(full, fg.order))
                 if not cycle:

@@ -91,16 +91,21 @@ class PrecedenceGraph:
         c_ptr = np.concatenate(([0], np.cumsum(np.bincount(cu, minlength=n)))).tolist()
         c_dst = cv[np.argsort(cu, kind="stable")].tolist()
         indeg = np.bincount(cv, minlength=n).tolist()
-        placed = _kahn_from(np.flatnonzero(~shares & ~has).tolist(), c_ptr, c_dst, indeg)
+        placed, level_ends = _kahn_levels(np.flatnonzero(~shares & ~has).tolist(), c_ptr, c_dst, indeg)
         merge_order = np.array(placed, dtype=np.int64)
-        merge_order = merge_order[merge[merge_order]]
+        # the level of each placed point: no point is a predecessor of another of its level
+        level = np.repeat(np.arange(len(level_ends)), np.diff(np.concatenate(([0], level_ends)))) \
+            if placed else np.zeros(0, dtype=np.int64)
+        is_merge = merge[merge_order]
+        self._placed = (merge_order, level, rep)  # for ``orders_forward``
+        merge_order, merge_level = merge_order[is_merge], level[is_merge]
         self.acyclic = len(merge_order) == int(merge.sum())
         self._pred = (pred_ptr, pred_src)
         self.rows = np.full((1, max(1, self.n_chains)), -1, dtype=np.int32)
         self.row_of: list[int] = [0] * n
         self._row_of_a = np.zeros(n, dtype=np.int64)
         if self.acyclic and clocks:
-            self._clocks(pred_ptr, pred_src, merge, rep, merge_order)
+            self._clocks(pred_ptr, pred_src, merge, rep, merge_order, merge_level)
 
     @cached_property
     def _csr(self) -> tuple[list[int], list[int], list[int]]:
@@ -122,7 +127,7 @@ class PrecedenceGraph:
         return [dst[ptr[p]:ptr[p + 1]] for p in range(self.prec.n_points)]
 
     def _clocks(self, pred_ptr: np.ndarray, pred_src: np.ndarray, merge: np.ndarray, rep: np.ndarray,
-                merge_order: np.ndarray) -> None:
+                merge_order: np.ndarray, merge_level: np.ndarray) -> None:
         """``rows[row_of[p]][c]``: the last position on chain c that reaches p; -1 if none.
 
         A point that shares its chain predecessor shares its row too: its
@@ -130,44 +135,126 @@ class PrecedenceGraph:
         by position in ``reach``.  So rows are made only at *merge points*,
         where a sync edge brings knowledge in, and the entry of a row for its
         own chain may be stale, which ``reach`` never reads; when rows are
-        merged, each predecessor's own position is written explicitly.  Only
-        merge points are visited in Python, in topological order."""
+        merged, each predecessor's own position is written explicitly.
+
+        Merge points are visited in topological order, a level at a time (see
+        ``_kahn_levels``: no merge point of a level precedes another of it,
+        so their rows are independent).  A level of at least
+        :data:`LEVEL_IN_BULK` merge points is made with a few numpy calls for
+        all of them; a smaller one point by point."""
         n = self.prec.n_points
         row_id = np.zeros(n, dtype=np.int64)
         merge_ids = np.flatnonzero(merge)
         row_id[merge_ids] = np.arange(1, len(merge_ids) + 1)
         row_of = row_id[rep]  # sources (no predecessor) keep row 0: nothing reaches them
         rows = np.full((len(merge_ids) + 1, max(1, self.n_chains)), -1, dtype=np.int32)
-        ptr, src = pred_ptr.tolist(), pred_src.tolist()
-        row_l, chain_l, pos_l = row_of.tolist(), self.chain, self.pos
-        maximum = np.maximum
-        flat = rows.reshape(-1)  # scalar access through a 1-D view is cheaper
-        width = rows.shape[1]
-        for p in merge_order.tolist():
-            lo, hi = ptr[p], ptr[p + 1]
-            rp = row_l[p]
-            row = rows[rp]
-            if hi - lo == 2:  # the usual merge: the chain predecessor and one sync edge
-                preds = src[lo:hi]
-                maximum(rows[row_l[preds[0]]], rows[row_l[preds[1]]], out=row)
-            else:
-                preds = src[lo:hi]
-                row[:] = rows[row_l[preds[0]]]
-                for q in preds[1:]:
-                    maximum(row, rows[row_l[q]], out=row)
-            # A predecessor's row may be stale for its own chain: write its
-            # position.  Not for p's own chain, which no query reads from p's
-            # row, and which a later merge fixes from its own predecessor.
-            cp = chain_l[p]
-            for q in preds:
-                cq = chain_l[q]
-                if cq >= 0 and cq != cp:
-                    k = rp * width + cq
-                    if flat[k] < pos_l[q]:
-                        flat[k] = pos_l[q]
         self.rows = rows
-        self.row_of = row_l
+        self.row_of = row_of.tolist()
         self._row_of_a = row_of
+        if not len(merge_order):
+            return
+        chain_a, pos_a = self._chain_a, self._pos_a
+        # every (merge point, predecessor) pair, in merge order: the rows merged, and the positions a
+        # predecessor on another chain writes (its own entry may be stale)
+        lo = pred_ptr[merge_order]
+        cnt = pred_ptr[merge_order + 1] - lo
+        starts = np.cumsum(cnt) - cnt  # each merge point's first pair
+        at = np.arange(int(cnt.sum()), dtype=np.int64) - np.repeat(starts - lo, cnt)
+        q = pred_src[at]
+        q_row = row_of[q]
+        p_row = row_of[merge_order]
+        cq = chain_a[q]
+        width = rows.shape[1]
+        fix_at = np.flatnonzero((cq >= 0) & (cq != np.repeat(chain_a[merge_order], cnt)))
+        # one fix per (merge point, chain), the highest position (two predecessors may share a chain), in
+        # merge order: (merge point's index in merge order) * width + chain, sorted
+        point_of_pair = np.repeat(np.arange(len(merge_order), dtype=np.int64), cnt)
+        keys, inverse = np.unique(point_of_pair[fix_at] * width + cq[fix_at], return_inverse=True)
+        fix_pos = np.full(len(keys), -1, dtype=np.int32)
+        np.maximum.at(fix_pos, inverse.reshape(-1), pos_a[q[fix_at]].astype(np.int32))
+        fix_point, fix_chain = np.divmod(keys, width)
+        fix_row = p_row[fix_point]
+        # where each level starts among the merge points, the pairs and the fixes
+        level_start = np.flatnonzero(np.diff(merge_level, prepend=-1)).tolist() + [len(merge_order)]
+        pair_start = np.concatenate((starts, [len(q)])).tolist()
+        fix_start = np.searchsorted(fix_point, np.arange(len(merge_order) + 1)).tolist()
+        bulk = LEVEL_IN_BULK
+        levels = list(zip(level_start, level_start[1:], strict=False))
+        # what the point-by-point levels read, as lists (made only when some level is small)
+        small = any(b - a < bulk for a, b in levels)
+        starts_l, q_row_l, p_row_l = (starts.tolist(), q_row.tolist(), p_row.tolist()) if small else ([], [], [])
+        # in bulk, the merge points of two predecessors (most: the chain's own and one sync edge) take one
+        # maximum of two gathered row sets; the others (a collective's arrival) a reduceat over theirs
+        two = cnt == 2
+        two_at, many_at = np.flatnonzero(two), np.flatnonzero(~two)
+        two_p, two_q0, two_q1 = p_row[two_at], q_row[starts[two_at]], q_row[starts[two_at] + 1]
+        many_p = p_row[many_at]
+        many_pairs = np.concatenate([np.arange(starts[i], starts[i] + cnt[i]) for i in many_at.tolist()]) \
+            if len(many_at) else np.zeros(0, dtype=np.int64)
+        many_q = q_row[many_pairs]
+        many_off = np.cumsum(cnt[many_at]) - cnt[many_at]
+        cuts = np.arange(len(merge_order) + 1)
+        two_start = np.searchsorted(two_at, cuts).tolist()
+        many_start = np.searchsorted(many_at, cuts).tolist()
+        many_pair_start = np.concatenate((many_off, [len(many_q)])).tolist()
+        maximum = np.maximum
+        reduce_rows = np.maximum.reduceat
+        flat = rows.reshape(-1)  # scalar access through a 1-D view is cheaper
+        fix_row_l, fix_chain_l, fix_pos_l = (fix_row.tolist(), fix_chain.tolist(), fix_pos.tolist()) if small \
+            else ([], [], [])
+        for a, b in levels:
+            fa, fb = fix_start[a], fix_start[b]
+            if b - a >= bulk:
+                ta, tb = two_start[a], two_start[b]
+                if tb > ta:
+                    rows[two_p[ta:tb]] = maximum(rows[two_q0[ta:tb]], rows[two_q1[ta:tb]])
+                ma, mb = many_start[a], many_start[b]
+                if mb > ma:
+                    o = many_pair_start[ma]
+                    rows[many_p[ma:mb]] = reduce_rows(rows[many_q[o:many_pair_start[mb]]], many_off[ma:mb] - o,
+                                                      axis=0)
+                if fb > fa:  # (each (row, chain) once: a plain store of the maximum is right)
+                    r, c = fix_row[fa:fb], fix_chain[fa:fb]
+                    rows[r, c] = maximum(rows[r, c], fix_pos[fa:fb])
+                continue
+            for i in range(a, b):
+                row = rows[p_row_l[i]]
+                s0, s1 = starts_l[i], pair_start[i + 1]
+                if s1 - s0 == 2:  # the usual merge: the chain predecessor and one sync edge
+                    maximum(rows[q_row_l[s0]], rows[q_row_l[s0 + 1]], out=row)
+                else:
+                    row[:] = rows[q_row_l[s0]]
+                    for k in range(s0 + 1, s1):
+                        maximum(row, rows[q_row_l[k]], out=row)
+            for k in range(fa, fb):
+                j = fix_row_l[k] * width + fix_chain_l[k]
+                if flat[j] < fix_pos_l[k]:
+                    flat[j] = fix_pos_l[k]
+
+    def orders_forward(self, u: np.ndarray, v: np.ndarray) -> bool:
+        """Do the edges ``u -> v`` all go forward in one topological order of
+        this acyclic graph?  Then adding them leaves it acyclic (the order
+        stays topological).  False says nothing: ask a graph with them.
+
+        The order: a point's key is the Kahn level of the merge point (or
+        source) whose knowledge it shares, then its position on its chain.
+        Every edge goes up in it: an edge into a merge point from a level
+        below (the merge point is placed after what its predecessors share),
+        an edge to a point that shares its source from a lower position on
+        the same chain, or, for a collective member's end, from the
+        instance's arrival point (position 0, off the chains).  That is not
+        taken on trust: the graph's own edges are tested too, so True always
+        means a topological order of both edge sets was found."""
+        if not self.acyclic:
+            raise ValueError("orders_forward needs an acyclic graph")
+        if not len(u):
+            return True
+        placed, level, rep = self._placed
+        point_level = np.zeros(self.prec.n_points, dtype=np.int64)
+        point_level[placed] = level
+        span = int(self._pos_a.max(initial=0)) + 1
+        key = point_level[rep] * span + self._pos_a
+        return bool(np.all(key[u] < key[v]) and np.all(key[self.prec.u] < key[self.prec.v]))
 
     def reach(self, x: int, y: int) -> bool:
         """Does op event ``x`` precede op event ``y`` in every execution?"""
@@ -400,6 +487,31 @@ def _kahn(n: int, ptr: list[int], dst: list[int], indeg: list[int],
     order as :func:`topological_order` on the successor lists (plus the
     ``more`` edges after each point's own)."""
     return _kahn_from([p for p in range(n) if indeg[p] == 0], ptr, dst, indeg, more)
+
+
+def _kahn_levels(queue: list[int], ptr: list[int], dst: list[int], indeg: list[int]
+                 ) -> tuple[list[int], list[int]]:
+    """:func:`_kahn_from` (the same order), and where each level ends in it:
+    level 0 is ``queue``, level k+1 the points made ready while level k is
+    placed.  (In FIFO order a level's points come after all of the level
+    before: a point is ready once its last predecessor is placed.)"""
+    ends: list[int] = []
+    i = 0
+    while i < len(queue):
+        end_of_level = len(queue)
+        ends.append(end_of_level)
+        while i < end_of_level:
+            p = queue[i]
+            i += 1
+            for q in dst[ptr[p]:ptr[p + 1]]:
+                indeg[q] -= 1
+                if indeg[q] == 0:
+                    queue.append(q)
+    return queue, ends
+
+
+#: A level of the clocks' pass with at least this many merge points is made in bulk (see ``_clocks``).
+LEVEL_IN_BULK = 6
 
 
 def _kahn_from(queue: list[int], ptr: list[int], dst: list[int], indeg: list[int],

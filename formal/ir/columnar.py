@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ScheduleError
 from .ops import HOST_STREAM, P2P_MODES_OP, Access, Kind, Meta, Op
+from .rankcopy import EventColumns, LaterRecords, add_records, copy_rank
 from .region import FULL_HI, FULL_LO, Interval, Region, shared_interval
 
 if TYPE_CHECKING:
@@ -328,7 +329,6 @@ class Tables:
               groups: tuple[tuple[str, tuple[int, ...]], ...], ranks: list[int],
               version: int) -> tuple[list[Op], PreChecked | None]:
         """The ops of every rank, in order, as ``_load_ops`` gives them."""
-        import numpy as np
 
         from .fileformat import _op, op_checker, op_template
         from .jsonread import _line_object, refuse_lone_surrogates
@@ -419,10 +419,8 @@ class Tables:
                 checked = checked and shapes[j][3]
                 features |= shapes[j][7]
         slow_used = {j for j in used if flags[j] & slow}
-        per_shape: tuple[np.ndarray, np.ndarray, np.ndarray, list[str]] | None = None
-        # the first record of each event of a rank read the fast way: (rank, its first op id, event numbers,
-        # the records' indices, the event names)
-        later_records: list[tuple[int, int, list[int], list[int], list[str]]] = []
+        per_shape: EventColumns | None = None
+        later_records: LaterRecords = []  # the records of the ranks read in bulk
         for rank, lst in ranked:
             base = len(ops)
             if slow_used and not slow_used.isdisjoint(lst):
@@ -478,65 +476,19 @@ class Tables:
                 slow_used = {j for j in slow_used if flags[j] & slow}
                 per_shape = None
                 continue
-            # every shape of the rank is built: copy each op's fields, ...
-            for index, fd in enumerate([fields_of[j] for j in lst]):
-                op = new(Op)
-                f = op.__dict__
-                f.update(fd)
-                f["id"] = base + index
-                f["rank"] = rank
-                f["index"] = index
-                append(op)
-            # ... then, with numpy over the rank's shape numbers: what depends on the rank, once per shape ...
+            # every shape of the rank is built: copy each op's fields, then do the rest in bulk (see rankcopy)
+            copy_rank(ops, [fields_of[j] for j in lst], rank)  # type: ignore[misc]  # (no slow shape: all built)
             if per_shape is None:  # (again after a slow rank: it may have built shapes)
-                per_shape = _event_columns(shapes, flags, check_rank, record, wait)
-            checks_rank, record_event, wait_event, event_names = per_shape
-            col = np.asarray(lst, dtype=np.int64)
-            for j in np.unique(col[checks_rank[col]]).tolist():
+                per_shape = EventColumns(len(shapes))
+                per_shape.add([(j, sh[6], sh[0], bool(fl & check_rank))
+                               for j, (sh, fl) in enumerate(zip(shapes, flags, strict=True))])
+            for j in per_shape.rank_facts(lst, rank, base, ops, features, later_records, waits):
                 members, peer = shapes[j][4], shapes[j][5]
                 if (members is not None and rank not in members) or peer == rank:
                     checked = False
-            # ... each event's first record (a wait binds to the latest, validate asks for any) ...
-            ev = record_event[col]
-            at = np.flatnonzero(ev >= 0)
-            names = np.zeros(0, dtype=np.int64)  # the events the rank records (all of its records are here)
-            if len(at):
-                names, first = np.unique(ev[at], return_index=True)
-                if len(names) < len(at):
-                    features.add("re-recorded")
-                # validate reads the records only to check waits handed on: made below if any are
-                later_records.append((rank, base, names.tolist(), at[first].tolist(), event_names))
-            # ... and the waits, which validate checks against the records: only a rank with a wait on an
-            # event it never records hands them on (validate then names the first such wait)
-            wv = wait_event[col]
-            at = np.flatnonzero(wv >= 0)
-            if len(at) and not bool(np.isin(wv[at], names).all()):
-                waits.extend([ops[base + i] for i in at.tolist()])
         if waits:  # validate checks these against every rank's records (and names other ranks' in its hint)
-            for rank, base, numbers, first_at, event_names in later_records:
-                for e, i in zip(numbers, first_at, strict=True):
-                    recorded.setdefault((rank, event_names[e]), ops[base + i])
+            add_records(later_records, ops, recorded)
         return ops, ((recorded, waits, frozenset(features)) if checked else None)
-
-
-def _event_columns(shapes: list[Any], flags: list[int], check_rank: int, record: Kind, wait: Kind
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Per shape: whether its checks depend on the rank; the number of its
-    event if it is a record, and if it is a wait (-1 otherwise); and the
-    event names those numbers stand for."""
-    import numpy as np
-
-    names: dict[str, int] = {}
-    rec: list[int] = []
-    wai: list[int] = []
-    for shape in shapes:
-        kind, fields = shape[6], shape[0]
-        e = names.setdefault(fields.get("event") or "", len(names)) \
-            if fields is not None and (kind is record or kind is wait) else -1
-        rec.append(e if kind is record else -1)
-        wai.append(e if kind is wait else -1)
-    return (np.asarray([bool(f & check_rank) for f in flags] or [False], dtype=bool),
-            np.asarray(rec or [-1], dtype=np.int64), np.asarray(wai or [-1], dtype=np.int64), list(names))
 
 
 def _access_faults(t: tuple[Access, ...]) -> tuple[str | None, str | None]:

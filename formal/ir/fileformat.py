@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from .choices import Choice, OpChoice, choice_to_dict, choices_from_dict
 from .expr import Expr, Lit, parse_expr
 from .jsonread import parse_schedule_json
 from .ops import ALLOCATOR_KINDS, HOST_ONLY, HOST_STREAM, P2P_MODES_OP, Access, Kind, Meta, Op
+from .rankcopy import EventColumns, LaterRecords, add_records, copy_rank
 from .region import FULL, FULL_HI, Interval, Region, RegionSyntaxError, parse_region_parts, shared_interval
 from .schedule import Buffer, InitValue, Schedule, op_features
 from .validate import PreChecked, accesses_are_fine, check_op, meta_is_fine, suggest, validate
@@ -572,47 +573,34 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
     # few lookups per distinct op, instead of a pass over all ops later)
     track = all(type(lst) is SharedOps for _, lst in ranked)
     features: set[str] = set()
-    record_keys: set[tuple[int, str | None]] = set()
 
     passes_check_op = op_checker(ranks, groups, buffers, src, recorded)
 
+    columns: EventColumns | None = None  # per document number, for the ranks copied in bulk
+    later: LaterRecords = []  # the records of those ranks
+    fresh: list[tuple[int, Kind | None, dict[str, Any] | None, bool]] = []  # templates not in columns yet
+
     for rank, lst in ranked:
         share = type(lst) is SharedOps and hasattr(lst, "numbers")  # (made by SharedOps.numbered)
-        if share and len(templates) < lst.n_docs:
-            templates += [None] * (lst.n_docs - len(templates))
+        base = len(ops)
+        bulk = share  # a shared rank: its new documents built here, then every op copied in bulk
+        items: Iterable[tuple[int, Any]] = enumerate(lst)
         numbers = lst.numbers if share else []
-        for index, d in enumerate(lst):
-            op_id = len(ops)
+        if share:
+            if len(templates) < lst.n_docs:
+                templates += [None] * (lst.n_docs - len(templates))
+            # the first op of each document no earlier op showed, in issue order
+            first_new: dict[int, int] = {}
+            for i, t in enumerate([templates[j] for j in numbers]):
+                if t is None:
+                    first_new.setdefault(numbers[i], i)
+            items = [(i, lst[i]) for i in first_new.values()]
+        made: list[Op] = []  # (bulk) the ops built here: they take their places among the copies
+        for index, d in items:
+            op_id = base + index
             op: Op | None = None
-            if share:
-                t = templates[numbers[index]]
-                if t is not None:  # the same document as an earlier op: its fields, checked already
-                    fields, extra = t
-                    op = op_new(Op)
-                    f = op.__dict__
-                    f.update(fields)
-                    f["id"] = op_id
-                    f["rank"] = rank
-                    f["index"] = index
-                    append(op)
-                    if extra is None:  # fine on every rank, no event, no features: nothing more to do
-                        continue
-                    t_fine, t_members, t_peer, t_kind, t_features = extra
-                    # what depends on the rank: membership of the group, a peer other than itself
-                    if not t_fine or (t_members is not None and rank not in t_members) or t_peer == rank:
-                        checked = False
-                    if t_kind is record:
-                        key = (rank, op.event or "")
-                        recorded.setdefault(key, op)
-                        if key in record_keys:
-                            features.add("re-recorded")
-                        record_keys.add(key)
-                    elif t_kind is wait:
-                        waits.append(op)
-                    if t_features:
-                        features.update(t_features)
-                    continue
             fine = False
+            tf: dict[str, Any] | None = None
             try:
                 if type(d) is not dict:
                     raise _Decline
@@ -711,51 +699,83 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
                     got_meta = meta_cache[mkey] = (m, meta_is_fine(m))
                 meta, ok = got_meta
                 fine = fine and ok
-                # what Op(...) does, without the keyword call and the frozen __setattr__ per field
+                # what Op(...) does, without the keyword call and the frozen __setattr__ per field: the
+                # fields that differ from their class defaults (the v2 ones are None: the defaults stand
+                # for them, see Op), which are also the template of the op's copies
+                tf = {"id": op_id, "rank": rank, "index": index, "stream": stream, "kind": kind, "meta": meta}
+                if name:
+                    tf["name"] = name
+                if channel != "0":
+                    tf["channel"] = channel
+                if reads:
+                    tf["reads"] = reads
+                if writes:
+                    tf["writes"] = writes
+                if peer is not None:
+                    tf["peer"] = peer
+                if group is not None:
+                    tf["group"] = group
+                if event is not None:
+                    tf["event"] = event
+                if root is not None:
+                    tf["root"] = root
+                if size is not None:
+                    tf["size"] = size
+                if dtype is not None:
+                    tf["dtype"] = dtype
                 op = op_new(Op)
-                f = op.__dict__
-                f["id"] = op_id
-                f["rank"] = rank
-                f["index"] = index
-                f["stream"] = stream
-                f["kind"] = kind
-                f["name"] = name
-                f["peer"] = peer
-                f["channel"] = channel
-                f["group"] = group
-                f["event"] = event
-                f["root"] = root
-                f["size"] = size
-                f["dtype"] = dtype
-                f["reads"] = reads
-                f["writes"] = writes
-                f["meta"] = meta
-                # the fields of format v2 are None: the class's defaults stand for them (see Op)
-                if rkey is not None:  # a record (an event may be recorded again: a wait binds to the latest)
-                    recorded.setdefault(rkey, op)
-                elif kind is wait:
-                    waits.append(op)
+                op.__dict__.update(tf)
+                if not bulk:  # (in bulk, the rank's records and waits are found below)
+                    if rkey is not None:  # a record (recorded again: a wait binds to the latest)
+                        recorded.setdefault(rkey, op)
+                    elif kind is wait:
+                        waits.append(op)
             except Exception:  # _Decline, or anything unexpected: _op reports it
                 op = None
             if op is None:  # outside the handler, so that _op's error has no context
+                tf = None
                 op = _op(d, rank, index, op_id, buffers, src, version)
                 fine = passes_check_op(op)
-                if op.kind is wait:
+                if op.kind is wait and not bulk:
                     waits.append(op)
             checked = checked and fine
+            if not bulk:
+                append(op)
+                continue
+            # a template: its fields, and what its copies need beyond them, or None (fine on every rank,
+            # no event, no features; what does not depend on the rank is done here, for every copy)
             of = op_features(op) if track else frozenset()
-            if track:
-                features.update(of)
-                if op.kind is record:
-                    if (rank, op.event) in record_keys:
-                        features.add("re-recorded")
-                    record_keys.add((rank, op.event))
-            if share:
+            features.update(of)
+            if tf is not None:  # built above: its fields are the template; the group and peer as op_template
+                k = op.kind
+                fields = tf
+                members = group_map.get(op.group or "") if k in collectives else None
+                peer_of = op.peer if k is Kind.SEND or k is Kind.RECV else None
+            else:
                 fields, members, peer_of = op_template(op, group_map)
                 k = op.kind
-                templates[numbers[index]] = (fields, None if fine and members is None and peer_of is None and not of
-                                    and k is not record and k is not wait else (fine, members, peer_of, k, of))
-            append(op)
+            dependent = members is not None or peer_of is not None
+            templates[numbers[index]] = (fields, None if fine and not dependent and not of and k is not record
+                                         and k is not wait else (fine, members, peer_of, k, of))
+            fresh.append((numbers[index], k, fields, dependent))
+            made.append(op)
+        if not bulk:
+            continue
+        # every op of the rank copied from its document's template, then the rest in bulk (see rankcopy)
+        copy_rank(ops, [t[0] for t in [templates[j] for j in numbers]], rank)  # type: ignore[index]
+        for op in made:  # the ops built above stand in their places (validate's table may hold them)
+            ops[op.id] = op
+        if columns is None:
+            columns = EventColumns(len(templates))
+        columns.add(fresh)
+        fresh.clear()
+        for j in columns.rank_facts(numbers, rank, base, ops, features, later, waits):
+            x = templates[j][1]  # type: ignore[index]
+            assert x is not None
+            if (x[1] is not None and rank not in x[1]) or x[2] == rank:
+                checked = False
+    if waits:  # validate checks these against the records of every rank (see rankcopy)
+        add_records(later, ops, recorded)
     return ops, ((recorded, waits, frozenset(features) if track else None) if checked else None)
 
 
@@ -772,7 +792,7 @@ class SharedOps(list[Any]):
     @classmethod
     def numbered(cls, docs: list[Any], numbers: list[int]) -> SharedOps:
         """The ops whose documents are ``docs[j]`` for each ``j`` of ``numbers``."""
-        out = cls([docs[j] for j in numbers])
+        out = cls(map(docs.__getitem__, numbers))
         out.numbers = numbers
         out.n_docs = len(docs)
         return out

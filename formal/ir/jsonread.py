@@ -103,6 +103,25 @@ def _line_object(raw: bytes) -> Any:
     return v if type(v) is dict else None
 
 
+def _rank_lines(data: bytes, at: int, n_lines: int) -> list[int]:
+    """The numbers of the lines that start with 4 spaces and a quote among the
+    ``n_lines`` lines of ``data`` from offset ``at`` (the start of a line)."""
+    out: list[int] = []
+    line, pos = 0, at
+    if data.startswith(b'    "', at) and n_lines:
+        out.append(0)
+    while True:
+        nxt = data.find(b'\n    "', pos)
+        if nxt < 0:
+            break
+        line += data.count(b"\n", pos, nxt) + 1  # the line that starts after this newline
+        if line >= n_lines:
+            break
+        out.append(line)
+        pos = nxt + 1
+    return out
+
+
 def parse_canonical(data: bytes, where: str) -> dict[str, Any] | None:
     """The document of a file in the canonical layout, or None if the file
     is in any other layout (or not valid JSON at all).  Works a line at a
@@ -126,8 +145,9 @@ def parse_canonical(data: bytes, where: str) -> dict[str, Any] | None:
     if top is None or top.get("ranks") != {}:
         return None
     body = lines[k + 1:-3]
-    # the rank lines ("N": [) and the ends of their lists (], or ] for the last)
-    starts = [i for i, line in enumerate(body) if line.startswith(b'    "')]
+    # the rank lines ("N": [) and the ends of their lists (], or ] for the last): the lines of the body
+    # that start with 4 spaces and a quote, found in the bytes (an op line has a sixth space there)
+    starts = _rank_lines(data, sum(map(len, lines[:k + 1])) + k + 1, len(body))
     if not starts or starts[0] != 0:
         return None if body else {**top, "ranks": {}}
     ranks: dict[str, list[Any]] = {}
@@ -152,22 +172,31 @@ def parse_canonical(data: bytes, where: str) -> dict[str, Any] | None:
             return None
         ranks[key] = []
         segs.append((key, seg))
-    # each distinct line parsed once (a line and its twin without the comma: twice)
-    parsed: dict[bytes, Any] = {}
+    # each distinct line parsed once, and a line and its twin without the comma (the last op of a rank)
+    # are one document: the same number, so a rank ending in an op seen before is still all alike
+    lines_seen: dict[bytes, None] = {}
     for _, seg in segs:
-        parsed.update(dict.fromkeys(seg))
-    for line in parsed:
+        lines_seen.update(dict.fromkeys(seg))
+    number: dict[bytes, int] = {}
+    of_raw: dict[bytes, int] = {}
+    docs: list[Any] = []
+    for line in lines_seen:
         raw = line[6:-1] if line.endswith(b",") else line[6:]
-        if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH - 3:
-            return None
-        d = _line_object(raw)
-        if d is None:
-            return None
-        parsed[line] = d
-    number = {line: j for j, line in enumerate(parsed)}
-    docs = list(parsed.values())
+        j = of_raw.get(raw)
+        if j is None:
+            # (a line shorter than the depth limit cannot nest deeper)
+            if len(raw) > MAX_JSON_DEPTH - 3 and raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH - 3:
+                return None
+            d = _line_object(raw)
+            if d is None:
+                return None
+            j = of_raw[raw] = len(docs)
+            docs.append(d)
+        number[line] = j
+    del lines_seen, of_raw
+    of_line = number.__getitem__
     for key, seg in segs:
-        ranks[key] = SharedOps.numbered(docs, [number[line] for line in seg])
+        ranks[key] = SharedOps.numbered(docs, list(map(of_line, seg)))
     top["ranks"] = ranks
     return top  # type: ignore[no-any-return]
 

@@ -179,7 +179,7 @@ def _collective_problems(s: Schedule, seqs: dict[str, dict[int, list[Op]]],
 # Enum members looked up once: ``Kind.SEND`` costs a descriptor call per use
 # in Python 3.11, which a million-op loop notices.
 _SEND, _RECV, _RECORD, _WAIT = Kind.SEND, Kind.RECV, Kind.RECORD, Kind.WAIT
-_PUT, _WAIT_SIGNAL, _SYNC = Kind.PUT, Kind.WAIT_SIGNAL, Kind.SYNC
+_PUT, _WAIT_SIGNAL, _SYNC, _COMPUTE = Kind.PUT, Kind.WAIT_SIGNAL, Kind.SYNC, Kind.COMPUTE
 _COLLECTIVES = frozenset(k for k in Kind if k.is_collective)
 
 
@@ -190,14 +190,30 @@ def match(s: Schedule) -> Matching:
     sends: dict[tuple[int, int, str], list[Op]] = defaultdict(list)
     recvs: dict[tuple[int, int, str], list[Op]] = defaultdict(list)
     colls: dict[str, dict[int, list[Op]]] = defaultdict(lambda: defaultdict(list))
-    records: dict[tuple[int, str], Op] = {}
-    waits: list[Op] = []
-    bound: dict[int, Op | None] = {}  # wait -> the latest record of its event issued before it
+    records: dict[tuple[int, str], Op] = {}  # the latest record of each event so far
     puts: dict[tuple[int, int, str | None], list[Op]] = defaultdict(list)
     wsigs: dict[tuple[int, int, str | None], list[Op]] = defaultdict(list)
+    events: list[tuple[int, int]] = []
+    noop: list[int] = []
+    compute, collectives = _COMPUTE, _COLLECTIVES
     for op in s.ops:  # ops are in issue order per rank
         kind = op.kind
-        if kind is _SEND:
+        if kind is compute:
+            continue
+        if kind is _WAIT or (kind is _SYNC and op.event is not None):  # event.synchronize(): the same binding
+            # CUDA: a wait uses the event's state at the time of the call: the latest record before it
+            rec = records.get((op.rank, op.event or ""))
+            if rec is not None:
+                events.append((rec.id, op.id))
+            else:  # no record issued before it: CUDA does nothing
+                noop.append(op.id)
+        elif kind is _RECORD:
+            assert op.event is not None
+            records[(op.rank, op.event)] = op
+        elif kind in collectives:
+            assert op.group is not None
+            colls[op.group][op.rank].append(op)
+        elif kind is _SEND:
             assert op.peer is not None
             sends[(op.rank, op.peer, op.communicator or "")].append(op)
         elif kind is _RECV:
@@ -209,19 +225,6 @@ def match(s: Schedule) -> Matching:
         elif kind is _WAIT_SIGNAL:
             assert op.peer is not None
             wsigs[(op.peer, op.rank, op.signal)].append(op)
-        elif kind is _WAIT:
-            waits.append(op)
-            # CUDA: a wait uses the event's state at the time of the call: the latest record before it
-            bound[op.id] = records.get((op.rank, op.event or ""))
-        elif kind in _COLLECTIVES:
-            assert op.group is not None
-            colls[op.group][op.rank].append(op)
-        elif kind is _RECORD:
-            assert op.event is not None
-            records[(op.rank, op.event)] = op
-        elif kind is _SYNC and op.event is not None:  # event.synchronize(): the same binding
-            waits.append(op)
-            bound[op.id] = records.get((op.rank, op.event))
 
     pairs: list[tuple[int, int]] = []
     problems: list[Problem] = []
@@ -254,14 +257,22 @@ def match(s: Schedule) -> Matching:
 
     instances: list[Instance] = []
     clean: set[str] = set()
+    new_instance = object.__new__
     for g, members in s.groups:
         per = colls[g]
+        seqs = [per[m] for m in members]
+        depth = min(map(len, seqs))  # every member issued its k-th collective on g, for k below this
+        # the k-th collective of each member, k by k: their signatures must agree
+        sigs = [list(map(_sig, seq[:depth])) for seq in seqs]
         k = 0
-        while all(len(per[m]) > k for m in members):
-            if len({_sig(per[m][k]) for m in members}) > 1:
+        for k_sigs, k_ops in zip(zip(*sigs, strict=True), zip(*seqs, strict=False), strict=False):
+            first = k_sigs[0]
+            if any(x != first for x in k_sigs):
                 break
-            inst = Instance(g, k, tuple(per[m][k].id for m in members))
-            if per[members[0]][k].kind is Kind.ALL_TO_ALL:
+            inst = new_instance(Instance)  # Instance(g, k, ids), without the frozen __setattr__ per field
+            f = inst.__dict__
+            f["group"], f["k"], f["ops"] = g, k, tuple([o.id for o in k_ops])
+            if k_ops[0].kind is Kind.ALL_TO_ALL:
                 bad = _all_to_all_problems(s, inst, members)
                 if bad:  # the instance never completes: it and what follows on the group stay unmatched
                     problems.extend(bad)
@@ -288,13 +299,4 @@ def match(s: Schedule) -> Matching:
                 f" issues only {len(pp)} such put{'s' if len(pp) != 1 else ''}: the run hangs there",
                 (src,), tuple(o.id for o in ww[len(pp):]), (extra.id,)))
 
-    events: list[tuple[int, int]] = []
-    noop: list[int] = []
-    for op in waits:
-        assert op.event is not None
-        rec = bound.get(op.id)
-        if rec is not None:
-            events.append((rec.id, op.id))
-        else:  # no record issued before it: CUDA does nothing
-            noop.append(op.id)
     return Matching(tuple(pairs), tuple(instances), tuple(events), tuple(noop), tuple(problems), tuple(signals))

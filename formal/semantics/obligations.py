@@ -18,10 +18,11 @@ million-op schedule has about a million of them).
 
 from __future__ import annotations
 
+import operator
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from typing import Generic, NamedTuple, TypeVar, overload
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from ..ir import Access, Kind, Op, Region, Schedule
 from ..ir.region import Interval
@@ -193,11 +194,12 @@ def rank_classes(s: Schedule) -> Classes | None:
     return out
 
 
+_LOCAL = operator.attrgetter("stream", "reads", "writes")
+
+
 def _same_local(a: tuple[Op, ...], b: tuple[Op, ...]) -> bool:
-    for x, y in zip(a, b, strict=True):
-        if x.stream != y.stream or x.reads != y.reads or x.writes != y.writes:
-            return False
-    return True
+    """Do two ranks' ops (as many) have the same stream, reads and writes, op by op?"""
+    return len(a) == len(b) and all(map(operator.eq, map(_LOCAL, a), map(_LOCAL, b)))
 
 
 class PerRank(Sequence[Ob]):
@@ -649,55 +651,106 @@ PhaseSteps = tuple[list[MetaOb], dict[object, dict[int, _Step]]]
 def phase_steps(s: Schedule) -> PhaseSteps:
     """One pass over the ops for the phase rule: the metadata rules broken,
     and per sequence and step what :class:`_Step` keeps.  Shared by
-    :func:`phase_obligations` and :func:`unsampled_steps`."""
+    :func:`phase_obligations` and :func:`unsampled_steps`.
+
+    An op belongs to the steps of every sequence it names (of the whole batch
+    when it names none).  The pass keeps one :class:`_Step` per *class*
+    (the sequences named, the step) instead of one per sequence, and the
+    loaders share one Meta object among alike ops, so most ops cost a lookup
+    by the identity of their metadata and two dict stores.  The classes are
+    then merged into each sequence's steps: the last op of a lane is the
+    latest of its classes', the first the earliest, and the samples are
+    every class's, in op order."""
     obs: list[MetaOb] = []
-    by_step_tokens: dict[tuple[object, int], Op] = {}
-    groups: dict[object, dict[int, _Step]] = defaultdict(dict)
-    star: tuple[object, ...] = ("*",)
-    # an op without ``seqs`` (a batch-wide sampler or norm) belongs to every
-    # sequence of the batch: it is compared with each sequence's steps
-    every = tuple(sorted({q for op in s.ops if op.meta.phase is not None for q in op.meta.seqs})) or star
+    classes: dict[tuple[tuple[object, ...] | None, int], _Step] = {}
+    # per Meta object (alive with the schedule, so its id is not reused): its class's _Step, whether the op
+    # samples, and whether the op needs the checks of a decode step below; or None when in no step
+    seen: dict[int, tuple[_Step, bool, bool] | None] = {}
+    named: set[int] = set()  # the sequences ops with a phase name
+    special: list[Op] = []  # decode ops with an SP partition or a token range: checked op by op below
     waiting = WAITING_KINDS
     lane = lane_of(s)
+    plain = lane is _plain_lane
+    send, from_root = _SEND, _FROM_ROOT
     for op in s.ops:
         m = op.meta
-        phase = m.phase
-        if phase == "decode":
-            if m.sp is not None:
-                obs.append(MetaOb("phase", op.id, None,
-                                  f"{s.label(op)} is sequence-parallel partition {m.sp[0]}/{m.sp[1]} in decode"
-                                  f" step {m.step}: a decode step has one new token per sequence, so there is"
-                                  " nothing to split; SP is only legal in prefill"))
-            t = m.step
-            if t is None:
-                continue
-        elif phase == "prefill":
-            t = -1
-        else:
+        info: Any = seen.get(id(m), False)
+        if info is False:
+            info = None
+            phase = m.phase
+            if phase is not None:
+                named.update(m.seqs)
+            t = m.step if phase == "decode" else -1 if phase == "prefill" else None
+            if phase == "decode" and (m.sp is not None or m.tokens is not None):
+                info = (None, False, True)  # (the step, if any: below)
+            if t is not None:
+                ckey = (m.seqs or None, t)
+                g = classes.get(ckey)
+                if g is None:
+                    g = classes[ckey] = _Step()
+                info = (g, m.sample, info is not None)
+            seen[id(m)] = info
+        if info is None:
             continue
-        seqs: tuple[object, ...] = m.seqs if m.seqs else every
-        key = lane(op)
-        kind = op.kind
-        for q in seqs:
-            per_q = groups[q]
-            g = per_q.get(t)
+        g, sample, checks = info
+        if checks:
+            special.append(op)
             if g is None:
-                g = per_q[t] = _Step()
-            if kind is not _SEND:
-                g.last[key] = op.id
-            if key not in g.first and kind not in waiting and not (kind in _FROM_ROOT and op.root != op.rank):
-                g.first[key] = op.id
-            if m.sample:
-                g.samples.append(op.id)
-            if phase == "decode" and m.tokens is not None:
-                prev = by_step_tokens.get((q, t))
-                if prev is None:
-                    by_step_tokens[(q, t)] = op
-                elif prev.meta.tokens != m.tokens:
-                    obs.append(MetaOb("phase", op.id, prev.id,
-                                      f"{s.label(op)} and {s.label(prev)} split decode step {t}"
-                                      f" of sequence {q} into token partitions: SP inside a decode"
-                                      " step is illegal"))
+                continue
+        key = (op.rank, op.stream) if plain else lane(op)
+        kind = op.kind
+        if kind is not send:
+            g.last[key] = op.id
+        if key not in g.first and kind not in waiting and not (kind in from_root and op.root != op.rank):
+            g.first[key] = op.id
+        if sample:
+            g.samples.append(op.id)
+    # an op without ``seqs`` (a batch-wide sampler or norm) belongs to every
+    # sequence of the batch: it is compared with each sequence's steps
+    every: tuple[object, ...] = tuple(sorted(named)) or ("*",)
+    groups: dict[object, dict[int, _Step]] = defaultdict(dict)
+    merged: set[tuple[object, int]] = set()  # steps made of more than one class (their samples are sorted)
+    for (seqs, t), g in classes.items():
+        for q in seqs or every:
+            per_q = groups[q]
+            h = per_q.get(t)
+            if h is None:
+                h = per_q[t] = _Step()
+                h.last, h.first, h.samples = dict(g.last), dict(g.first), list(g.samples)
+                continue
+            last, first = h.last, h.first
+            for k, o in g.last.items():
+                if last.get(k, -1) < o:
+                    last[k] = o
+            for k, o in g.first.items():
+                if first.get(k, o) >= o:
+                    first[k] = o
+            if g.samples:
+                h.samples += g.samples
+                merged.add((q, t))
+    for q, t in merged:
+        groups[q][t].samples.sort()
+    # the rules of a decode step, op by op in issue order
+    by_step_tokens: dict[tuple[object, int], Op] = {}
+    for op in special:
+        m = op.meta
+        if m.sp is not None:
+            obs.append(MetaOb("phase", op.id, None,
+                              f"{s.label(op)} is sequence-parallel partition {m.sp[0]}/{m.sp[1]} in decode"
+                              f" step {m.step}: a decode step has one new token per sequence, so there is"
+                              " nothing to split; SP is only legal in prefill"))
+        t = m.step
+        if t is None or m.tokens is None:
+            continue
+        for q in m.seqs or every:
+            prev = by_step_tokens.get((q, t))
+            if prev is None:
+                by_step_tokens[(q, t)] = op
+            elif prev.meta.tokens != m.tokens:
+                obs.append(MetaOb("phase", op.id, prev.id,
+                                  f"{s.label(op)} and {s.label(prev)} split decode step {t}"
+                                  f" of sequence {q} into token partitions: SP inside a decode"
+                                  " step is illegal"))
     return obs, groups
 
 

@@ -51,7 +51,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..ir import Kind, Op, Schedule
-from ..ir.ops import HOST_STREAM
+from ..ir.ops import COMM_KINDS, HOST_STREAM
 from .matching import Matching
 from .memo import shared
 
@@ -363,11 +363,15 @@ def _communicator_edges(s: Schedule, cols: _Cols) -> None:
     consecutive units of different communicators, a progress edge.  An edge
     that stream order already implies (both ops on one stream) is left out."""
     progress = PROGRESS if s.progress == "any" else -1
+    comm_kinds, host = COMM_KINDS, HOST_STREAM
+    one = cols.one
     for r in s.ranks:
         units: list[tuple[list[Op], frozenset[str]]] = []
         for op in s.by_rank[r]:
             # NCCL's rules: not for host (gloo, CPU) communication, which the host runs in issue order anyway
-            c = op.communicator if op.kind.is_comm and op.stream != HOST_STREAM else None
+            if op.kind not in comm_kinds or op.stream == host:
+                continue
+            c = op.communicator
             if c is None:
                 continue
             if op.batch is not None and units and units[-1][0][-1].batch == op.batch:
@@ -378,6 +382,20 @@ def _communicator_edges(s: Schedule, cols: _Cols) -> None:
                 units.append(([op], frozenset((c,))))
         last_of: dict[str, int] = {}  # communicator -> index of its last unit
         for i, (parts, comms) in enumerate(units):
+            if len(parts) == 1:  # one op on one communicator (the usual unit): the same edges, in line
+                b = parts[0]
+                (c,) = comms
+                j = last_of.get(c)
+                last_of[c] = i
+                if j is not None:
+                    for a in units[j][0]:
+                        if a.stream != b.stream:
+                            one(2 * a.id + 1, 2 * b.id, True, "comm", a.id, b.id, DATA)
+                if i and j != i - 1 and progress >= 0:
+                    for a in units[i - 1][0]:
+                        if a.stream != b.stream:
+                            one(2 * a.id + 1, 2 * b.id, True, "progress", a.id, b.id, progress)
+                continue
             done: set[int] = set()
             for c in comms:
                 j = last_of.get(c)

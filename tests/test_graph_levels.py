@@ -1,0 +1,107 @@
+"""The clocks of the precedence graph made a level at a time (graph._clocks):
+levels in bulk with numpy and point by point must give the same rows, and
+the rows must answer reachability as a plain search over the edges does."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from strategies import schedules
+
+from syncproof.bench.generators import MIXES, schedule_of_size
+from syncproof.engine import graph as graph_mod
+from syncproof.engine.graph import PrecedenceGraph, _kahn_from, _kahn_levels
+from syncproof.ir import Schedule
+from syncproof.semantics.matching import match
+from syncproof.semantics.precedence import build_precedence
+
+
+@contextmanager
+def bulk_from(n: int) -> Iterator[None]:
+    old = graph_mod.LEVEL_IN_BULK
+    graph_mod.LEVEL_IN_BULK = n
+    try:
+        yield
+    finally:
+        graph_mod.LEVEL_IN_BULK = old
+
+
+def _graphs(s: Schedule) -> tuple[PrecedenceGraph, PrecedenceGraph]:
+    prec = build_precedence(s, match(s)).data
+    with bulk_from(1):
+        in_bulk = PrecedenceGraph(s, prec)
+    with bulk_from(10**9):
+        one_by_one = PrecedenceGraph(s, prec)
+    return in_bulk, one_by_one
+
+
+@pytest.mark.parametrize("mix", MIXES)
+def test_bulk_and_point_by_point_rows_are_equal(mix: str) -> None:
+    s = schedule_of_size(3000, mix=mix)
+    a, b = _graphs(s)
+    assert a.acyclic and b.acyclic
+    assert a.rows.shape[0] > 100  # many merge points: the levels are really made in bulk
+    assert np.array_equal(a.rows, b.rows) and a.row_of == b.row_of
+
+
+@settings(max_examples=150, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(schedules())
+def test_random_schedules_give_equal_rows(s: Schedule) -> None:
+    a, b = _graphs(s)
+    assert a.acyclic == b.acyclic
+    if a.acyclic:
+        assert np.array_equal(a.rows, b.rows)
+
+
+def test_bulk_rows_answer_reachability_as_a_search_does() -> None:
+    s = schedule_of_size(400, mix="decode")
+    prec = build_precedence(s, match(s)).data
+    with bulk_from(1):
+        g = PrecedenceGraph(s, prec)
+    succ: dict[int, list[int]] = {}
+    for u, v in zip(prec.u.tolist(), prec.v.tolist(), strict=True):
+        succ.setdefault(u, []).append(v)
+    n = prec.n_points
+    rnd = random.Random(7)
+    for x in rnd.sample(range(2 * len(s.ops)), 60):
+        seen, todo = {x}, [x]
+        while todo:
+            for w in succ.get(todo.pop(), ()):
+                if w not in seen:
+                    seen.add(w)
+                    todo.append(w)
+        ys = np.arange(2 * len(s.ops), dtype=np.int64)
+        got = g.reach_many(np.full(len(ys), x, dtype=np.int64), ys).tolist()
+        assert got == [y != x and y in seen for y in ys.tolist()], x
+    assert n >= 2 * len(s.ops)
+
+
+def test_levels_keep_kahns_order() -> None:
+    rnd = random.Random(3)
+    for _ in range(50):
+        n = rnd.randint(1, 40)
+        edges = sorted({(a, b) for a in range(n) for b in range(a + 1, n) if rnd.random() < 0.15})
+        ptr = [0] * (n + 1)
+        for a, _ in edges:
+            ptr[a + 1] += 1
+        for i in range(n):
+            ptr[i + 1] += ptr[i]
+        dst = [b for _, b in edges]
+        indeg = [sum(1 for _, b in edges if b == v) for v in range(n)]
+        sources = [v for v in range(n) if indeg[v] == 0]
+        order, ends = _kahn_levels(list(sources), ptr, dst, list(indeg))
+        assert order == _kahn_from(list(sources), ptr, dst, list(indeg))
+        assert ends[-1] == len(order) == n and ends == sorted(ends)
+        level = {}
+        start = 0
+        for k, e in enumerate(ends):
+            for p in order[start:e]:
+                level[p] = k
+            start = e
+        assert all(level[a] < level[b] for a, b in edges)  # no point precedes another of its level
