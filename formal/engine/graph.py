@@ -55,8 +55,6 @@ class PrecedenceGraph:
             chain[2 * ids + 1] = c
             pos[2 * ids] = k
             pos[2 * ids + 1] = k + 1
-        self.chain: list[int] = chain.tolist()
-        self.pos: list[int] = pos.tolist()
         self._chain_a, self._pos_a = chain, pos
         self.n_chains = len(chains)
         self.queries: list[tuple[int, int]] | None = None  # set to [] to record reach() calls
@@ -86,13 +84,18 @@ class PrecedenceGraph:
         # Kahn's algorithm on merge points alone: a merge point is ready when
         # the point each predecessor shares with is placed.  The graph is
         # acyclic iff all merge points get placed (a cycle has a merge point).
+        # (Numbered among the points of that graph alone, merge points and sources, in point order: the
+        # same FIFO order, on lists a fraction of the points long.)
         into = merge[v]
-        cu, cv = rep[u[into]], v[into]
-        c_ptr = np.concatenate(([0], np.cumsum(np.bincount(cu, minlength=n)))).tolist()
+        nodes = np.flatnonzero(merge | ~has)  # (a point with no predecessor shares nothing)
+        number = np.zeros(n, dtype=np.int64)
+        number[nodes] = np.arange(len(nodes), dtype=np.int64)
+        cu, cv = number[rep[u[into]]], number[v[into]]
+        c_ptr = np.concatenate(([0], np.cumsum(np.bincount(cu, minlength=len(nodes))))).tolist()
         c_dst = cv[np.argsort(cu, kind="stable")].tolist()
-        indeg = np.bincount(cv, minlength=n).tolist()
-        placed, level_ends = _kahn_levels(np.flatnonzero(~shares & ~has).tolist(), c_ptr, c_dst, indeg)
-        merge_order = np.array(placed, dtype=np.int64)
+        indeg = np.bincount(cv, minlength=len(nodes)).tolist()
+        placed, level_ends = _kahn_levels(number[np.flatnonzero(~has)].tolist(), c_ptr, c_dst, indeg)
+        merge_order = nodes[np.array(placed, dtype=np.int64)]
         # the level of each placed point: no point is a predecessor of another of its level
         level = np.repeat(np.arange(len(level_ends)), np.diff(np.concatenate(([0], level_ends)))) \
             if placed else np.zeros(0, dtype=np.int64)
@@ -102,10 +105,23 @@ class PrecedenceGraph:
         self.acyclic = len(merge_order) == int(merge.sum())
         self._pred = (pred_ptr, pred_src)
         self.rows = np.full((1, max(1, self.n_chains)), -1, dtype=np.int32)
-        self.row_of: list[int] = [0] * n
         self._row_of_a = np.zeros(n, dtype=np.int64)
         if self.acyclic and clocks:
             self._clocks(pred_ptr, pred_src, merge, rep, merge_order, merge_level)
+
+    # Each point's chain, position on it and row of ``rows``, as lists (made on first use: the engine's
+    # own queries read the arrays; the redundancy pass reads these in its loops)
+    @cached_property
+    def chain(self) -> list[int]:
+        return self._chain_a.tolist()  # type: ignore[no-any-return]
+
+    @cached_property
+    def pos(self) -> list[int]:
+        return self._pos_a.tolist()  # type: ignore[no-any-return]
+
+    @cached_property
+    def row_of(self) -> list[int]:
+        return self._row_of_a.tolist()  # type: ignore[no-any-return]
 
     @cached_property
     def _csr(self) -> tuple[list[int], list[int], list[int]]:
@@ -149,7 +165,6 @@ class PrecedenceGraph:
         row_of = row_id[rep]  # sources (no predecessor) keep row 0: nothing reaches them
         rows = np.full((len(merge_ids) + 1, max(1, self.n_chains)), -1, dtype=np.int32)
         self.rows = rows
-        self.row_of = row_of.tolist()
         self._row_of_a = row_of
         if not len(merge_order):
             return
@@ -262,10 +277,11 @@ class PrecedenceGraph:
             return False
         if self.queries is not None:
             self.queries.append((x, y))
-        cx = self.chain[x]
-        if cx == self.chain[y]:
-            return self.pos[x] < self.pos[y]
-        return bool(self.rows[self.row_of[y], cx] >= self.pos[x])
+        chain, pos = self._chain_a, self._pos_a
+        cx = chain[x]
+        if cx == chain[y]:
+            return bool(pos[x] < pos[y])
+        return bool(self.rows[self._row_of_a[y], cx] >= pos[x])
 
     def reach_many(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """``reach`` for many pairs of op events at once (not recorded in ``queries``)."""

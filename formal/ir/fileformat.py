@@ -23,9 +23,9 @@ from .expr import Expr, Lit, parse_expr
 from .jsonread import parse_schedule_json
 from .ops import ALLOCATOR_KINDS, HOST_ONLY, HOST_STREAM, P2P_MODES_OP, Access, Kind, Meta, Op
 from .rankcopy import EventColumns, LaterRecords, add_records, copy_rank
-from .region import FULL, FULL_HI, Interval, Region, RegionSyntaxError, parse_region_parts, shared_interval
+from .region import FULL_HI, Interval, Region, RegionSyntaxError, parse_region_parts
 from .schedule import Buffer, InitValue, Schedule, op_features
-from .validate import PreChecked, accesses_are_fine, check_op, meta_is_fine, suggest, validate
+from .validate import PreChecked, accesses_are_fine, check_op, meta_is_fine, region_fits, suggest, validate
 
 FORMAT_VERSION = 2
 #: The most digits of a rank number (ranks are small; the bound keeps every integer of a schedule in 64 bits).
@@ -128,7 +128,7 @@ def resolve_region(text: Any, buffers: dict[str, Buffer], where: str) -> Region:
     if cached is not None and cached[0] is buffers:
         return cached[1]
     region = _resolve_region(text, buffers, where)
-    if len(_REGION_CACHE) > 1 << 16:
+    if len(_REGION_CACHE) > 1 << 18:
         _REGION_CACHE.clear()
     _REGION_CACHE[(text, id(buffers))] = (buffers, region)
     return region
@@ -161,7 +161,7 @@ def _resolve_region(text: str, buffers: dict[str, Buffer], where: str) -> Region
     region = _op_new(Region)  # Region(name, box), without the frozen __setattr__ per field
     f = region.__dict__
     f["buffer"] = name
-    f["box"] = tuple((a, given.get(a, FULL if ext is None else shared_interval(0, ext))) for a, ext in buf.axes)
+    f["box"] = tuple([(a, given.get(a, whole)) for a, whole in buf.whole])
     return region
 
 
@@ -531,7 +531,7 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
             f["region"] = resolve_region(text, buffers, "")
             f["value"] = value
             one_access[item] = acc
-        return (acc,), accesses_are_fine(buffers, (acc,), writes)
+        return (acc,), region_fits(buffers, acc.region)  # (accesses_are_fine of one access)
 
     def accesses(v: dict[Any, Any], cache: _AccessCache, writes: bool) -> tuple[tuple[Access, ...], bool]:
         """The accesses of a map of several regions and whether validate passes
@@ -757,7 +757,8 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
             dependent = members is not None or peer_of is not None
             templates[numbers[index]] = (fields, None if fine and not dependent and not of and k is not record
                                          and k is not wait else (fine, members, peer_of, k, of))
-            fresh.append((numbers[index], k, fields, dependent))
+            if dependent or k is record or k is wait:  # (the columns' defaults stand for the others)
+                fresh.append((numbers[index], k, fields, dependent))
             made.append(op)
         if not bulk:
             continue

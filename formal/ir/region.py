@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 # An axis a region leaves out spans everything.  The bound is far beyond any
 # real tensor size but keeps arithmetic in plain ints.
@@ -205,24 +206,43 @@ def _parse_interval(axis: str, text: str, text_all: str) -> Interval:
     return Interval(v, v + 1)
 
 
+def _canonical_item(item: str) -> tuple[str, Interval] | None:
+    """One ``axis=lo:hi`` or ``axis=i`` item of a canonical region (matched by
+    _CANONICAL_RE already), or None when the general case must decide."""
+    axis, _, rng = item.strip().partition("=")
+    lo_s, sep, hi_s = rng.partition(":")
+    if len(lo_s) > 18 or len(hi_s) > 18:
+        return None  # perhaps out of range
+    lo = int(lo_s)
+    hi = int(hi_s) if sep else lo + 1
+    if lo >= hi:
+        return None  # reversed or empty: the general case says which
+    return axis, shared_interval(lo, hi)
+
+
+_ITEMS: dict[str, tuple[str, Interval] | None] = {}
+_UNSEEN: Any = object()
+
+
 def parse_region_parts(text: str) -> tuple[str, list[tuple[str, Interval]]]:
     """Parse ``buf[a=1, b=0:4]`` into the buffer name and the named intervals,
     in the order written.  Axis names are not checked here."""
     m = _CANONICAL_RE.fullmatch(text)
     if m is not None:  # what the general case below gives, read directly
         parts: list[tuple[str, Interval]] = []
+        items = _ITEMS
         for item in m.group(2).split(","):
-            axis, _, rng = item.strip().partition("=")
-            lo_s, sep, hi_s = rng.partition(":")
-            if len(lo_s) > 18 or len(hi_s) > 18:
-                break  # perhaps out of range: the general case decides
-            lo = int(lo_s)
-            hi = int(hi_s) if sep else lo + 1
-            if lo >= hi or any(a == axis for a, _ in parts):
-                break  # an error: the general case reports it
-            parts.append((axis, shared_interval(lo, hi)))
+            got = items.get(item, _UNSEEN)
+            if got is _UNSEEN:  # (items repeat across regions: "layer=3", " token=0:512")
+                if len(items) > 1 << 16:
+                    items.clear()
+                got = items[item] = _canonical_item(item)
+            if got is None:
+                break  # an error, or perhaps out of range: the general case decides
+            parts.append(got)
         else:
-            return m.group(1), parts
+            if len(parts) == 1 or len({a for a, _ in parts}) == len(parts):  # (an axis twice: an error)
+                return m.group(1), parts
     m = _REGION_RE.match(text)
     if not m:
         raise RegionSyntaxError(

@@ -9,7 +9,7 @@ from functools import cached_property
 
 from .choices import Choice
 from .ops import ALLOCATOR_KINDS, HOST_STREAM, Kind, Op
-from .region import Region
+from .region import FULL, Interval, Region, shared_interval
 
 P2P_MODES = ("any", "rendezvous", "eager")
 # The kinds seq_numbers numbers: collectives, sends, recvs, puts and signal waits.
@@ -28,6 +28,12 @@ class Buffer:
     @cached_property
     def axis_names(self) -> tuple[str, ...]:
         return tuple(a for a, _ in self.axes)
+
+    @cached_property
+    def whole(self) -> tuple[tuple[str, Interval], ...]:
+        """Each axis with its whole extent (0:extent, or FULL when unbounded): a
+        region's box for the axes it leaves out."""
+        return tuple((a, FULL if ext is None else shared_interval(0, ext)) for a, ext in self.axes)
 
 
 @dataclass(frozen=True)
@@ -141,10 +147,19 @@ class Schedule:
     @cached_property
     def streams(self) -> dict[tuple[int, str], tuple[Op, ...]]:
         """Program order of every (rank, stream)."""
-        out: dict[tuple[int, str], list[Op]] = defaultdict(list)
-        for op in self.ops:
-            out[(op.rank, op.stream)].append(op)
-        return {k: tuple(v) for k, v in out.items()}
+        out: dict[tuple[int, str], tuple[Op, ...]] = {}
+        for r, ops in self.by_rank.items():  # (one dict per rank: no key tuple made per op)
+            per: dict[str, list[Op]] = {}
+            for op in ops:
+                lst = per.get(op.stream)
+                if lst is None:
+                    per[op.stream] = [op]
+                else:
+                    lst.append(op)
+            for stream, lst in per.items():
+                out[(r, stream)] = tuple(lst)
+        # in the order their first ops are issued (the order of s.ops), as one pass over s.ops gives them
+        return dict(sorted(out.items(), key=lambda item: item[1][0].id))
 
     @cached_property
     def seq_numbers(self) -> tuple[int | None, ...]:

@@ -190,41 +190,58 @@ def match(s: Schedule) -> Matching:
     sends: dict[tuple[int, int, str], list[Op]] = defaultdict(list)
     recvs: dict[tuple[int, int, str], list[Op]] = defaultdict(list)
     colls: dict[str, dict[int, list[Op]]] = defaultdict(lambda: defaultdict(list))
-    records: dict[tuple[int, str], Op] = {}  # the latest record of each event so far
     puts: dict[tuple[int, int, str | None], list[Op]] = defaultdict(list)
     wsigs: dict[tuple[int, int, str | None], list[Op]] = defaultdict(list)
     events: list[tuple[int, int]] = []
     noop: list[int] = []
-    compute, collectives = _COMPUTE, _COLLECTIVES
-    for op in s.ops:  # ops are in issue order per rank
-        kind = op.kind
-        if kind is compute:
-            continue
-        if kind is _WAIT or (kind is _SYNC and op.event is not None):  # event.synchronize(): the same binding
-            # CUDA: a wait uses the event's state at the time of the call: the latest record before it
-            rec = records.get((op.rank, op.event or ""))
-            if rec is not None:
-                events.append((rec.id, op.id))
-            else:  # no record issued before it: CUDA does nothing
-                noop.append(op.id)
-        elif kind is _RECORD:
-            assert op.event is not None
-            records[(op.rank, op.event)] = op
-        elif kind in collectives:
-            assert op.group is not None
-            colls[op.group][op.rank].append(op)
-        elif kind is _SEND:
-            assert op.peer is not None
-            sends[(op.rank, op.peer, op.communicator or "")].append(op)
-        elif kind is _RECV:
-            assert op.peer is not None
-            recvs[(op.peer, op.rank, op.communicator or "")].append(op)
-        elif kind is _PUT:
-            assert op.peer is not None
-            puts[(op.rank, op.peer, op.signal)].append(op)
-        elif kind is _WAIT_SIGNAL:
-            assert op.peer is not None
-            wsigs[(op.peer, op.rank, op.signal)].append(op)
+    compute, collectives, wait, sync, record = _COMPUTE, _COLLECTIVES, _WAIT, _SYNC, _RECORD
+    in_order = True  # are the ranks' ops, rank after rank, the schedule's ops in id order?
+    next_id = 0
+    for r in s.ranks:  # rank by rank, each in issue order
+        ops = s.by_rank[r]
+        if ops and (ops[0].id != next_id or ops[-1].id != next_id + len(ops) - 1):
+            in_order = False
+        next_id += len(ops)
+        latest: dict[str, Op] = {}  # event -> its latest record so far on this rank
+        mine: dict[str, list[Op]] = {}  # group -> this rank's collectives on it
+        for op in ops:
+            kind = op.kind
+            if kind is compute:
+                continue
+            if kind is wait or (kind is sync and op.event is not None):  # event.synchronize(): the same binding
+                # CUDA: a wait uses the event's state at the time of the call: the latest record before it
+                rec = latest.get(op.event or "")
+                if rec is not None:
+                    events.append((rec.id, op.id))
+                else:  # no record issued before it: CUDA does nothing
+                    noop.append(op.id)
+            elif kind is record:
+                assert op.event is not None
+                latest[op.event] = op
+            elif kind in collectives:
+                assert op.group is not None
+                got = mine.get(op.group)
+                if got is None:
+                    mine[op.group] = [op]
+                else:
+                    got.append(op)
+            elif kind is _SEND:
+                assert op.peer is not None
+                sends[(r, op.peer, op.communicator or "")].append(op)
+            elif kind is _RECV:
+                assert op.peer is not None
+                recvs[(op.peer, r, op.communicator or "")].append(op)
+            elif kind is _PUT:
+                assert op.peer is not None
+                puts[(r, op.peer, op.signal)].append(op)
+            elif kind is _WAIT_SIGNAL:
+                assert op.peer is not None
+                wsigs[(op.peer, r, op.signal)].append(op)
+        for g, lst in mine.items():
+            colls[g][r] = lst
+    if not in_order:  # the links in the order of the waits, as a pass over the ops in id order gives them
+        events.sort(key=lambda e: e[1])
+        noop.sort()
 
     pairs: list[tuple[int, int]] = []
     problems: list[Problem] = []

@@ -365,12 +365,27 @@ def _communicator_edges(s: Schedule, cols: _Cols) -> None:
     progress = PROGRESS if s.progress == "any" else -1
     comm_kinds, host = COMM_KINDS, HOST_STREAM
     one = cols.one
+    batched = "batch" in s.features
     for r in s.ranks:
+        # NCCL's rules: not for host (gloo, CPU) communication, which the host runs in issue order anyway
+        comm_ops = [op for op in s.by_rank[r] if op.kind in comm_kinds and op.stream != host]
+        if not batched:  # every unit is one op on one communicator: the loop below, without the units
+            last_on: dict[str, Op] = {}  # communicator -> its last op so far
+            prev: Op | None = None  # the last op (unit) so far
+            for b in comm_ops:
+                c = b.communicator
+                if c is None:
+                    continue
+                a = last_on.get(c)
+                last_on[c] = b
+                if a is not None and a.stream != b.stream:
+                    one(2 * a.id + 1, 2 * b.id, True, "comm", a.id, b.id, DATA)
+                if prev is not None and a is not prev and progress >= 0 and prev.stream != b.stream:
+                    one(2 * prev.id + 1, 2 * b.id, True, "progress", prev.id, b.id, progress)
+                prev = b
+            continue
         units: list[tuple[list[Op], frozenset[str]]] = []
-        for op in s.by_rank[r]:
-            # NCCL's rules: not for host (gloo, CPU) communication, which the host runs in issue order anyway
-            if op.kind not in comm_kinds or op.stream == host:
-                continue
+        for op in comm_ops:
             c = op.communicator
             if c is None:
                 continue

@@ -1,8 +1,10 @@
-"""The phase rule's pass over the ops (``phase_steps``) against a direct
-statement of it: one _Step per sequence and step, filled op by op.  The
-engine's pass keeps one per class of ops (the sequences named, the step) and
-merges them; both must give the same steps and metadata problems on every
-example, every model and random schedules whose ops name several sequences."""
+"""Passes over the ops that the engine makes faster than a plain loop,
+against a plain loop: the phase rule's steps (``phase_steps`` keeps one
+_Step per class of ops, the sequences named and the step, and merges them),
+``Schedule.streams`` (grouped rank by rank) and the event links of
+``match`` (found rank by rank).  Each must give what one pass over the ops
+in id order gives, on every example, every model and random schedules,
+also when the ranks' ops interleave."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncproof.ir import Kind, Schedule, load, schedule_from_dict
+from syncproof.semantics.matching import match
 from syncproof.semantics.obligations import WAITING_KINDS, lane_of, phase_obligations, phase_steps
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,7 +93,7 @@ def test_models() -> None:
     assert seen >= 3  # models with phases are among them
 
 
-KINDS = ("compute", "send", "recv", "record", "broadcast")
+KINDS = ("compute", "send", "recv", "record", "broadcast", "wait")
 
 
 @st.composite
@@ -106,8 +109,8 @@ def phased(draw: st.DrawFn) -> Schedule:
                 d["to"] = 1 - r
             elif kind == "recv":
                 d["from"] = 1 - r
-            elif kind == "record":
-                d["event"] = "e"
+            elif kind in ("record", "wait"):
+                d["event"] = draw(st.sampled_from(("e", "f")))
             elif kind == "broadcast":
                 d["group"], d["root"] = "g", draw(st.sampled_from((0, 1)))
             if draw(st.integers(0, 4)):
@@ -126,6 +129,8 @@ def phased(draw: st.DrawFn) -> Schedule:
                 if draw(st.integers(0, 3)) == 0:
                     d["sample"] = True
             ranks[str(r)].append(d)
+        # every rank records both events at its end (so a wait before any record does nothing)
+        ranks[str(r)] += [{"op": "record", "stream": "b", "event": e} for e in ("e", "f")]
     return schedule_from_dict({"syncproof": 2, "groups": {"g": [0, 1]}, "ranks": ranks}, "random")
 
 
@@ -151,3 +156,47 @@ def test_classes_merge_into_each_sequence() -> None:
     assert engine(s) == reference(s)
     # and the obligations made of them: step 1 of sequence 2 follows step 0's samplers
     assert any(getattr(ob, "samples", None) == (2,) for ob in phase_obligations(s))
+
+
+def _streams_by_one_pass(s: Schedule) -> list[tuple[tuple[int, str], tuple[Any, ...]]]:
+    out: dict[tuple[int, str], list[Any]] = defaultdict(list)
+    for op in s.ops:
+        out[(op.rank, op.stream)].append(op)
+    return [(k, tuple(v)) for k, v in out.items()]
+
+
+@settings(max_examples=100, deadline=None, database=None, derandomize=True)
+@given(phased(), st.randoms(use_true_random=False))
+def test_streams_are_program_order_in_issue_order(s: Schedule, rnd: Any) -> None:
+    """Schedule.streams (grouped rank by rank) gives every (rank, stream) in the order of a pass
+    over the ops, also when the ops of the ranks interleave."""
+    import dataclasses
+
+    assert list(s.streams.items()) == _streams_by_one_pass(s)
+    order = list(s.ops)
+    rnd.shuffle(order)  # ranks interleaved; each rank's own order kept
+    order.sort(key=lambda op: (op.index, rnd.random()))
+    ops = tuple(dataclasses.replace(op, id=i) for i, op in enumerate(order))
+    mixed = dataclasses.replace(s, ops=ops)
+    assert list(mixed.streams.items()) == _streams_by_one_pass(mixed)
+    for sched in (s, mixed):
+        m = match(sched)
+        assert (list(m.events), list(m.noop_waits)) == _links_by_one_pass(sched)
+
+
+def _links_by_one_pass(s: Schedule) -> tuple[list[tuple[int, int]], list[int]]:
+    """A wait (or an event's synchronize) binds to the latest record of its event on its rank issued
+    before it; with none, it does nothing (CUDA): in the order of the waits."""
+    latest: dict[tuple[int, str], int] = {}
+    links: list[tuple[int, int]] = []
+    noop: list[int] = []
+    for op in s.ops:
+        if op.kind is Kind.RECORD:
+            latest[(op.rank, op.event or "")] = op.id
+        elif op.kind is Kind.WAIT or (op.kind is Kind.SYNC and op.event is not None):
+            rec = latest.get((op.rank, op.event or ""))
+            if rec is None:
+                noop.append(op.id)
+            else:
+                links.append((rec, op.id))
+    return links, noop
