@@ -82,6 +82,22 @@ def test_bulk_rows_answer_reachability_as_a_search_does() -> None:
     assert n >= 2 * len(s.ops)
 
 
+def _fifo_kahn(sources: list[int], ptr: list[int], dst: list[int], indeg: list[int]) -> list[int]:
+    """Kahn's algorithm with a FIFO queue, as a textbook states it."""
+    from collections import deque
+
+    left = list(indeg)
+    ready, out = deque(sources), []
+    while ready:
+        p = ready.popleft()
+        out.append(p)
+        for q in dst[ptr[p]:ptr[p + 1]]:
+            left[q] -= 1
+            if left[q] == 0:
+                ready.append(q)
+    return out
+
+
 def test_levels_keep_kahns_order() -> None:
     rnd = random.Random(3)
     for _ in range(50):
@@ -96,7 +112,7 @@ def test_levels_keep_kahns_order() -> None:
         indeg = [sum(1 for _, b in edges if b == v) for v in range(n)]
         sources = [v for v in range(n) if indeg[v] == 0]
         order, ends = _kahn_levels(list(sources), ptr, dst, list(indeg))
-        assert order == _kahn_from(list(sources), ptr, dst, list(indeg))
+        assert order == _fifo_kahn(sources, ptr, dst, indeg) == _kahn_from(list(sources), ptr, dst, list(indeg))
         assert ends[-1] == len(order) == n and ends == sorted(ends)
         level = {}
         start = 0

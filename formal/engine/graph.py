@@ -505,9 +505,11 @@ def _kahn(n: int, ptr: list[int], dst: list[int], indeg: list[int],
     return _kahn_from([p for p in range(n) if indeg[p] == 0], ptr, dst, indeg, more)
 
 
-def _kahn_levels(queue: list[int], ptr: list[int], dst: list[int], indeg: list[int]
-                 ) -> tuple[list[int], list[int]]:
-    """:func:`_kahn_from` (the same order), and where each level ends in it:
+def _kahn_levels(queue: list[int], ptr: list[int], dst: list[int], indeg: list[int],
+                 more: dict[int, list[int]] | None = None) -> tuple[list[int], list[int]]:
+    """Kahn's algorithm (FIFO) from the given ready points, on the CSR form
+    plus the ``more`` edges after each point's own (``queue`` is extended and
+    returned, ``indeg`` consumed); and where each level ends in the order:
     level 0 is ``queue``, level k+1 the points made ready while level k is
     placed.  (In FIFO order a level's points come after all of the level
     before: a point is ready once its last predecessor is placed.)"""
@@ -523,6 +525,11 @@ def _kahn_levels(queue: list[int], ptr: list[int], dst: list[int], indeg: list[i
                 indeg[q] -= 1
                 if indeg[q] == 0:
                     queue.append(q)
+            if more and p in more:
+                for q in more[p]:
+                    indeg[q] -= 1
+                    if indeg[q] == 0:
+                        queue.append(q)
     return queue, ends
 
 
@@ -533,20 +540,7 @@ LEVEL_IN_BULK = 6
 def _kahn_from(queue: list[int], ptr: list[int], dst: list[int], indeg: list[int],
                more: dict[int, list[int]] | None = None) -> list[int]:
     """Kahn's algorithm from the given ready points (``queue`` is extended and returned)."""
-    i = 0
-    while i < len(queue):
-        p = queue[i]
-        i += 1
-        for q in dst[ptr[p]:ptr[p + 1]]:
-            indeg[q] -= 1
-            if indeg[q] == 0:
-                queue.append(q)
-        if more and p in more:
-            for q in more[p]:
-                indeg[q] -= 1
-                if indeg[q] == 0:
-                    queue.append(q)
-    return queue
+    return _kahn_levels(queue, ptr, dst, indeg, more)[0]
 
 
 def topological_order(n: int, succ: Sequence[Sequence[int]], blocked: set[int] | None = None) -> list[int]:
