@@ -121,3 +121,66 @@ def test_levels_keep_kahns_order() -> None:
                 level[p] = k
             start = e
         assert all(level[a] < level[b] for a, b in edges)  # no point precedes another of its level
+
+
+def _cyclic(n: int, u: list[int], v: list[int]) -> bool:
+    succ: dict[int, list[int]] = {}
+    for a, b in zip(u, v, strict=True):
+        succ.setdefault(a, []).append(b)
+    indeg = [0] * n
+    for b in v:
+        indeg[b] += 1
+    ready = [p for p in range(n) if indeg[p] == 0]
+    seen = 0
+    while ready:
+        p = ready.pop()
+        seen += 1
+        for q in succ.get(p, ()):
+            indeg[q] -= 1
+            if indeg[q] == 0:
+                ready.append(q)
+    return seen < n
+
+
+@settings(max_examples=200, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(schedules())
+def test_orders_forward_only_says_acyclic_of_an_acyclic_graph(s: Schedule) -> None:
+    """True means the data graph plus the blocking edges has no cycle (the check then skips their graph)."""
+    from syncproof.semantics.precedence import DATA
+
+    full = build_precedence(s, match(s))
+    g = PrecedenceGraph(s, full.data, clocks=False)
+    if not g.acyclic:
+        return
+    blocking = full.cls != DATA
+    if g.orders_forward(full.u[blocking], full.v[blocking]):
+        assert not _cyclic(full.n_points, full.u.tolist(), full.v.tolist())
+
+
+def test_orders_forward_decides_schedules_and_refuses_a_blocking_cycle() -> None:
+    """Messages that may block until received (p2p "any"): an exchange in a matching order is decided
+    without the blocking graph; both ranks sending first is a cycle through blocking edges, never True."""
+    from syncproof.ir import schedule_from_dict
+    from syncproof.semantics.precedence import DATA
+
+    def exchange(first_1: str) -> Schedule:
+        send0, recv0 = {"op": "send", "stream": "c", "to": 1}, {"op": "recv", "stream": "c", "from": 1}
+        send1, recv1 = {"op": "send", "stream": "c", "to": 0}, {"op": "recv", "stream": "c", "from": 0}
+        ops1 = [send1, recv1] if first_1 == "send" else [recv1, send1]
+        return schedule_from_dict({"syncproof": 2, "p2p": "any", "ranks": {"0": [send0, recv0], "1": ops1}},
+                                  "exchange")
+
+    said = {}
+    for first_1 in ("recv", "send"):
+        s = exchange(first_1)
+        full = build_precedence(s, match(s))
+        g = PrecedenceGraph(s, full.data)
+        blocking = full.cls != DATA
+        assert blocking.any()  # message-blocking edges: the question is real
+        # the order is topological for the data graph itself, as the docstring claims
+        assert g.orders_forward(full.data.u, full.data.v)
+        said[first_1] = g.orders_forward(full.u[blocking], full.v[blocking])
+        assert _cyclic(full.n_points, full.u.tolist(), full.v.tolist()) == (first_1 == "send")
+    assert said["recv"]  # decided without the blocking graph
+    assert not said["send"]  # a cycle through blocking edges

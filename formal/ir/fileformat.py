@@ -456,11 +456,17 @@ def op_template(op: Op, group_map: dict[str, tuple[int, ...]]
     index among them (see Op: copied first, then overwritten); and what its checks depend on the
     rank by: the group's members (a collective) and the peer (point to point,
     put, wait_signal)."""
-    fields = lean_fields(op.__dict__)
+    return (lean_fields(op.__dict__), *rank_dependence(op, group_map))
+
+
+def rank_dependence(op: Op, group_map: dict[str, tuple[int, ...]]) -> tuple[tuple[int, ...] | None, int | None]:
+    """What an op's checks depend on the rank by: the members of its group
+    (a collective; the rank must be one) and its peer (point to point, put,
+    wait_signal; the rank must not be it)."""
     k = op.kind
     members = group_map.get(op.group or "") if k.is_collective else None
     peer_of = op.peer if (k.is_p2p or k is Kind.PUT or k is Kind.WAIT_SIGNAL) else None
-    return fields, members, peer_of
+    return members, peer_of
 
 
 #: The fields of an op that have a default other than a factory: the class attribute stands for them.
@@ -746,14 +752,12 @@ def _load_ops(ranked: list[tuple[int, Any]], buffers: dict[str, Buffer], src: st
             # no event, no features; what does not depend on the rank is done here, for every copy)
             of = op_features(op) if track else frozenset()
             features.update(of)
-            if tf is not None:  # built above: its fields are the template; the group and peer as op_template
-                k = op.kind
+            if tf is not None:  # built above: its fields are the template already
                 fields = tf
-                members = group_map.get(op.group or "") if k in collectives else None
-                peer_of = op.peer if k is Kind.SEND or k is Kind.RECV else None
+                members, peer_of = rank_dependence(op, group_map)
             else:
                 fields, members, peer_of = op_template(op, group_map)
-                k = op.kind
+            k = op.kind
             dependent = members is not None or peer_of is not None
             templates[numbers[index]] = (fields, None if fine and not dependent and not of and k is not record
                                          and k is not wait else (fine, members, peer_of, k, of))
