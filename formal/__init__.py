@@ -25,7 +25,7 @@ from .ir import (
 )
 from .result import PROPERTIES, Counterexample, PropertyResult, Report, Run, Verdict
 
-__version__ = "0.5.3"
+__version__ = "0.5.4"
 
 if TYPE_CHECKING:
     from .engine import check_schedule as check_schedule

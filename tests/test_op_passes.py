@@ -165,6 +165,26 @@ def _streams_by_one_pass(s: Schedule) -> list[tuple[tuple[int, str], tuple[Any, 
     return [(k, tuple(v)) for k, v in out.items()]
 
 
+@settings(max_examples=60, deadline=None, database=None, derandomize=True)
+@given(phased(), st.integers(1, 14))
+def test_streams_grouped_either_way(s: Schedule, n_streams: int) -> None:
+    """Both ways Schedule.streams groups a rank's ops (a pass per stream for a few streams, one
+    pass appending to each stream's list for many) give the one-pass order, with up to 14 streams
+    on a rank, so that either side of the cut-off is taken."""
+    import dataclasses
+    from unittest import mock
+
+    import syncproof.ir.schedule as schedule_module
+
+    many = dataclasses.replace(s, ops=tuple(dataclasses.replace(op, stream=f"s{(op.id * 7) % n_streams}")
+                                            for op in s.ops))
+    for sched in (s, many):
+        want = _streams_by_one_pass(sched)
+        for few in (0, 1, 8, 100):
+            with mock.patch.object(schedule_module, "_FEW_STREAMS", few):
+                assert list(dataclasses.replace(sched).streams.items()) == want
+
+
 @settings(max_examples=100, deadline=None, database=None, derandomize=True)
 @given(phased(), st.randoms(use_true_random=False))
 def test_streams_are_program_order_in_issue_order(s: Schedule, rnd: Any) -> None:

@@ -6,6 +6,8 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import compress, repeat
+from operator import attrgetter, eq
 
 from .choices import Choice
 from .ops import ALLOCATOR_KINDS, HOST_STREAM, Kind, Op
@@ -13,6 +15,8 @@ from .region import FULL, Interval, Region, shared_interval
 
 P2P_MODES = ("any", "rendezvous", "eager")
 # The kinds seq_numbers numbers: collectives, sends, recvs, puts and signal waits.
+_STREAM = attrgetter("stream")
+_FEW_STREAMS = 8  # above this many streams on a rank, one pass that appends to each stream's list
 _NUMBERED = frozenset(k for k in Kind if k.is_collective or k in (Kind.SEND, Kind.RECV, Kind.PUT, Kind.WAIT_SIGNAL))
 PROGRESS_MODES = ("any", "concurrent")
 
@@ -149,11 +153,17 @@ class Schedule:
         """Program order of every (rank, stream)."""
         out: dict[tuple[int, str], tuple[Op, ...]] = {}
         for r, ops in self.by_rank.items():  # (one dict per rank: no key tuple made per op)
+            names = list(map(_STREAM, ops))
+            distinct = dict.fromkeys(names)  # the rank's streams, in first-issue order
+            if len(distinct) <= _FEW_STREAMS:  # a few streams: one C-level pass over the rank per stream
+                for stream in distinct:
+                    out[(r, stream)] = tuple(compress(ops, map(eq, names, repeat(stream))))
+                continue
             per: dict[str, list[Op]] = {}
-            for op in ops:
-                lst = per.get(op.stream)
+            for op, stream in zip(ops, names, strict=True):
+                lst = per.get(stream)
                 if lst is None:
-                    per[op.stream] = [op]
+                    per[stream] = [op]
                 else:
                     lst.append(op)
             for stream, lst in per.items():
