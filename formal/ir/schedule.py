@@ -14,9 +14,9 @@ from .ops import ALLOCATOR_KINDS, HOST_STREAM, Kind, Op
 from .region import FULL, Interval, Region, shared_interval
 
 P2P_MODES = ("any", "rendezvous", "eager")
-# The kinds seq_numbers numbers: collectives, sends, recvs, puts and signal waits.
 _STREAM = attrgetter("stream")
 _FEW_STREAMS = 8  # above this many streams on a rank, one pass that appends to each stream's list
+# The kinds seq_numbers numbers: collectives, sends, recvs, puts and signal waits.
 _NUMBERED = frozenset(k for k in Kind if k.is_collective or k in (Kind.SEND, Kind.RECV, Kind.PUT, Kind.WAIT_SIGNAL))
 PROGRESS_MODES = ("any", "concurrent")
 
